@@ -1,0 +1,41 @@
+"""GCN notices: the ``@gcn.handler`` decorator and notice-type helpers.
+
+Usage
+-----
+>>> from gcn import NoticeType
+>>> from gw_ops import gcn
+>>> @gcn.handler(NoticeType.FERMI_GBM_GND_POS, NoticeType.SWIFT_BAT_GRB_POS_ACK, pool="exttrig")
+... def handle_grb(payload, root):
+...     ...
+
+``payload`` is the VOEvent XML (bytes) and ``root`` its parsed lxml root element.
+Delivery is at-least-once: handlers must be idempotent.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from gcn import NoticeType  # pygcn: an IntEnum of GCN notice types, a light import
+
+from gw_ops.registry import register
+
+
+def notice_type_name(notice_type: NoticeType | int | str) -> str:
+    """Canonical name of a notice type (``NoticeType`` member, its number, or its name)."""
+    if isinstance(notice_type, str):
+        return NoticeType[notice_type].name
+    return NoticeType(int(notice_type)).name
+
+
+def handler(*notice_types: NoticeType | int | str, **task_kwargs: Any) -> Callable:
+    """Register a function as the handler of the given GCN notice types.
+
+    Parameters
+    ----------
+    *notice_types : gcn.NoticeType, int or str
+        Notice types, e.g. ``NoticeType.FERMI_GBM_FLT_POS``.
+    **task_kwargs
+        Airflow settings of the handler's lane: ``pool``, ``queue``, ``priority_weight``,
+        ``retries``, ``execution_timeout``, ``sort_key``.
+    """
+    return register("gcn", tuple(notice_type_name(t) for t in notice_types), task_kwargs)

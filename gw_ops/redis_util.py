@@ -1,0 +1,119 @@
+"""Redis connections and the key names gw-ops writes.
+
+Every key is built with :meth:`gw_ops.config.Settings.key`, so one Redis server can
+hold several deployments (and test sessions) side by side.
+
+Key layout (``P`` is ``settings.key_prefix``):
+
+``P lvalert:<node>``
+    Stream of LVAlert messages of one GraceDB node; field ``payload`` holds the JSON
+    text ``{"uid", "alert_type", "data", "object"}``.
+``P gcn:incoming``
+    Stream of received GCN notices; fields ``xml``, ``notice_type``, ``ivorn``,
+    ``received`` (Unix time, s).
+``P voevent:outgoing``
+    Stream of VOEvents the broker sends; fields ``xml``, ``ivorn``.
+``P deadletter:<source>``
+    Stream of rejected input; fields ``source``, ``reason``, ``payload``, ``time``.
+``P health:<component>``
+    Hash with ``state``, ``since``, ``last_message``, ``detail`` of a listener.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+
+from gw_ops.config import Settings, get_settings
+
+
+def get_redis(settings: Settings | None = None, **kwargs: Any) -> redis.Redis:
+    """Synchronous client for ``settings.redis_url`` (bytes responses)."""
+    settings = settings or get_settings()
+    return redis.Redis.from_url(settings.redis_url, **kwargs)
+
+
+def get_async_redis(settings: Settings | None = None, **kwargs: Any):
+    """``redis.asyncio`` client for ``settings.redis_url`` (for triggers and services)."""
+    import redis.asyncio as aioredis
+
+    settings = settings or get_settings()
+    return aioredis.Redis.from_url(settings.redis_url, **kwargs)
+
+
+def lvalert_stream(settings: Settings, node: str) -> str:
+    """Stream key of one LVAlert node."""
+    return settings.key("lvalert", node)
+
+
+def gcn_incoming_stream(settings: Settings) -> str:
+    """Stream key of received GCN notices."""
+    return settings.key("gcn", "incoming")
+
+
+def voevent_outgoing_stream(settings: Settings) -> str:
+    """Stream key of the VOEvents the broker sends."""
+    return settings.key("voevent", "outgoing")
+
+
+def deadletter_stream(settings: Settings, source: str) -> str:
+    """Stream key of rejected input from one source (``lvalert``, ``gcn``, ...)."""
+    return settings.key("deadletter", source)
+
+
+def health_key(settings: Settings, component: str) -> str:
+    """Hash key of one listener's health record."""
+    return settings.key("health", component)
+
+
+def dead_letter(client: redis.Redis, settings: Settings, source: str, reason: str,
+                payload: bytes | str, maxlen: int = 10_000) -> bytes:
+    """Keep rejected input for inspection and return its stream id.
+
+    Parameters
+    ----------
+    client : redis.Redis
+    settings : Settings
+    source : str
+        Where it came from, e.g. ``"gcn"`` or ``"lvalert:cbc_gstlal"``.
+    reason : str
+        Why it was rejected, one line.
+    payload : bytes or str
+        The raw input as received.
+    maxlen : int
+        Approximate length the dead-letter stream is trimmed to.
+    """
+    fields = {"source": source, "reason": reason, "payload": payload, "time": repr(time.time())}
+    return client.xadd(deadletter_stream(settings, source.split(":")[0]), fields,
+                       maxlen=maxlen, approximate=True)
+
+
+def record_health(client: redis.Redis, settings: Settings, component: str, state: str,
+                  detail: str = "", message_seen: bool = False) -> None:
+    """Record a listener's connection state (``connected``/``disconnected``).
+
+    ``since`` changes only when the state changes; ``last_message`` is stamped when
+    ``message_seen`` is true.  Times are Unix seconds.
+    """
+    key = health_key(settings, component)
+    now = repr(time.time())
+    previous = client.hget(key, "state")
+    mapping = {"state": state, "detail": detail, "updated": now}
+    if previous is None or previous.decode() != state:
+        mapping["since"] = now
+    if message_seen:
+        mapping["last_message"] = now
+    client.hset(key, mapping=mapping)
+
+
+def read_health(client: redis.Redis, settings: Settings, component: str) -> dict[str, Any]:
+    """A listener's health record as a dict of str (empty when never recorded)."""
+    raw = client.hgetall(health_key(settings, component))
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON used for every stream payload."""
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True)
