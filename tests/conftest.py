@@ -17,6 +17,8 @@ import redis
 from gw_ops.config import Settings, get_settings
 
 pytest_plugins = [
+    "tests.fixtures.gracedb",
+    "tests.fixtures.broker",
     "tests.fixtures.stack",
 ]
 
