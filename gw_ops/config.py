@@ -121,6 +121,26 @@ class Settings:
     plot_volume: bool = _doc("Render the 3D volume plot after the alert (about 10 min on 2 "
                              "cores here).", default=True)
 
+    # --- superevent manager (gw_ops.superevents) -------------------------------------
+    superevent_far_threshold_hz: float = _doc("Events with a false alarm rate above this (Hz) "
+                                              "are not grouped into superevents (1 per hour).",
+                                              default=1 / 3600)
+    superevent_query_window_s: float = _doc("Existing superevents whose t_0 lies within this "
+                                            "many seconds of an event's gpstime are candidates "
+                                            "for the event to join.", default=100.0)
+    superevent_cbc_window_s: float = _doc("Half-width (s) of a CBC event's time window around "
+                                          "its gpstime. Burst windows come from the event "
+                                          "itself (cWB: its duration).", default=1.0)
+    superevent_alert_thresholds: tuple[str, ...] = _doc(
+        "Public-alert thresholds per search, one entry "
+        "'<cbc|burst>:<search>:<trials factor>:<significant FAR, Hz>:<less-significant FAR, Hz "
+        "or off>'; rates may be written as fractions (1/2592000 = once per 30 days). An event "
+        "passes a threshold when FAR x trials factor <= the threshold. Searches not listed are "
+        "never significant.",
+        default=("cbc:allsky:7:1/2592000:2/86400", "cbc:earlywarning:4:1/2592000:off",
+                 "cbc:mdc:7:1/2592000:off", "cbc:ssm:3:1/31536000:off",
+                 "burst:allsky:3:1/31536000:2/86400", "burst:bbh:7:1/2592000:2/86400"))
+
     # --- derived values --------------------------------------------------------------
     @property
     def state_path(self) -> Path:
