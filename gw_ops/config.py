@@ -141,6 +141,43 @@ class Settings:
                  "cbc:mdc:7:1/2592000:off", "cbc:ssm:3:1/31536000:off",
                  "burst:allsky:3:1/31536000:2/86400", "burst:bbh:7:1/2592000:2/86400"))
 
+    # --- external triggers and RAVEN (gw_ops.external_triggers, gw_ops.raven) ----------
+    exttrig_test_notices: str = _doc("What a GCN notice with role='test' becomes: 'mdc' (an "
+                                     "External event of search MDC, matched only with MDC "
+                                     "superevents), 'test' (an event of group Test, matched "
+                                     "only with Test superevents) or 'ignore'.", default="mdc")
+    exttrig_fermi_min_grb_percent: float = _doc("A Fermi GBM notice whose GRB classification "
+                                                "probability is below this (%) gets NOT_GRB.",
+                                                default=50.0)
+    exttrig_subthreshold_min_reliability: int = _doc("A Fermi subthreshold notice whose "
+                                                     "Reliability is below this gets NOT_GRB "
+                                                     "(5: reliability <= 4 is vetoed).", default=5)
+    ext_skymap_max_order: int = _doc("Finest HEALPix order of external sky maps (order 10: "
+                                     "3.4 arcmin pixels); tests use a low one.", default=10)
+    raven_window_grb_cbc: tuple[str, ...] = _doc("RAVEN window 'lower,upper' (s) of t_ext - t_gw "
+                                                 "for a GRB and a CBC superevent.",
+                                                 default=("-5", "1"))
+    raven_window_grb_burst: tuple[str, ...] = _doc("RAVEN window (s) of t_ext - t_gw, GRB and "
+                                                   "burst superevent.", default=("-600", "60"))
+    raven_window_subfermi: tuple[str, ...] = _doc("RAVEN window (s) of t_ext - t_gw, Fermi "
+                                                  "subthreshold GRB.", default=("-11", "1"))
+    raven_window_subswift: tuple[str, ...] = _doc("RAVEN window (s) of t_ext - t_gw, Swift "
+                                                  "subthreshold GRB.", default=("-20", "10"))
+    raven_window_hen_cbc: tuple[str, ...] = _doc("RAVEN window (s) of t_ext - t_gw, IceCube "
+                                                 "neutrino and CBC superevent.",
+                                                 default=("-10", "10"))
+    raven_window_hen_burst: tuple[str, ...] = _doc("RAVEN window (s) of t_ext - t_gw, IceCube "
+                                                   "neutrino and burst superevent.",
+                                                   default=("-500", "500"))
+    raven_window_snews: tuple[str, ...] = _doc("RAVEN window (s) of t_ext - t_gw, SNEWS.",
+                                               default=("-10", "10"))
+    raven_rate_grb_per_year: float = _doc("Rate (per year) of external GRB triggers, for the "
+                                          "joint temporal FAR.", default=325.0)
+    raven_rate_subgrb_per_year: float = _doc("Rate (per year) of subthreshold GRB triggers.",
+                                             default=390.0)
+    raven_rate_hen_per_year: float = _doc("Rate (per year) of IceCube track alerts.",
+                                          default=15.0)
+
     # --- derived values --------------------------------------------------------------
     @property
     def state_path(self) -> Path:
