@@ -178,6 +178,11 @@ class Settings:
     raven_rate_hen_per_year: float = _doc("Rate (per year) of IceCube track alerts.",
                                           default=15.0)
 
+    # --- handler registry ---------------------------------------------------------
+    extra_handler_modules: tuple[str, ...] = _doc("More modules whose import registers handlers, "
+                                                  "e.g. gw_ops.probe (the latency probe that tests "
+                                                  "and benchmarks use).", default=())
+
     # --- derived values --------------------------------------------------------------
     @property
     def state_path(self) -> Path:

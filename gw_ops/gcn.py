@@ -39,3 +39,29 @@ def handler(*notice_types: NoticeType | int | str, **task_kwargs: Any) -> Callab
         ``retries``, ``execution_timeout``, ``sort_key``.
     """
     return register("gcn", tuple(notice_type_name(t) for t in notice_types), task_kwargs)
+
+
+def decode_notice(fields: dict[str, bytes]) -> tuple[str, bytes, Any]:
+    """Notice type name, XML payload and parsed root of a ``gcn:incoming`` stream entry.
+
+    Raises
+    ------
+    gw_ops.errors.PermanentError
+        When the entry has no XML, the XML does not parse (safely), or the type is unknown.
+    """
+    from gw_ops.errors import PermanentError
+    from gw_ops.vtp import parse_xml
+
+    payload = fields.get("xml")
+    if not payload:
+        raise PermanentError("GCN stream entry without xml")
+    try:
+        root = parse_xml(payload)
+    except Exception as exc:  # noqa: BLE001 (any parse failure is permanent)
+        raise PermanentError(f"GCN notice does not parse: {exc}") from exc
+    raw_type = fields.get("notice_type", b"").decode()
+    try:
+        name = notice_type_name(int(raw_type)) if raw_type.isdigit() else notice_type_name(raw_type)
+    except (KeyError, ValueError) as exc:
+        raise PermanentError(f"unknown GCN notice type {raw_type!r}") from exc
+    return name, payload, root

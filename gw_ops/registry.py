@@ -43,7 +43,8 @@ class HandlerSpec:
         key); ``func(payload: bytes, root: lxml.etree._Element)`` for GCN.
     task_kwargs : dict
         Airflow task settings of the handler's lane (see :data:`TASK_KWARGS`).
-        ``sort_key`` (a function of one message) orders each drained batch.
+        ``sort_key`` (a function of one decoded LVAlert message dict) orders each drained
+        batch; ties keep arrival order.
     """
 
     kind: str
@@ -83,8 +84,15 @@ def register(kind: str, keys: tuple[str, ...], task_kwargs: dict[str, Any]) -> C
     return decorate
 
 
-def load_handlers(modules: tuple[str, ...] = HANDLER_MODULES) -> list[HandlerSpec]:
-    """Import the handler modules and return every registered handler, sorted by name."""
+def load_handlers(modules: tuple[str, ...] | None = None) -> list[HandlerSpec]:
+    """Import the handler modules and return every registered handler, sorted by name.
+
+    By default the modules are :data:`HANDLER_MODULES` plus the setting
+    ``extra_handler_modules``.
+    """
+    if modules is None:
+        from gw_ops.config import get_settings
+        modules = HANDLER_MODULES + get_settings().extra_handler_modules
     for module in modules:
         importlib.import_module(module)
     return sorted(_REGISTRY.values(), key=lambda spec: spec.name)

@@ -1,0 +1,67 @@
+"""Declare one Airflow DAG per registered handler (``@lvalert.handler``, ``@gcn.handler``).
+
+Each handler DAG has one task, ``drain``, that runs :func:`gw_ops.airflow.lanes.run_lane`
+in the handler's pool/queue.  It is scheduled by an asset whose watcher is a
+:class:`~gw_ops.airflow.triggers.StreamDoorbellTrigger` on the handler's consumer group;
+GCN handler DAGs are also woken by the asset of the :class:`GcnListenerTrigger`, which
+fires once per received notice.  Airflow may fold several asset events into one run:
+that is harmless, since a run drains everything waiting.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+#: Owner shown in the Airflow UI for every gw-ops DAG.
+OWNER = "gw-ops"
+#: Name of the asset fired by the GCN listener.
+GCN_NOTICES_ASSET = "gw_ops.gcn.notices"
+
+
+def default_args(**overrides: Any) -> dict[str, Any]:
+    """Task defaults of every gw-ops DAG."""
+    args = {"owner": OWNER, "retries": 2, "retry_delay": timedelta(seconds=10)}
+    args.update(overrides)
+    return args
+
+
+def _doc(spec) -> str:
+    doc = (spec.func.__doc__ or "").strip().splitlines()
+    summary = doc[0] if doc else spec.name
+    what = "LVAlert nodes" if spec.kind == "lvalert" else "GCN notice types"
+    return (f"### {spec.dag_id}\n\nHandler `{spec.name}`: {summary}\n\n"
+            f"Runs for every message on the {what}: {', '.join(f'`{k}`' for k in spec.keys)}.\n\n"
+            "Woken by its doorbell trigger; the `drain` task handles every waiting message "
+            "and acknowledges each after success (at-least-once, idempotent handlers).")
+
+
+def declare_handler_dags() -> dict[str, Any]:
+    """Build the handler DAGs from the registry; returns ``{dag_id: DAG}``."""
+    from airflow.providers.standard.operators.python import PythonOperator
+    from airflow.sdk import DAG, Asset, AssetWatcher
+
+    from gw_ops.airflow.lanes import lane_streams, run_lane
+    from gw_ops.airflow.triggers import GcnListenerTrigger, StreamDoorbellTrigger
+    from gw_ops.config import get_settings
+    from gw_ops.registry import load_handlers
+
+    settings = get_settings()
+    gcn_asset = Asset(name=GCN_NOTICES_ASSET,
+                      watchers=[AssetWatcher(name="gcn_listener", trigger=GcnListenerTrigger())])
+    dags: dict[str, Any] = {}
+    for spec in load_handlers():
+        doorbell = Asset(name=f"gw_ops.lane.{spec.dag_id}", watchers=[AssetWatcher(
+            name=f"doorbell_{spec.dag_id}",
+            trigger=StreamDoorbellTrigger(streams=lane_streams(spec, settings), group=spec.dag_id,
+                                          component=spec.kind))])
+        schedule = (gcn_asset | doorbell) if spec.kind == "gcn" else doorbell
+        task_settings = {k: v for k, v in spec.task_kwargs.items()
+                         if k in ("pool", "queue", "priority_weight", "execution_timeout")}
+        retries = spec.task_kwargs.get("retries", 2)
+        with DAG(dag_id=spec.dag_id, schedule=schedule, doc_md=_doc(spec), catchup=False,
+                 tags=["gw-ops", "handler", spec.kind], default_args=default_args(retries=retries),
+                 max_active_runs=spec.task_kwargs.get("max_active_runs", 16)) as dag:
+            PythonOperator(task_id="drain", python_callable=run_lane,
+                           op_kwargs={"handler_name": spec.name}, **task_settings)
+        dags[spec.dag_id] = dag
+    return dags

@@ -1,0 +1,67 @@
+"""Task functions of the scheduled maintenance DAGs (what Celery beat did in GWCelery)."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from gw_ops.config import Settings, get_settings
+
+#: Listeners whose health records the health DAG checks.
+LISTENERS = ("lvalert", "gcn", "broker")
+
+
+def smoke(settings: Settings | None = None) -> dict[str, Any]:
+    """Check that a task reaches Redis and GraceDB; return what it saw (trivial DAG of the demo)."""
+    import urllib.request
+
+    from gw_ops.redis_util import get_redis
+
+    settings = settings or get_settings()
+    redis_ok = bool(get_redis(settings).ping())
+    with urllib.request.urlopen(settings.gracedb_api_url, timeout=10) as response:  # noqa: S310
+        gracedb_status = response.status
+    return {"redis": redis_ok, "gracedb_http_status": gracedb_status}
+
+
+def listener_problems(records: dict[str, dict[str, str]], now: float, down_alarm_s: float) -> list[str]:
+    """Pure rule of the health DAG: which listeners are down, or silent, for too long.
+
+    Parameters
+    ----------
+    records : dict
+        ``{listener: health record}`` (see :func:`gw_ops.redis_util.record_health`).
+    now : float
+        Current Unix time (s).
+    down_alarm_s : float
+        Longest tolerated outage (s).
+
+    Returns
+    -------
+    list of str
+        One line per problem; empty when all is well.
+    """
+    problems = []
+    for name, record in records.items():
+        if not record:
+            problems.append(f"{name}: no health record (listener never started)")
+            continue
+        since = float(record.get("since", now))
+        updated = float(record.get("updated", now))
+        if record.get("state") != "connected" and now - since > down_alarm_s:
+            problems.append(f"{name}: {record.get('state')} for {now - since:.0f} s ({record.get('detail', '')})")
+        elif now - updated > down_alarm_s:
+            problems.append(f"{name}: no heartbeat for {now - updated:.0f} s")
+    return problems
+
+
+def check_listeners(settings: Settings | None = None) -> dict[str, dict[str, str]]:
+    """Fail (raise) when a listener has been down longer than ``listener_down_alarm_s``."""
+    from gw_ops.redis_util import get_redis, read_health
+
+    settings = settings or get_settings()
+    client = get_redis(settings)
+    records = {name: read_health(client, settings, name) for name in LISTENERS}
+    problems = listener_problems(records, time.time(), settings.listener_down_alarm_s)
+    if problems:
+        raise RuntimeError("listeners unhealthy: " + "; ".join(problems))
+    return records

@@ -1,0 +1,211 @@
+"""Triggers of the Airflow triggerer: the long-lived listeners of gw-ops.
+
+:class:`StreamDoorbellTrigger`
+    Watches Redis streams for one consumer group and fires (an asset event, hence a DAG
+    run) when the group has work: new entries, or entries delivered long ago and never
+    acknowledged.  It reads nothing on the group's behalf, so nothing is lost when the
+    triggerer dies or when Airflow folds several asset events into one run; see
+    :mod:`gw_ops.streams` for the whole delivery design.
+:class:`GcnListenerTrigger`
+    Holds the VOEvent Transport Protocol connection to the GCN servers, appends every
+    notice to the durable ``gcn:incoming`` stream *before* acknowledging it to the
+    server, and fires once per notice.
+:class:`LVAlertMatchTrigger`
+    Fires once when a message matching a filter appears on LVAlert streams after a given
+    stream id: the deferrable half of :class:`gw_ops.airflow.sensors.LVAlertSensor`.
+
+All take only JSON-serialisable arguments; settings come from the ``GW_OPS_*``
+environment of the triggerer, like everything else.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any, AsyncIterator
+
+from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+
+log = logging.getLogger(__name__)
+
+
+def _settings():
+    from gw_ops.config import get_settings
+    return get_settings()
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class StreamDoorbellTrigger(BaseEventTrigger):
+    """Fire when consumer group ``group`` has work waiting on ``streams``.
+
+    Parameters
+    ----------
+    streams : list of str
+        Redis stream keys (with the deployment's key prefix).
+    group : str
+        Consumer group, i.e. the handler DAG id.
+    component : str
+        Name under which the listener's health is recorded (``lvalert``, ``gcn``).
+    rering_s : float, optional
+        Ring again after this long (s) while work still waits (default: setting
+        ``lvalert_rering_s``).
+    """
+
+    def __init__(self, streams: list[str], group: str, component: str = "lvalert",
+                 rering_s: float | None = None):
+        super().__init__()
+        self.streams = list(streams)
+        self.group = group
+        self.component = component
+        self.rering_s = rering_s
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (f"{type(self).__module__}.{type(self).__qualname__}",
+                {"streams": self.streams, "group": self.group, "component": self.component,
+                 "rering_s": self.rering_s})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        # The sync Redis client in a worker thread keeps one implementation of the
+        # "is there work" rule (gw_ops.streams.waiting_work) for trigger, tests and tasks.
+        from gw_ops.redis_util import get_redis, record_health
+        from gw_ops.streams import ensure_group, waiting_work
+
+        settings = _settings()
+        rering_s = self.rering_s if self.rering_s is not None else settings.lvalert_rering_s
+        client = get_redis(settings, socket_timeout=settings.lvalert_poll_block_ms / 1000 + 5)
+        detail = f"watching {len(self.streams)} streams for {self.group}"
+        last_seen = {stream: "$" for stream in self.streams}
+        last_signature: tuple | None = None
+        last_ring = 0.0
+        healthy = None
+
+        def check_work() -> dict[str, int]:
+            for stream in self.streams:
+                ensure_group(client, stream, self.group)
+            return waiting_work(client, self.streams, self.group, settings.lvalert_claim_idle_s)
+
+        def wait_for_entries() -> bool:
+            reply = client.xread(last_seen, block=settings.lvalert_poll_block_ms, count=100)
+            for stream, entries in reply or []:
+                if entries:
+                    last_seen[_text(stream)] = _text(entries[-1][0])
+            return bool(reply)
+
+        try:
+            while True:
+                try:
+                    work = await asyncio.to_thread(check_work)
+                    if healthy is not True:
+                        await asyncio.to_thread(record_health, client, settings, self.component,
+                                                "connected", detail)
+                        healthy = True
+                    now = time.time()
+                    signature = tuple(sorted(work.items()))
+                    if work and (signature != last_signature or now - last_ring >= rering_s):
+                        last_signature, last_ring = signature, now
+                        yield TriggerEvent({"group": self.group, "work": dict(work), "rung_at": now})
+                    elif not work:
+                        last_signature = None
+                    if await asyncio.to_thread(wait_for_entries):
+                        await asyncio.to_thread(record_health, client, settings, self.component,
+                                                "connected", detail, True)
+                except Exception as exc:  # noqa: BLE001 (a listener must keep running)
+                    if not type(exc).__module__.startswith("redis") and not isinstance(exc, OSError):
+                        raise
+                    log.error("doorbell %s: Redis unavailable (%s); retrying in 1 s", self.group, exc)
+                    healthy = False
+                    await asyncio.sleep(1.0)
+        finally:
+            client.close()
+
+
+class GcnListenerTrigger(BaseEventTrigger):
+    """The GCN listener: a VTP subscriber that makes every notice durable, then rings.
+
+    Parameters
+    ----------
+    servers : list of str, optional
+        ``host:port`` of VTP servers (default: setting ``gcn_servers``, i.e. the local
+        broker in the local preset).
+    """
+
+    def __init__(self, servers: list[str] | None = None):
+        super().__init__()
+        self.servers = list(servers) if servers else None
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (f"{type(self).__module__}.{type(self).__qualname__}", {"servers": self.servers})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from gw_ops import vtp
+
+        settings = _settings()
+        servers = self.servers or list(settings.gcn_server_list)
+        rings: asyncio.Queue = asyncio.Queue()
+        pump = asyncio.create_task(vtp.gcn_to_redis(settings, servers=servers, on_notice=rings.put_nowait))
+        try:
+            while True:
+                getter = asyncio.create_task(rings.get())
+                done, _ = await asyncio.wait({getter, pump}, return_when=asyncio.FIRST_COMPLETED)
+                if pump in done:
+                    getter.cancel()
+                    pump.result()  # re-raise what ended the listener (it should never end)
+                    raise RuntimeError("GCN listener stopped unexpectedly")
+                yield TriggerEvent({"notice": getter.result(), "rung_at": time.time()})
+        finally:
+            pump.cancel()
+
+
+class LVAlertMatchTrigger(BaseEventTrigger):
+    """Fire once when an LVAlert message matching ``match`` appears after ``after_ids``.
+
+    Parameters
+    ----------
+    streams : list of str
+        Stream keys to watch.
+    after_ids : dict
+        ``{stream: id}``: only entries newer than these count (captured before the
+        sensor checked GraceDB, so nothing falls between check and wait).
+    match : dict
+        Conditions on the message: ``uid``, ``alert_type``, and ``label`` (the added
+        label's name for ``label_added`` messages).  Missing keys match anything.
+    """
+
+    def __init__(self, streams: list[str], after_ids: dict[str, str], match: dict[str, str]):
+        super().__init__()
+        self.streams = list(streams)
+        self.after_ids = dict(after_ids)
+        self.match = dict(match)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (f"{type(self).__module__}.{type(self).__qualname__}",
+                {"streams": self.streams, "after_ids": self.after_ids, "match": self.match})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        import redis.asyncio as aioredis
+
+        from gw_ops.lvalert import message_matches
+
+        settings = _settings()
+        client = aioredis.Redis.from_url(settings.redis_url)
+        cursor = dict(self.after_ids)
+        try:
+            while True:
+                reply = await client.xread(cursor, block=settings.lvalert_poll_block_ms, count=100)
+                for stream, entries in reply or []:
+                    for message_id, fields in entries:
+                        cursor[_text(stream)] = _text(message_id)
+                        try:
+                            message = json.loads(fields[b"payload"])
+                        except (KeyError, ValueError):
+                            continue
+                        if message_matches(message, self.match):
+                            yield TriggerEvent({"stream": _text(stream), "id": _text(message_id),
+                                                "message": message})
+                            return
+        finally:
+            await client.aclose()

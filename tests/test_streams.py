@@ -1,0 +1,154 @@
+"""The doorbell-and-drain delivery core (gw_ops.streams) against the real Redis."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gw_ops import lvalert
+from gw_ops.errors import PermanentError, TransientError
+from gw_ops.redis_util import deadletter_stream, lvalert_stream
+from gw_ops.streams import drain, ensure_group, waiting_work
+
+GROUP = "lane_test"
+
+
+def publish(client, stream, uid, alert_type="new", **extra):
+    payload = json.dumps({"uid": uid, "alert_type": alert_type, "data": extra, "object": {}})
+    return client.xadd(stream, {"payload": payload})
+
+
+@pytest.fixture
+def lane(fresh_prefix_settings, redis_client):
+    settings = fresh_prefix_settings
+    streams = [lvalert_stream(settings, "cbc_gstlal"), lvalert_stream(settings, "cbc_pycbc")]
+    for stream in streams:
+        ensure_group(redis_client, stream, GROUP)
+    return settings, streams
+
+
+def recorder(seen):
+    def handle(message):
+        decoded = lvalert.decode_message(message.fields[b"payload"] if b"payload" in message.fields
+                                         else message.fields["payload"], lvalert.node_of_stream(message.stream))
+        seen.append((decoded["node"], decoded["uid"], decoded["alert_type"]))
+    return handle
+
+
+def test_every_message_handled_exactly_once_across_streams(lane, redis_client):
+    settings, streams = lane
+    for i in range(30):
+        publish(redis_client, streams[i % 2], f"G{i}")
+    assert waiting_work(redis_client, streams, GROUP, claim_idle_s=60)
+    seen = []
+    report = drain(redis_client, settings, streams, GROUP, "c1", recorder(seen))
+    assert sorted(uid for _, uid, _ in seen) == sorted(f"G{i}" for i in range(30))
+    assert len(report.handled) == 30
+    assert waiting_work(redis_client, streams, GROUP, claim_idle_s=60) == {}
+    # a second drain finds nothing: no message is handled twice
+    assert drain(redis_client, settings, streams, GROUP, "c2", recorder(seen)).summary()["handled"] == 0
+    assert len(seen) == 30
+
+
+def test_sort_key_orders_batch_and_ties_keep_arrival(lane, redis_client):
+    settings, streams = lane
+    publish(redis_client, streams[0], "G1", "new")
+    publish(redis_client, streams[0], "G1", "label_added")
+    publish(redis_client, streams[1], "G2", "new")
+    publish(redis_client, streams[1], "G2", "label_added")
+    seen = []
+
+    def sort_key(message):
+        payload = json.loads(message.fields["payload"])
+        return 0 if payload["alert_type"] == "label_added" else 1
+
+    drain(redis_client, settings, streams, GROUP, "c1", recorder(seen), sort_key=sort_key)
+    assert [(uid, kind) for _, uid, kind in seen] == [
+        ("G1", "label_added"), ("G2", "label_added"), ("G1", "new"), ("G2", "new")]
+
+
+def test_messages_of_a_dead_consumer_are_reclaimed(lane, redis_client):
+    settings, streams = lane
+    for i in range(5):
+        publish(redis_client, streams[0], f"G{i}")
+    # a consumer reads the messages and dies before acknowledging them
+    redis_client.xreadgroup(GROUP, "dead-consumer", {streams[0]: ">"}, count=10)
+    assert waiting_work(redis_client, streams, GROUP, claim_idle_s=0) == {streams[0]: 5}
+    import dataclasses
+    settings = dataclasses.replace(settings, lvalert_claim_idle_s=0)
+    seen = []
+    report = drain(redis_client, settings, streams, GROUP, "c2", recorder(seen))
+    assert report.reclaimed == 5
+    assert sorted(uid for _, uid, _ in seen) == [f"G{i}" for i in range(5)]
+    assert redis_client.xpending(streams[0], GROUP)["pending"] == 0
+
+
+def test_redelivered_message_already_done_is_not_handled_again(lane, redis_client):
+    settings, streams = lane
+    publish(redis_client, streams[0], "G1")
+    seen = []
+    drain(redis_client, settings, streams, GROUP, "c1", recorder(seen))
+    # simulate the crash window: the done marker and ack went through, then Redis
+    # delivers the same id again to another group member (e.g. after XCLAIM by hand)
+    message_id = redis_client.xrange(streams[0])[0][0]
+    redis_client.xgroup_setid(streams[0], GROUP, id="0")
+    report = drain(redis_client, settings, streams, GROUP, "c2", recorder(seen))
+    assert report.skipped_duplicates == [message_id.decode()]
+    assert len(seen) == 1
+
+
+def test_bad_json_is_dead_lettered_and_the_lane_goes_on(lane, redis_client):
+    settings, streams = lane
+    redis_client.xadd(streams[0], {"payload": "{not json"})
+    redis_client.xadd(streams[0], {"payload": json.dumps({"alert_type": "new"})})  # no uid
+    publish(redis_client, streams[0], "G-good")
+    seen = []
+    report = drain(redis_client, settings, streams, GROUP, "c1", recorder(seen))
+    assert [uid for _, uid, _ in seen] == ["G-good"]
+    assert len(report.dead_lettered) == 2
+    letters = redis_client.xrange(deadletter_stream(settings, "lvalert"))
+    reasons = [fields[b"reason"].decode() for _, fields in letters]
+    assert any("not JSON" in r for r in reasons) and any("lacks uid" in r for r in reasons)
+    assert redis_client.xpending(streams[0], GROUP)["pending"] == 0
+
+
+def test_transient_failure_is_retried_then_succeeds(lane, redis_client, monkeypatch):
+    import gw_ops.streams as streams_module
+    monkeypatch.setattr(streams_module, "TRANSIENT_RETRY_WAITS_S", (0.01, 0.01))
+    settings, streams = lane
+    publish(redis_client, streams[0], "G1")
+    attempts = []
+
+    def flaky(message):
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise TransientError("GraceDB answered 503")
+
+    report = drain(redis_client, settings, streams, GROUP, "c1", flaky)
+    assert len(attempts) == 3 and len(report.handled) == 1
+
+
+def test_persistent_transient_failure_leaves_message_pending(lane, redis_client, monkeypatch):
+    import gw_ops.streams as streams_module
+    monkeypatch.setattr(streams_module, "TRANSIENT_RETRY_WAITS_S", (0.01,))
+    settings, streams = lane
+    publish(redis_client, streams[0], "G1")
+
+    def down(message):
+        raise ConnectionError("connection refused")
+
+    report = drain(redis_client, settings, streams, GROUP, "c1", down)
+    assert len(report.left_pending) == 1 and not report.dead_lettered
+    assert redis_client.xpending(streams[0], GROUP)["pending"] == 1
+
+
+def test_permanent_error_dead_letters_once(lane, redis_client):
+    settings, streams = lane
+    publish(redis_client, streams[0], "G1")
+
+    def reject(message):
+        raise PermanentError("instrument X1 is not configured")
+
+    report = drain(redis_client, settings, streams, GROUP, "c1", reject)
+    assert len(report.dead_lettered) == 1
+    assert waiting_work(redis_client, streams, GROUP, claim_idle_s=0) == {}
