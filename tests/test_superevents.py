@@ -1,0 +1,344 @@
+"""Pure rules of the superevent manager (no I/O): table-driven."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from gw_ops import superevents as se
+from gw_ops.config import get_settings
+
+SETTINGS = get_settings(env={})
+THRESHOLDS = se.parse_alert_thresholds(SETTINGS.superevent_alert_thresholds)
+CBC_COMPLETE = ["PASTRO_READY", "EMBRIGHT_READY", "SKYMAP_READY"]
+DAY, MONTH, YEAR = 86400.0, 30 * 86400.0, 365 * 86400.0
+
+
+def cbc(graceid="G1", gpstime=1000.0, snr=10.0, far=1e-10, ifos=("H1", "L1"), labels=(),
+        search="AllSky", group="CBC", pipeline="gstlal", offline=False):
+    """A CBC event dict shaped like GraceDB's JSON."""
+    return {"graceid": graceid, "gpstime": gpstime, "far": far, "group": group,
+            "pipeline": pipeline, "search": search, "offline": offline,
+            "labels": list(labels), "instruments": ",".join(ifos),
+            "extra_attributes": {"CoincInspiral": {"snr": snr},
+                                 "SingleInspiral": [{"ifo": ifo} for ifo in ifos]}}
+
+
+def burst(graceid="G9", gpstime=1000.0, far=1e-10, duration=0.5, labels=(), search="AllSky",
+          group="Burst", pipeline="CWB", ifos=("H1", "L1")):
+    """A cWB event dict shaped like GraceDB's JSON."""
+    return {"graceid": graceid, "gpstime": gpstime, "far": far, "group": group,
+            "pipeline": pipeline, "search": search, "offline": False, "labels": list(labels),
+            "instruments": ",".join(ifos),
+            "extra_attributes": {"MultiBurst": {"duration": duration, "snr": 8.0}}}
+
+
+def superevent(sid="S1", t_start=999.0, t_end=1001.0, gw_events=("G1",), category="Production",
+               labels=(), preferred="G1"):
+    return {"superevent_id": sid, "t_start": t_start, "t_0": (t_start + t_end) / 2,
+            "t_end": t_end, "gw_events": list(gw_events), "category": category,
+            "labels": list(labels), "preferred_event": preferred}
+
+
+# --- windows ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("event, settings_changes, expected", [
+    (cbc(gpstime=1000.0), {}, (1000.0, 999.0, 1001.0)),
+    (cbc(gpstime=1000.0), {"superevent_cbc_window_s": 2.5}, (1000.0, 997.5, 1002.5)),
+    (cbc(gpstime=1000.0, group="Test", pipeline="pycbc"), {}, (1000.0, 999.0, 1001.0)),
+    (burst(gpstime=1000.0, duration=0.25), {}, (1000.0, 999.75, 1000.25)),
+    (burst(gpstime=1000.0, duration=4.0, group="Test"), {}, (1000.0, 996.0, 1004.0)),
+    ({**burst(gpstime=1000.0, pipeline="oLIB"), "extra_attributes": {
+        "LalInferenceBurst": {"quality_mean": 10.0, "frequency_mean": 100.0}}},
+     {}, (1000.0, 999.9, 1000.1)),
+])
+def test_event_window(event, settings_changes, expected):
+    settings = dataclasses.replace(SETTINGS, **settings_changes)
+    t_0, window = se.event_window(event, settings)
+    assert (t_0, window.t_start, window.t_end) == pytest.approx(expected)
+
+
+def test_burst_without_duration_is_a_clear_error():
+    event = burst(graceid="G77")
+    event["extra_attributes"] = {}
+    with pytest.raises(se.SupereventError, match="G77.*duration"):
+        se.event_window(event, SETTINGS)
+
+
+@pytest.mark.parametrize("a, b, overlaps, union", [
+    ((0, 2), (1, 3), True, (0, 3)),
+    ((0, 10), (4, 5), True, (0, 10)),
+    ((0, 1), (1, 2), False, (0, 2)),   # touching end points do not overlap
+    ((0, 1), (200, 202), False, (0, 202)),
+])
+def test_window_overlap_and_union(a, b, overlaps, union):
+    wa, wb = se.Window(*a), se.Window(*b)
+    assert wa.overlaps(wb) is overlaps and wb.overlaps(wa) is overlaps
+    assert wa.union(wb) == se.Window(*union) == wb.union(wa)
+
+
+# --- categories and joining ------------------------------------------------------------
+
+@pytest.mark.parametrize("event, category, prefix", [
+    (cbc(), "production", "S"),
+    (cbc(search="MDC"), "mdc", "MS"),
+    (cbc(group="Test"), "test", "TS"),
+    (cbc(group="Test", search="MDC"), "mdc", "MS"),
+    (burst(), "production", "S"),
+])
+def test_category(event, category, prefix):
+    assert se.event_category(event) == category
+    assert se.CATEGORY_PREFIX[category] == prefix
+
+
+@pytest.mark.parametrize("graceid, window, category, candidates, action, sid", [
+    # already a member: wins even over an earlier overlapping superevent
+    ("G5", (999, 1001), "production",
+     [superevent("S1", gw_events=["G1"]), superevent("S2", gw_events=["G5"])], "member", "S2"),
+    # joins the first overlapping superevent
+    ("G5", (1000.5, 1002.5), "production",
+     [superevent("S0", 900, 902), superevent("S1"), superevent("S2", 1000, 1003)], "join", "S1"),
+    # overlapping but of another category: never mixed
+    ("G5", (999, 1001), "mdc", [superevent("S1")], "create", None),
+    ("G5", (999, 1001), "mdc",
+     [superevent("S1"), superevent("MS1", category="MDC")], "join", "MS1"),
+    # 200 s away: a new superevent
+    ("G5", (1199, 1201), "production", [superevent("S1")], "create", None),
+    # touching windows do not join
+    ("G5", (1001, 1003), "production", [superevent("S1")], "create", None),
+    ("G5", (999, 1001), "production", [], "create", None),
+])
+def test_place_event(graceid, window, category, candidates, action, sid):
+    placement = se.place_event(graceid, se.Window(*window), category, candidates)
+    assert placement.action == action
+    assert (placement.superevent or {}).get("superevent_id") == sid
+
+
+# --- thresholds ----------------------------------------------------------------------------
+
+def test_default_thresholds_match_the_documented_table():
+    assert THRESHOLDS == {
+        ("cbc", "allsky"): se.AlertThreshold(7, 1 / MONTH, 2 / DAY),
+        ("cbc", "earlywarning"): se.AlertThreshold(4, 1 / MONTH, None),
+        ("cbc", "mdc"): se.AlertThreshold(7, 1 / MONTH, None),
+        ("cbc", "ssm"): se.AlertThreshold(3, 1 / YEAR, None),
+        ("burst", "allsky"): se.AlertThreshold(3, 1 / YEAR, 2 / DAY),
+        ("burst", "bbh"): se.AlertThreshold(7, 1 / MONTH, 2 / DAY),
+    }
+
+
+@pytest.mark.parametrize("entry", ["cbc:allsky:7:1/2592000", "cbc:allsky:x:1e-7:off",
+                                   "cbc:allsky:7:1/0:off"])
+def test_malformed_threshold_entries_are_rejected(entry):
+    with pytest.raises(ValueError, match="superevent_alert_thresholds"):
+        se.parse_alert_thresholds((entry,))
+
+
+@pytest.mark.parametrize("event, significant, less_significant", [
+    (cbc(far=0.99 / MONTH / 7), True, True),
+    (cbc(far=1.01 / MONTH / 7), False, True),       # the trials factor matters
+    (cbc(far=1.9 / DAY / 7), False, True),
+    (cbc(far=2.1 / DAY / 7), False, False),
+    (cbc(far=0.99 / MONTH / 4, search="EarlyWarning"), True, False),
+    (cbc(far=1.01 / MONTH / 4, search="EarlyWarning"), False, False),  # no low-signif EW
+    (cbc(far=0.99 / MONTH / 7, search="MDC"), True, False),
+    (cbc(far=0.99 / YEAR / 3, search="SSM"), True, False),
+    (cbc(far=1.01 / YEAR / 3, search="SSM"), False, False),
+    (burst(far=0.99 / YEAR / 3), True, True),
+    (burst(far=1.01 / YEAR / 3), False, True),
+    (burst(far=0.99 / MONTH / 7, search="BBH"), True, True),
+    (burst(far=1e-20, group="Test"), True, True),    # Test group: rules of its pipeline
+    (cbc(far=1e-20, offline=True), False, False),    # offline is never published
+    (cbc(far=1e-20, labels=["INJ"]), False, False),  # nor an injection
+    (cbc(far=1e-20, search="IMBH"), False, False),   # a search without thresholds
+])
+def test_passes_thresholds(event, significant, less_significant):
+    assert se.passes_thresholds(event, THRESHOLDS) == (significant, less_significant)
+
+
+@pytest.mark.parametrize("event, complete", [
+    (cbc(labels=CBC_COMPLETE), True),
+    (cbc(labels=["SKYMAP_READY", "PASTRO_READY"]), False),
+    (cbc(labels=[]), False),
+    (burst(labels=["SKYMAP_READY"]), True),
+    (burst(labels=["PASTRO_READY"]), False),
+    (cbc(group="Test", labels=CBC_COMPLETE), True),
+])
+def test_is_complete(event, complete):
+    assert se.is_complete(event) is complete
+
+
+# --- preferred event -----------------------------------------------------------------------
+
+SIGNIFICANT, LESS_SIGNIFICANT, INSIGNIFICANT = 1e-10, 1e-6, 1e-4
+
+
+@pytest.mark.parametrize("better, worse, why", [
+    (cbc(far=INSIGNIFICANT, snr=5, labels=CBC_COMPLETE), cbc(far=SIGNIFICANT, snr=30),
+     "complete beats incomplete"),
+    (cbc(far=SIGNIFICANT, snr=5), cbc(far=LESS_SIGNIFICANT, snr=30),
+     "significant beats less-significant"),
+    (cbc(far=LESS_SIGNIFICANT, snr=5), cbc(far=INSIGNIFICANT, snr=30),
+     "less-significant beats neither"),
+    (cbc(far=SIGNIFICANT, snr=5, ifos=("H1",)),
+     cbc(far=SIGNIFICANT, snr=30, search="EarlyWarning", ifos=("H1", "L1", "V1")),
+     "all-sky beats early warning"),
+    (cbc(far=INSIGNIFICANT, snr=5, search="SSM"), burst(far=INSIGNIFICANT / 10),
+     "CBC beats burst at equal significance"),
+    (burst(far=1e-20), cbc(far=SIGNIFICANT, snr=30, search="SSM"),
+     "a burst passing both thresholds beats an SSM event that has no low-signif threshold"),
+    (cbc(far=SIGNIFICANT, snr=5, search="MDC"), burst(far=1e-30, search="MDC"),
+     "CBC MDC beats burst MDC"),
+    (cbc(far=SIGNIFICANT, snr=5, ifos=("H1", "L1", "V1")), cbc(far=SIGNIFICANT, snr=30),
+     "more detectors beat higher SNR"),
+    (cbc(far=SIGNIFICANT, snr=12), cbc(far=SIGNIFICANT / 10, snr=11),
+     "then higher SNR, whatever the FAR"),
+    (burst(far=1e-12), burst(far=1e-11), "burst: lower FAR"),
+    (burst(far=0.0), burst(far=1e-30), "burst: FAR 0 ranks"),
+    (cbc(far=LESS_SIGNIFICANT, snr=8),
+     cbc(far=LESS_SIGNIFICANT, snr=30, search="EarlyWarning"),
+     "low-significance all-sky beats low-significance early warning"),
+])
+def test_ranking_key_order(better, worse, why):
+    assert se.ranking_key(better, THRESHOLDS) > se.ranking_key(worse, THRESHOLDS), why
+
+
+# --- labels and locks ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("preferred, labels", [
+    (cbc(far=SIGNIFICANT, labels=CBC_COMPLETE),
+     ("EM_READY", "ADVREQ", "SIGNIF_LOCKED", "LOW_SIGNIF_LOCKED")),
+    (cbc(far=SIGNIFICANT), ("ADVREQ",)),
+    (cbc(far=SIGNIFICANT, search="EarlyWarning", labels=CBC_COMPLETE),
+     ("EM_READY", "ADVREQ", "EARLY_WARNING")),
+    (cbc(far=LESS_SIGNIFICANT, labels=CBC_COMPLETE), ("EM_READY", "LOW_SIGNIF_LOCKED")),
+    (cbc(far=LESS_SIGNIFICANT), ()),
+    (cbc(far=INSIGNIFICANT, labels=CBC_COMPLETE), ("EM_READY",)),
+    (cbc(far=SIGNIFICANT, labels=CBC_COMPLETE + ["INJ"]), ("EM_READY",)),
+    (cbc(far=LESS_SIGNIFICANT, search="SSM", labels=CBC_COMPLETE), ("EM_READY",)),
+    (burst(far=1e-20, labels=["SKYMAP_READY"]),
+     ("EM_READY", "ADVREQ", "SIGNIF_LOCKED", "LOW_SIGNIF_LOCKED")),
+])
+def test_wanted_labels(preferred, labels):
+    assert se.wanted_labels(preferred, THRESHOLDS) == labels
+
+
+def _plan(se_labels, preferred, event, window=(999.5, 1000.5), t_0=1000.0):
+    return se.plan_update(superevent(labels=se_labels, preferred=preferred["graceid"]),
+                          preferred, event, t_0, se.Window(*window), THRESHOLDS)
+
+
+BETTER = cbc("G2", snr=30, far=SIGNIFICANT, labels=CBC_COMPLETE)
+WORSE = cbc("G1", snr=8, far=LESS_SIGNIFICANT)
+
+
+@pytest.mark.parametrize("se_labels, preferred, event, fields, labels", [
+    # unlocked: the better event takes over, t_0 follows it, its labels come
+    ([], WORSE, BETTER, {"preferred_event": "G2", "t_0": 1000.0},
+     ("EM_READY", "ADVREQ", "SIGNIF_LOCKED", "LOW_SIGNIF_LOCKED")),
+    # locked either way: preferred event frozen
+    (["LOW_SIGNIF_LOCKED"], WORSE, BETTER, {}, ()),
+    (["SIGNIF_LOCKED", "EM_READY"], WORSE, BETTER, {}, ()),
+    # EARLY_WARNING does not freeze: the all-sky search can take over
+    (["EARLY_WARNING"], {**WORSE, "search": "EarlyWarning"}, BETTER,
+     {"preferred_event": "G2", "t_0": 1000.0},
+     ("EM_READY", "ADVREQ", "SIGNIF_LOCKED", "LOW_SIGNIF_LOCKED")),
+    # a worse event changes nothing
+    ([], BETTER, WORSE, {}, ("EM_READY", "ADVREQ", "SIGNIF_LOCKED", "LOW_SIGNIF_LOCKED")),
+    (["EM_READY", "ADVREQ", "SIGNIF_LOCKED", "LOW_SIGNIF_LOCKED"], BETTER, WORSE, {}, ()),
+    # a label completing the preferred event itself: locks without a preferred change
+    (["ADVREQ"], cbc("G2", far=SIGNIFICANT, labels=["SKYMAP_READY"]),
+     cbc("G2", far=SIGNIFICANT, labels=CBC_COMPLETE), {},
+     ("EM_READY", "SIGNIF_LOCKED", "LOW_SIGNIF_LOCKED")),
+])
+def test_plan_update_preferred_event_and_locks(se_labels, preferred, event, fields, labels):
+    update = _plan(se_labels, preferred, event)
+    assert update.fields == fields
+    assert update.labels == labels
+
+
+@pytest.mark.parametrize("se_labels", [[], ["SIGNIF_LOCKED"]])
+@pytest.mark.parametrize("window, fields", [
+    ((999.5, 1000.5), {}),
+    ((998.0, 1000.0), {"t_start": 998.0}),
+    ((1000.0, 1003.0), {"t_end": 1003.0}),
+    ((990.0, 1010.0), {"t_start": 990.0, "t_end": 1010.0}),
+])
+def test_plan_update_widens_the_window_even_when_locked(se_labels, window, fields):
+    update = _plan(se_labels, BETTER, WORSE, window=window)
+    assert update.fields == fields
+
+
+def test_plan_update_is_idempotent():
+    first = _plan([], WORSE, BETTER)
+    after = superevent(labels=first.labels, preferred="G2")
+    second = se.plan_update(after, first.preferred_event, BETTER, 1000.0,
+                            se.Window(999.5, 1000.5), THRESHOLDS)
+    assert second.fields == {} and second.labels == ()
+
+
+# --- message triage --------------------------------------------------------------------
+
+def _message(event, alert_type="new", label=None):
+    return {"uid": event["graceid"], "alert_type": alert_type, "object": event,
+            "data": {"name": label} if label else {}, "node": "cbc_gstlal"}
+
+
+@pytest.mark.parametrize("message, settings_changes, reason", [
+    (_message(cbc()), {}, None),
+    (_message(cbc(labels=CBC_COMPLETE), "label_added", "SKYMAP_READY"), {}, None),
+    (_message(cbc(), "log"), {}, "alert type"),
+    (_message(cbc(labels=CBC_COMPLETE), "label_added", "DQOK"), {}, "does not affect"),
+    (_message(cbc(labels=["SKYMAP_READY"]), "label_added", "SKYMAP_READY"), {},
+     "not complete"),
+    (_message(cbc(far=1.01 / 3600)), {}, "FAR"),
+    (_message({**cbc(), "far": None}), {}, "no FAR"),
+    (_message(cbc(offline=True)), {}, "offline"),
+    (_message(cbc(ifos=("H1", "G1"))), {}, "instruments"),
+    (_message(cbc(ifos=("H1", "V1"))), {"pipeline_instruments": ("H1", "L1")}, "instruments"),
+    (_message(cbc(labels=["INJ"])), {}, "injection"),
+    (_message(cbc(labels=["INJ"])), {"skip_injections": False}, None),
+    (_message(cbc(search="MDC")), {"superevent_categories": ("production",)}, "category mdc"),
+    (_message(cbc(group="Test")), {"superevent_categories": ("production",)}, "category test"),
+])
+def test_skip_reason(message, settings_changes, reason):
+    settings = dataclasses.replace(SETTINGS, **settings_changes)
+    event = se.with_label(message["object"], (message.get("data") or {}).get("name"))
+    found = se.skip_reason(message, event, settings)
+    if reason is None:
+        assert found is None
+    else:
+        assert reason in found
+
+
+def test_label_of_a_label_added_message_counts_even_if_the_object_lacks_it():
+    message = _message(cbc(labels=["SKYMAP_READY", "PASTRO_READY"]), "label_added",
+                       "EMBRIGHT_READY")
+    event = se.with_label(message["object"], "EMBRIGHT_READY")
+    assert se.is_complete(event)
+    assert se.skip_reason(message, event, SETTINGS) is None
+
+
+def test_sort_key_puts_labels_first_and_keeps_arrival_order():
+    batch = [_message(cbc("G1")), _message(cbc("G2", labels=CBC_COMPLETE), "label_added", "X"),
+             _message(cbc("G3")), _message(cbc("G4"), "label_added", "Y")]
+    assert [m["uid"] for m in sorted(batch, key=se.sort_key)] == ["G2", "G4", "G1", "G3"]
+
+
+def test_handler_registration():
+    spec = se.handle.handler_spec
+    assert spec.kind == "lvalert"
+    assert set(spec.keys) >= {"cbc_gstlal", "cbc_pycbc", "cbc_spiir", "cbc_mbta", "burst_cwb",
+                              "burst_olib", "test_gstlal", "test_cwb"}
+    assert spec.task_kwargs["pool"] == "superevent"
+    assert spec.task_kwargs["sort_key"] is se.sort_key
+
+
+def test_module_is_light_at_import():
+    import subprocess
+    import sys
+    code = ("import sys, gw_ops.superevents; "
+            "heavy = [m for m in ('ligo.gracedb.rest', 'ligo.skymap', 'astropy', 'healpy', "
+            "'airflow', 'igwn_ligolw') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
