@@ -626,6 +626,8 @@ def handle(message: Mapping[str, Any], client: Any = None,
         "alert_type") == "label_added" else None
     event = with_label(raw_event, announced)
     graceid = event["graceid"]
+    for required in ("group", "pipeline", "gpstime"):  # fail loudly, never skip silently
+        _require(event, required)
 
     reason = skip_reason(message, event, settings)
     if reason:
