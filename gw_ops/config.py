@@ -183,6 +183,14 @@ class Settings:
                                                   "e.g. gw_ops.probe (the latency probe that tests "
                                                   "and benchmarks use).", default=())
 
+    # --- alert orchestrator ----------------------------------------------------------
+    alert_record_ttl_s: float = _doc("How long (s) Redis keeps each superevent's record of "
+                                     "appended alerts (the race guard against sending one twice;"
+                                     " GraceDB keeps the durable record).", default=30 * 86400.0)
+    localization_lock_ttl_s: float = _doc("Lock (s) that keeps two deliveries of one G event "
+                                          "from localizing it twice; longer than a BAYESTAR run.",
+                                          default=900.0)
+
     # --- derived values --------------------------------------------------------------
     @property
     def state_path(self) -> Path:
