@@ -638,8 +638,7 @@ def handle(message: Mapping[str, Any], client: Any = None,
     category = event_category(event)
     t_0, window = event_window(event, settings)
     if client is None:
-        from gw_ops.gracedb.client import gracedb_client  # heavy; only when handling
-        client = gracedb_client(settings)
+        client = _default_client(settings)
 
     nearby = list(client.superevents(query=_superevent_query(category, t_0, settings)))
     placement = place_event(graceid, window, category, nearby)
@@ -671,6 +670,18 @@ def handle(message: Mapping[str, Any], client: Any = None,
     log.info("%s: %s %s %s %s", graceid, action, superevent_id, update.fields,
              ",".join(update.labels))
     return Outcome(action, graceid, superevent_id, fields=update.fields, labels=update.labels)
+
+
+@lru_cache(maxsize=4)
+def _default_client(settings: Settings) -> Any:
+    """GraceDB client of these settings, kept between messages of one worker process.
+
+    Reusing it keeps its HTTP connection and the API root it reads once, instead of
+    paying both on every message of the lane.
+    """
+    from gw_ops.gracedb.client import gracedb_client  # heavy; only when handling
+
+    return gracedb_client(settings)
 
 
 def _json(response: Any) -> dict[str, Any]:
