@@ -141,7 +141,8 @@ class FakeGraceDb:
 
     # reads
     def superevent(self, superevent_id):
-        return Response(dict(self.objects[superevent_id], labels=list(self.labels_[superevent_id])))
+        return Response(dict(self.objects[superevent_id],
+                             labels=list(self.labels_[superevent_id])))
 
     def event(self, graceid):
         return Response(self.objects[graceid])
