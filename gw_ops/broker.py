@@ -195,6 +195,8 @@ class Broker:
         self.settings = settings
         self.networks = parse_allow_list(settings.broker_allow)
         self.peers: set[Peer] = set()
+        #: Tasks serving connections, awaited at shutdown so none outlives the clients.
+        self.peer_tasks: set[asyncio.Task] = set()
         self.stats: Counter[str] = Counter()
         self.has_subscribers = asyncio.Event()
         self.async_client = get_async_redis(settings)
@@ -249,6 +251,8 @@ class Broker:
             await self.record()
             return
         peer = Peer(reader, writer, name)
+        task = asyncio.current_task()
+        self.peer_tasks.add(task)
         self.peers.add(peer)
         self.peers_changed()
         log.info("peer %s connected (%d subscribers)", name, len(self.subscribers))
@@ -261,6 +265,7 @@ class Broker:
             self.peers_changed()
             log.info("peer %s gone (%d subscribers)", name, len(self.subscribers))
             await self.record()
+            self.peer_tasks.discard(task)
 
     async def serve_peer(self, peer: Peer) -> None:
         while not peer.closed:
@@ -419,6 +424,8 @@ class Broker:
             await asyncio.gather(*tasks, stopper, return_exceptions=True)
             for peer in list(self.peers):
                 peer.close("broker stopping")
+            if self.peer_tasks:  # let them record their exit while Redis is still open
+                await asyncio.wait(list(self.peer_tasks), timeout=5)
             await server.wait_closed()
             await self.record("disconnected")
             await self.async_client.aclose()
