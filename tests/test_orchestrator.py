@@ -188,7 +188,8 @@ class FakeGraceDb:
             self.labels_[object_id].append(label)
 
     def uploaded(self, object_id, suffix):
-        return [e["filename"] for e in self.log_entries[object_id] if e["filename"].endswith(suffix)]
+        return [entry["filename"] for entry in self.log_entries[object_id]
+                if entry["filename"].endswith(suffix)]
 
 
 SKYMAP = b"SIMPLE  =                    T / tiny pre-made multi-order sky map"
