@@ -440,7 +440,7 @@ class SupereventUpdate:
     Attributes
     ----------
     fields : dict
-        Keyword arguments of ``GraceDb.updateSuperevent`` (``t_start``, ``t_end``,
+        Keyword arguments of ``GraceDb.update_superevent`` (``t_start``, ``t_end``,
         ``t_0``, ``preferred_event``); empty when nothing changes.
     labels : tuple of str
         Labels to add, in order.
@@ -644,27 +644,27 @@ def handle(message: Mapping[str, Any], client: Any = None,
     placement = place_event(graceid, window, category, nearby)
 
     if placement.action == "create":
-        response = client.createSuperevent(window.t_start, t_0, window.t_end, graceid,
+        response = client.create_superevent(window.t_start, t_0, window.t_end, graceid,
                                            category=category)
         superevent_id = _json(response)["superevent_id"]
         labels = wanted_labels(event, thresholds)
         for label in labels:
-            client.writeLabel(superevent_id, label)
+            client.write_label(superevent_id, label)
         log.info("%s: created %s (%s)", graceid, superevent_id, ",".join(labels) or "no labels")
         return Outcome("created", graceid, superevent_id, labels=labels)
 
     superevent = placement.superevent
     superevent_id = superevent["superevent_id"]
     if placement.action == "join":
-        client.addEventToSuperevent(superevent_id, graceid)
+        client.add_event_to_superevent(superevent_id, graceid)
     preferred = superevent.get("preferred_event_data")
     if not preferred or preferred.get("graceid") != superevent.get("preferred_event"):
         preferred = _json(client.event(superevent["preferred_event"]))
     update = plan_update(superevent, preferred, event, t_0, window, thresholds)
     if update.fields:
-        client.updateSuperevent(superevent_id, **update.fields)
+        client.update_superevent(superevent_id, **update.fields)
     for label in update.labels:
-        client.writeLabel(superevent_id, label)
+        client.write_label(superevent_id, label)
     action = ("added" if placement.action == "join"
               else "updated" if update.fields or update.labels else "unchanged")
     log.info("%s: %s %s %s %s", graceid, action, superevent_id, update.fields,

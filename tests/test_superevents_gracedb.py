@@ -75,7 +75,7 @@ def upload(client, gpstime, snr, far=1e-9, pipeline="gstlal", instruments=("H1",
     """Upload one CBC event and return its graceid."""
     content = coinc_xml(gpstime=gpstime, snr=snr, far=far, instruments=instruments,
                         pipeline=pipeline, masses=(1.4, 1.3))
-    response = client.createEvent(group, pipeline, "coinc.xml", search=search,
+    response = client.create_event(group, pipeline, "coinc.xml", search=search,
                                   filecontents=content)
     return response.json()["graceid"]
 
@@ -113,7 +113,7 @@ def test_sixteen_uploads_from_four_pipelines_make_one_superevent(client, lane, g
     # and a significant complete preferred event locks the superevent
     loudest = graceids[15]
     for label in CBC_COMPLETE:
-        client.writeLabel(loudest, label)
+        client.write_label(loudest, label)
     lane.drain(client, set(graceids))
     (superevent,) = superevents_near(client, gps)
     assert superevent["preferred_event"] == loudest
@@ -123,7 +123,7 @@ def test_sixteen_uploads_from_four_pipelines_make_one_superevent(client, lane, g
 
     # after the lock a complete three-detector event does not take over
     for label in CBC_COMPLETE:
-        client.writeLabel(expected_preferred, label)
+        client.write_label(expected_preferred, label)
     lane.drain(client, set(graceids))
     (superevent,) = superevents_near(client, gps)
     assert superevent["preferred_event"] == loudest

@@ -57,8 +57,8 @@ class FakeGraceDb:
         return [self._view(s) for s in self.store.values()
                 if s["category"].lower() == category and float(low) <= s["t_0"] <= float(high)]
 
-    def createSuperevent(self, t_start, t_0, t_end, preferred_event, category="production"):
-        self._call("createSuperevent")
+    def create_superevent(self, t_start, t_0, t_end, preferred_event, category="production"):
+        self._call("create_superevent")
         assert self._owner(preferred_event) is None, f"{preferred_event} already grouped"
         sid = f"{self.PREFIX[category]}{len(self.store) + 1}"
         self.store[sid] = {"superevent_id": sid, "category": self.DISPLAY[category],
@@ -67,19 +67,19 @@ class FakeGraceDb:
                            "labels": []}
         return self._view(self.store[sid])
 
-    def addEventToSuperevent(self, superevent_id, graceid):
-        self._call("addEventToSuperevent")
+    def add_event_to_superevent(self, superevent_id, graceid):
+        self._call("add_event_to_superevent")
         assert self._owner(graceid) is None, f"{graceid} already grouped"
         self.store[superevent_id]["gw_events"].append(graceid)
 
-    def updateSuperevent(self, superevent_id, **fields):
-        self._call("updateSuperevent")
+    def update_superevent(self, superevent_id, **fields):
+        self._call("update_superevent")
         if "preferred_event" in fields:
             assert fields["preferred_event"] in self.store[superevent_id]["gw_events"]
         self.store[superevent_id].update(fields)
 
-    def writeLabel(self, object_id, label):
-        self._call("writeLabel")
+    def write_label(self, object_id, label):
+        self._call("write_label")
         if object_id in self.events:
             labels = self.events[object_id]["labels"]
         else:
@@ -133,10 +133,10 @@ def test_sixteen_uploads_make_one_superevent_with_minimal_calls():
     assert superevent["labels"] == ["ADVREQ"]  # significant, not complete yet
     # per message: one query, one create or add, at most one update (+ labels on create)
     assert client.calls.count("superevents") == 16
-    assert client.calls.count("createSuperevent") == 1
-    assert client.calls.count("addEventToSuperevent") == 15
+    assert client.calls.count("create_superevent") == 1
+    assert client.calls.count("add_event_to_superevent") == 15
     assert client.calls.count("event") == 0
-    assert client.calls.count("updateSuperevent") <= 15
+    assert client.calls.count("update_superevent") <= 15
 
 
 def test_duplicate_messages_change_nothing():
@@ -183,7 +183,7 @@ def test_label_before_new_in_one_batch():
                                             "LOW_SIGNIF_LOCKED"]
 
 
-@pytest.mark.parametrize("crash_at", ["addEventToSuperevent", "updateSuperevent", "writeLabel"])
+@pytest.mark.parametrize("crash_at", ["add_event_to_superevent", "update_superevent", "write_label"])
 def test_retry_after_a_crash_finishes_the_job(crash_at):
     client = FakeGraceDb([cbc("G1", snr=8, far=1e-9),
                           cbc("G2", snr=30, far=1e-9, labels=CBC_COMPLETE, gpstime=1000.5)])
@@ -202,7 +202,7 @@ def test_retry_after_a_crash_finishes_the_job(crash_at):
 
 def test_retry_after_a_crash_between_create_and_labels():
     client = FakeGraceDb([cbc("G1", far=1e-9, labels=CBC_COMPLETE)])
-    client.crash_before["writeLabel"] = 2
+    client.crash_before["write_label"] = 2
     with pytest.raises(Crash):
         handle(client, client.new_message("G1"))
     assert handle(client, client.new_message("G1")).action == "updated"
