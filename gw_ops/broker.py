@@ -46,14 +46,12 @@ import logging
 import signal
 import time
 from collections import Counter, deque
-from typing import Any
 
 import redis
 
 from gw_ops import vtp
 from gw_ops.config import Settings
-from gw_ops.redis_util import (dead_letter, get_async_redis, get_redis, record_health,
-                               voevent_outgoing_stream)
+from gw_ops.redis_util import dead_letter, get_async_redis, get_redis, record_health, voevent_outgoing_stream
 
 log = logging.getLogger(__name__)
 
@@ -388,7 +386,7 @@ class Broker:
                     await peer.writer.drain()
                 self.stats["sent"] += 1
                 return await asyncio.wait_for(answer, self.settings.broker_ack_timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.stats["dropped"] += 1
                 peer.close(f"no ack for {ivorn} within {self.settings.broker_ack_timeout_s} s")
             except (OSError, RuntimeError, PeerGone) as exc:

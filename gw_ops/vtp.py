@@ -38,8 +38,9 @@ import itertools
 import logging
 import struct
 import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, Sequence
+from typing import Any
 
 from gcn import NoticeType
 from lxml import etree
@@ -269,7 +270,7 @@ def notice_type_of(root: etree._Element) -> NoticeType:
 
 def _timestamp() -> str:
     """Now, UTC, ISO 8601 (what VTP's ``TimeStamp`` carries)."""
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def make_transport(role: str, origin: str, response: str | None = None,
@@ -349,7 +350,7 @@ async def _close(writer: asyncio.StreamWriter | None) -> None:
     writer.close()
     try:
         await asyncio.wait_for(writer.wait_closed(), 2.0)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         pass
 
 
@@ -379,7 +380,7 @@ class _Connection:
                 payload = await asyncio.wait_for(
                     read_packet(self.reader, self.settings.gcn_max_packet_bytes),
                     self.settings.gcn_timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return f"no packet for {self.settings.gcn_timeout_s} s (dead link)"
             except PacketTooLarge as exc:
                 # The rest of the stream cannot be framed any more: drop the link.
@@ -486,7 +487,7 @@ async def _listen_forever(servers, on_voevent, settings, on_state, on_reject, iv
             try:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
                                                         CONNECT_TIMEOUT_S)
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError) as exc:
                 reason = f"cannot connect to {server}: {exc or type(exc).__name__}"
                 good = False
             else:
@@ -537,21 +538,21 @@ async def gcn_to_redis(settings: Settings, *, servers: Sequence[str] | None = No
         ``on_notice(stream_id, fields)`` after each notice is stored (sync or async),
         e.g. for an Airflow trigger to yield an event.
     """
-    from gw_ops.redis_util import (dead_letter, gcn_incoming_stream, get_async_redis,
-                                   get_redis, record_health)
+    from gw_ops.redis_util import dead_letter, gcn_incoming_stream, get_async_redis, get_redis, record_health
 
     async_client = get_async_redis(settings)
     # dead_letter and record_health are synchronous helpers; run them in a thread so
     # the event loop (possibly Airflow's triggerer) never blocks on Redis.
     sync_client = get_redis(settings)
     stream = gcn_incoming_stream(settings)
+    current_server = [""]  # detail of the health record while connected
 
     async def store(payload: bytes, root, notice_type: NoticeType) -> None:
         fields = {"xml": payload, "notice_type": notice_type.name, "ivorn": root.get("ivorn"),
                   "received": repr(time.time())}
         stream_id = await async_client.xadd(stream, fields)
         await asyncio.to_thread(record_health, sync_client, settings, "gcn", "connected",
-                                "receiving", True)
+                                current_server[0], True)
         await _call(on_notice, stream_id.decode() if isinstance(stream_id, bytes) else stream_id,
                     fields)
 
@@ -559,6 +560,7 @@ async def gcn_to_redis(settings: Settings, *, servers: Sequence[str] | None = No
         await asyncio.to_thread(dead_letter, sync_client, settings, "gcn", reason, payload)
 
     async def state(name: str, detail: str) -> None:
+        current_server[0] = detail
         await asyncio.to_thread(record_health, sync_client, settings, "gcn", name, detail)
 
     try:
@@ -613,7 +615,7 @@ async def publish(payloads: Iterable[bytes], host: str, port: int, *, timeout: f
         documents.append((payload, ivorn_of(root)))
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         raise PublishError(f"cannot connect to broker {host}:{port}: {exc!r}") from None
     acked = []
     try:
@@ -623,7 +625,7 @@ async def publish(payloads: Iterable[bytes], host: str, port: int, *, timeout: f
             try:
                 await asyncio.wait_for(_await_receipt(reader, writer, event_ivorn, max_bytes, ivorn),
                                        timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise PublishError(f"no ack for {event_ivorn} within {timeout} s") from None
             except (asyncio.IncompleteReadError, OSError) as exc:
                 raise PublishError(f"broker closed the connection before acking "
