@@ -20,7 +20,6 @@ It uses its own state folder and Redis key prefix and deletes its keys at the en
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import sys
@@ -148,8 +147,9 @@ def main(argv=None) -> int:
                            if s["preferred_event"] != winners.get(expected[s["gw_events"][0]][0])]
 
         drain = done - drain_start
-        print(f"messages handled: {len(messages)} "
-              f"({', '.join(f'{a}={[o.action for o in outcomes].count(a)}' for a in sorted({o.action for o in outcomes}))})")
+        actions = [outcome.action for outcome in outcomes]
+        counts = ", ".join(f"{action}={actions.count(action)}" for action in sorted(set(actions)))
+        print(f"messages handled: {len(messages)} ({counts})")
         print(f"lane drain: {drain:.2f} s -> {n_events / drain:.1f} events/s through the lane")
         print(f"handle() latency: median {1e3 * statistics.median(handle_latency):.1f} ms, "
               f"p95 {1e3 * percentile(handle_latency, 0.95):.1f} ms, "

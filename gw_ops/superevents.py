@@ -40,10 +40,11 @@ no astropy or healpy at module level.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from gw_ops import lvalert
 from gw_ops.config import Settings, get_settings

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 #: Search name each pipeline writes in its sngl_inspiral rows (informational only).
 _PIPELINE_SEARCH = {"gstlal": "gstlal_inspiral", "pycbc": "pycbc_live", "spiir": "spiir",
@@ -62,7 +62,8 @@ def coinc_xml(gpstime: float, snr: float, far: float,
     bytes
         The LIGO-LW XML document.
     """
-    from igwn_ligolw import ligolw, lsctables, utils as ligolw_utils
+    from igwn_ligolw import ligolw, lsctables
+    from igwn_ligolw import utils as ligolw_utils
 
     instruments = tuple(instruments)
     if not instruments:
@@ -113,7 +114,7 @@ def coinc_xml(gpstime: float, snr: float, far: float,
 
     sngl_table = root.appendChild(lsctables.SnglInspiralTable.new())
     map_table = root.appendChild(lsctables.CoincMapTable.new())
-    for event_id, (ifo, single_snr) in enumerate(zip(instruments, single_snrs)):
+    for event_id, (ifo, single_snr) in enumerate(zip(instruments, single_snrs, strict=True)):
         # Every column gets a value: some LIGO-LW readers mishandle empty trailing cells.
         row = sngl_table.RowType(**{column: _zero(sngl_table.validcolumns, column)
                                     for column in sngl_table.columnnames})

@@ -12,7 +12,7 @@ import pytest
 
 from gw_ops import superevents as se
 from gw_ops.redis_util import lvalert_stream
-from tests.coinc_factory import coinc_xml
+from tests.coinc_factory import coinc_xml, cwb_text
 
 CBC_COMPLETE = ("PASTRO_READY", "EMBRIGHT_READY", "SKYMAP_READY")
 
@@ -160,3 +160,25 @@ def test_duplicate_messages_make_no_duplicates(client, lane, gps):
     (superevent,) = superevents_near(client, gps)
     assert superevent == before[0]
     assert sorted(superevent["gw_events"]) == sorted(graceids)
+
+
+def test_cwb_event_joins_through_its_duration_and_cbc_stays_preferred(client, lane, gps):
+    """A 3 s cWB burst founds a superevent; a CBC event 2.5 s later overlaps its window."""
+    burst = client.create_event("Burst", "CWB", "trigger.txt", search="AllSky",
+                                filecontents=cwb_text(gps, duration=3.0, far=1e-12))
+    burst_id = burst.json()["graceid"]
+    cbc_id = upload(client, gps + 2.5, snr=9.0, far=1e-9)
+    lane.drain(client, {burst_id, cbc_id})
+    (superevent,) = superevents_near(client, gps)
+    assert sorted(superevent["gw_events"]) == sorted([burst_id, cbc_id])
+    assert superevent["preferred_event"] == cbc_id  # CBC all-sky outranks burst
+    assert (superevent["t_start"], superevent["t_end"]) == pytest.approx((gps - 3.0, gps + 3.5))
+
+
+def test_test_group_event_makes_a_ts_superevent(client, lane, gps):
+    graceid = upload(client, gps, snr=10.0, group="Test")
+    messages, outcomes = lane.drain(client, {graceid})
+    assert [m["node"] for m in messages] == ["test_gstlal"]
+    (superevent,) = superevents_near(client, gps, "test")
+    assert superevent["superevent_id"].startswith("TS")
+    assert superevent["gw_events"] == [graceid]

@@ -111,7 +111,7 @@ def sixteen_uploads():
     """4 pipelines x 4 uploads within 2 s; G11 (3 detectors, SNR 14) must win."""
     events, number = [], 0
     for pipeline in ("gstlal", "pycbc", "spiir", "MBTA"):
-        for upload in range(4):
+        for _ in range(4):
             number += 1
             ifos = ("H1", "L1", "V1") if number in (7, 11) else ("H1", "L1")
             events.append(cbc(f"G{number}", gpstime=1000.0 + 0.12 * number, snr=8 + number / 2,
