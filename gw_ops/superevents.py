@@ -48,6 +48,7 @@ from typing import Any
 
 from gw_ops import lvalert
 from gw_ops.config import Settings, get_settings
+from gw_ops.errors import PermanentError
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,12 @@ _SEARCH_RANK_CBC_OTHER = 1  # early warning, SSM, MDC, ...
 _SEARCH_RANK_BURST = 0
 
 
-class SupereventError(ValueError):
-    """A message the superevent manager cannot process (malformed or inconsistent)."""
+class SupereventError(PermanentError, ValueError):
+    """A message the superevent manager can never process (malformed or inconsistent).
+
+    A :class:`~gw_ops.errors.PermanentError`: the lane dead-letters it at once instead of
+    retrying it.
+    """
 
 
 # --- reading events ------------------------------------------------------------------

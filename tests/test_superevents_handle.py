@@ -242,9 +242,12 @@ def test_superevent_without_preferred_event_data_costs_one_read():
       "object": {k: v for k, v in cbc("G1").items() if k != "gpstime"}},
      "G1 lacks the field 'gpstime'"),
 ])
-def test_bad_messages_raise_clear_errors(message, match):
-    with pytest.raises(se.SupereventError, match=match):
+def test_bad_messages_raise_clear_permanent_errors(message, match):
+    from gw_ops.errors import PermanentError, is_transient
+    with pytest.raises(se.SupereventError, match=match) as raised:
         handle(FakeGraceDb([]), message)
+    # the lane dead-letters it at once rather than retrying
+    assert isinstance(raised.value, PermanentError) and not is_transient(raised.value)
 
 
 def test_skipped_message_makes_no_gracedb_call():
