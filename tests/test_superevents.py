@@ -342,3 +342,21 @@ def test_module_is_light_at_import():
             "'airflow', 'igwn_ligolw') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_coinc_factory_writes_a_readable_coinc():
+    import io
+
+    from igwn_ligolw import lsctables
+    from igwn_ligolw import utils as ligolw_utils
+
+    from tests.coinc_factory import coinc_xml
+    content = coinc_xml(gpstime=1400000000.125, snr=12.0, far=2e-9, instruments=("H1", "L1", "V1"),
+                        pipeline="pycbc", masses=(30.0, 25.0))
+    document = ligolw_utils.load_fileobj(io.BytesIO(content))
+    (coinc,) = lsctables.CoincInspiralTable.get_table(document)
+    singles = lsctables.SnglInspiralTable.get_table(document)
+    assert (coinc.end_time, coinc.end_time_ns) == (1400000000, 125000000)
+    assert (coinc.snr, coinc.combined_far, coinc.mass) == (12.0, 2e-9, 55.0)
+    assert sorted(row.ifo for row in singles) == ["H1", "L1", "V1"]
+    assert sum(row.snr ** 2 for row in singles) == pytest.approx(144.0, rel=1e-6)
