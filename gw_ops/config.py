@@ -191,6 +191,27 @@ class Settings:
                                           "from localizing it twice; longer than a BAYESTAR run.",
                                           default=900.0)
 
+    # --- localization, sky-map products and classification (gw_ops.bayestar, ...) -----
+    bayestar_fast: bool = _doc("Run BAYESTAR with the cheaper fast setting: SNR time series "
+                               "decimated to bayestar_fast_sample_rate_hz (about 3x faster "
+                               "here, same sky map within noise). For demos on small machines.",
+                               default=False)
+    bayestar_fast_sample_rate_hz: float = _doc("SNR series sample rate (Hz) of the fast "
+                                               "BAYESTAR setting (gstlal uploads 2048 Hz).",
+                                               default=2048.0)
+    bayestar_waveform: str = _doc("Template approximant BAYESTAR uses. ligo.skymap's default "
+                                  "o2-uberbank needs SEOBNRv4_ROM data that no wheel ships; "
+                                  "TaylorF2threePointFivePN needs no data files.",
+                                  default="TaylorF2threePointFivePN")
+    bayestar_f_low_hz: float = _doc("Low frequency cutoff (Hz) of BAYESTAR's template.",
+                                    default=30.0)
+    skymap_flatten_nside: int = _doc("HEALPix nside of the flattened sky map "
+                                     "(bayestar.fits.gz); nside 2048 would need 1.6 GB.",
+                                     default=512)
+    em_bright_ns_max_mass_msun: float = _doc("Heaviest neutron star (Msun) for HasNS, "
+                                             "HasRemnant and the p_astro mass categories.",
+                                             default=3.0)
+
     # --- derived values --------------------------------------------------------------
     @property
     def state_path(self) -> Path:
