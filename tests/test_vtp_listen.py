@@ -192,3 +192,30 @@ def test_ack_only_after_callback_and_not_on_failure(fast_settings):
     assert calls[:2] == [0, 0]  # nothing was acked before either callback ran
     assert server.connections == 2  # the failure dropped the link; the resend came on a new one
     assert server.answer_roles() == [(vtp.ACK, GOOD_IVORN)]
+
+
+def test_cycles_through_servers(fast_settings):
+    """A dead first server costs one back-off step; the second one then delivers."""
+    from tests.helpers import free_port
+    server = ScriptedServer([[frame(GOOD)]])
+    received, states, addresses = [], [], []
+
+    async def main():
+        address = await server.start()
+        addresses.append(address)
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(vtp.listen(
+            [f"127.0.0.1:{free_port()}", address], lambda p, r, t: received.append(p),
+            settings=fast_settings, on_state=lambda s, d: states.append((s, d)), stop=stop))
+        for _ in range(100):
+            if received:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        await server.close()
+
+    asyncio.run(main())
+    assert received == [GOOD]
+    assert states[0][0] == "disconnected" and states[0][1].endswith("retry in 1 s")
+    assert states[1] == ("connected", addresses[0])
