@@ -94,6 +94,8 @@ class MockEventSummary:
         Position in the bundle (argument of :func:`load_mock_event`).
     name : str
         Folder name in the bundle, e.g. ``"event03"``.
+    gps_time : float
+        Coinc end time as bundled (GPS seconds), before any shift.
     network_snr : float
         Network SNR of the coinc (dimensionless).
     far_hz : float
@@ -104,6 +106,7 @@ class MockEventSummary:
 
     index: int
     name: str
+    gps_time: float
     network_snr: float
     far_hz: float
     injection: Injection
@@ -174,7 +177,8 @@ def list_mock_events() -> list[MockEventSummary]:
     -------
     list of MockEventSummary
     """
-    return [MockEventSummary(index=i, name=rec["name"], network_snr=rec["network_snr"],
+    return [MockEventSummary(index=i, name=rec["name"], gps_time=rec["coinc_end_time_gps"],
+                             network_snr=rec["network_snr"],
                              far_hz=rec["far_hz"], injection=_injection_from_record(rec))
             for i, rec in enumerate(_manifest()["events"])]
 
