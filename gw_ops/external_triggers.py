@@ -381,6 +381,19 @@ def gracedb_group_and_search(notice: ExternalNotice, settings: Settings) -> tupl
     raise ValueError(f"exttrig_test_notices must be mdc, test or ignore, not {policy!r}")
 
 
+#: Other names of a search on GraceDB servers that lack the first one (the local service
+#: lists ``Neutrino`` rather than ``HEN``).
+SEARCH_ALIASES: dict[str, tuple[str, ...]] = {"HEN": ("Neutrino",)}
+
+
+def server_search_name(client: Any, search: str) -> str:
+    """The name of ``search`` that the client's GraceDB server accepts."""
+    known = getattr(client, "searches", None) or ()
+    if not known or search in known:
+        return search
+    return next((alias for alias in SEARCH_ALIASES.get(search, ()) if alias in known), search)
+
+
 def _json(response: Any) -> Any:
     return response.json() if hasattr(response, "json") else response
 
@@ -533,6 +546,7 @@ def process_notice(payload: bytes, root: etree._Element | None = None, *,
     if client is None:
         from gw_ops.gracedb.client import gracedb_client
         client = gracedb_client(settings)
+    search = server_search_name(client, search)
     graceid, _ = upsert_external_event(client, notice, payload, group, search)
     sync_not_grb(client, graceid, notice)
     if notice.has_position:

@@ -52,7 +52,8 @@ YEAR_S = 365.25 * 86400
 
 #: Preference of external searches when several triggers coincide with one superevent
 #: (larger wins): a SNEWS trigger over threshold GRBs and neutrinos over subthreshold.
-SEARCH_PREFERENCE: dict[str, int] = {"Supernova": 3, "GRB": 2, "MDC": 2, "HEN": 1, "SubGRB": 0}
+SEARCH_PREFERENCE: dict[str, int] = {"Supernova": 3, "GRB": 2, "MDC": 2, "HEN": 1, "Neutrino": 1,
+                                     "SubGRB": 0}
 
 #: Superevent alerts after which a RAVEN search is worth running again: the spatial FAR
 #: becomes computable once the superevent has a sky map.
@@ -104,7 +105,7 @@ def coincidence_window(settings: Settings, ext_pipeline: str, ext_search: str,
         if ext_pipeline == "Swift":
             return parse_window(settings.raven_window_subswift)
         return None
-    if ext_search == "HEN" or ext_pipeline == "IceCube":
+    if ext_search in ("HEN", "Neutrino") or ext_pipeline == "IceCube":
         return parse_window(settings.raven_window_hen_cbc if gw_kind == "cbc"
                             else settings.raven_window_hen_burst)
     if ext_search in ("GRB", "MDC"):
@@ -118,7 +119,8 @@ def external_rate_hz(settings: Settings, ext_search: str) -> float | None:
     per_year = {"GRB": settings.raven_rate_grb_per_year,
                 "MDC": settings.raven_rate_grb_per_year,
                 "SubGRB": settings.raven_rate_subgrb_per_year,
-                "HEN": settings.raven_rate_hen_per_year}.get(ext_search)
+                "HEN": settings.raven_rate_hen_per_year,
+                "Neutrino": settings.raven_rate_hen_per_year}.get(ext_search)
     return None if per_year is None else per_year / YEAR_S
 
 
