@@ -257,7 +257,7 @@ class GraceDbService:
         staged = self.store.stage(content)
         try:
             with self.store.write() as tx:
-                event = Event(graceid=f"pending-{staged.name}", group=group, pipeline=pipeline,
+                event = Event(graceid=f"~{staged.name[:24]}", group=group, pipeline=pipeline,
                               search=search, submitter=user, created=utcnow(),
                               gpstime=data.gpstime, far=data.far, instruments=data.instruments,
                               nevents=data.nevents, likelihood=data.likelihood, offline=offline,
