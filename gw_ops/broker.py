@@ -10,9 +10,10 @@ Delivery policy
 ---------------
 * The broker reads the stream from a cursor kept in Redis (``settings.key("broker",
   "cursor")``), so whatever was appended while it was down is sent after it restarts.
-* Entries are sent in stream order.  One entry is sent to every connected subscriber at
-  once; the cursor moves past it once each of them answered (``ack`` or ``nak``) or was
-  dropped, and at least one of them answered.
+* Entries are sent in stream order to every connected subscriber as soon as they are
+  read (pipelined: a slow or dead subscriber does not delay the others).  The cursor
+  moves past an entry, in order, once each subscriber it was sent to answered (``ack``
+  or ``nak``) or was dropped, and at least one of them answered.
 * **No subscriber connected:** the broker holds.  Entries stay in the stream, the cursor
   does not move, and the backlog goes to the first subscriber that connects (a stream of
   alerts nobody received is worth more late than never).  Subscribers that connect
@@ -61,6 +62,10 @@ BROKER_IVORN = "ivo://gw-ops/broker"
 _XREAD_BLOCK_MS = 1000
 #: Entries read per XREAD.
 _XREAD_COUNT = 100
+#: Entries sent but not yet settled (answered by every subscriber) at most.
+_MAX_INFLIGHT = 1000
+#: A subscriber whose unsent backlog exceeds this (bytes) is too slow and is dropped.
+_MAX_PEER_BUFFER_BYTES = 32 * 1024 * 1024
 #: Approximate length the outgoing stream is trimmed to.
 OUTGOING_MAXLEN = 100_000
 
@@ -350,55 +355,97 @@ class Broker:
 
     # --- the stream -------------------------------------------------------------------
     async def distribute(self) -> None:
-        """Send the outgoing stream to the subscribers, moving the durable cursor."""
-        key = cursor_key(self.settings)
-        cursor = (await self.async_client.get(key) or b"0-0").decode()
-        log.info("outgoing stream %s, cursor %s", self.stream, cursor)
-        while True:
-            await self.has_subscribers.wait()
-            reply = await self.async_client.xread({self.stream: cursor}, count=_XREAD_COUNT,
-                                                  block=_XREAD_BLOCK_MS)
-            for _stream, entries in reply or ():
-                for entry_id, fields in entries:
-                    if not await self.deliver(entry_id, fields):
-                        break  # held: re-read from the cursor when someone can take it
-                    cursor = entry_id.decode()
-                    await self.async_client.set(key, cursor)
+        """Send the outgoing stream to the subscribers, moving the durable cursor.
 
-    async def deliver(self, entry_id: bytes, fields: dict[bytes, bytes]) -> bool:
-        """Send one entry to every subscriber; True when it is settled (cursor may move)."""
+        Sending and settling are pipelined: every entry is written to the subscribers as
+        soon as it is read, while a separate task waits for the answers in stream order
+        and moves the cursor.  So one slow or dead subscriber delays only the cursor,
+        not what the others receive.  When an entry ends up with no answer at all, the
+        sender rewinds to the cursor and sends again from there.
+        """
+        key = cursor_key(self.settings)
+        self.cursor = (await self.async_client.get(key) or b"0-0").decode()
+        log.info("outgoing stream %s, cursor %s", self.stream, self.cursor)
+        self.generation = 0  # bumped by a rewind; older in-flight entries are then ignored
+        inflight: asyncio.Queue = asyncio.Queue(maxsize=_MAX_INFLIGHT)
+        settler = asyncio.ensure_future(self.settle(inflight, key))
+        try:
+            read_from, generation = self.cursor, self.generation
+            while True:
+                await self.has_subscribers.wait()
+                if generation != self.generation:
+                    read_from, generation = self.cursor, self.generation
+                reply = await self.async_client.xread({self.stream: read_from}, count=_XREAD_COUNT,
+                                                      block=_XREAD_BLOCK_MS)
+                for _stream, entries in reply or ():
+                    for entry_id, fields in entries:
+                        if generation != self.generation:
+                            break  # rewound while we read: start again from the cursor
+                        await self.has_subscribers.wait()
+                        outcome = await self.send_entry(entry_id.decode(), fields)
+                        await inflight.put((generation, entry_id.decode(), outcome))
+                        read_from = entry_id.decode()
+        finally:
+            settler.cancel()
+            await asyncio.gather(settler, return_exceptions=True)
+
+    async def settle(self, inflight: asyncio.Queue, key: str) -> None:
+        """Wait for each sent entry's answers, in order; move the cursor or rewind."""
+        while True:
+            generation, entry_id, outcome = await inflight.get()
+            answered = await outcome
+            if generation != self.generation:
+                continue  # sent before a rewind: it will be sent again
+            if answered:
+                self.cursor = entry_id
+                await self.async_client.set(key, entry_id)
+                await self.record(message_seen=True)
+            else:
+                log.warning("nobody answered %s: holding it for the next subscriber", entry_id)
+                self.generation += 1
+
+    async def send_entry(self, entry_id: str, fields: dict[bytes, bytes]) -> asyncio.Future:
+        """Write one entry to every subscriber now; return a future of "was it answered"."""
         xml = fields.get(b"xml", b"")
         try:
             ivorn = validate_voevent(xml)
         except vtp.BadPacket as exc:
-            await self.dead_letter(f"outgoing entry {entry_id.decode()}: {exc}", xml)
-            return True
-        subscribers = self.subscribers
-        if not subscribers:
-            return False
+            await self.dead_letter(f"outgoing entry {entry_id}: {exc}", xml)
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(True)  # settled: skipped for good
+            return done
         packet = vtp.encode_packet(xml)  # framed once, written to every subscriber
-
-        async def one(peer: Peer) -> str | None:
+        waits = []
+        for peer in self.subscribers:
+            if peer.writer.transport.get_write_buffer_size() > _MAX_PEER_BUFFER_BYTES:
+                self.stats["dropped"] += 1
+                peer.close("too slow: its send buffer is full")
+                continue
             answer = peer.expect_answer(ivorn)
-            try:
-                async with peer._write_lock:
-                    peer.writer.write(packet)
-                    await peer.writer.drain()
-                self.stats["sent"] += 1
-                return await asyncio.wait_for(answer, self.settings.broker_ack_timeout_s)
-            except TimeoutError:
+            # A plain write keeps the per-peer order of packets; no drain, so a slow
+            # peer cannot hold up the others (its buffer is bounded just above).
+            peer.writer.write(packet)
+            self.stats["sent"] += 1
+            waits.append(self.await_answer(peer, ivorn, answer))
+        self.peers_changed()
+        return asyncio.ensure_future(self.collect(entry_id, ivorn, waits))
+
+    async def await_answer(self, peer: Peer, ivorn: str, answer: asyncio.Future) -> str | None:
+        try:
+            return await asyncio.wait_for(answer, self.settings.broker_ack_timeout_s)
+        except TimeoutError:
+            if not peer.closed:
                 self.stats["dropped"] += 1
                 peer.close(f"no ack for {ivorn} within {self.settings.broker_ack_timeout_s} s")
-            except (OSError, RuntimeError, PeerGone) as exc:
-                peer.close(f"delivery of {ivorn} failed: {exc!r}")
-            return None
+        except PeerGone:
+            pass
+        return None
 
-        answers = await asyncio.gather(*(one(peer) for peer in subscribers))
+    async def collect(self, entry_id: str, ivorn: str, waits: list) -> bool:
+        answers = await asyncio.gather(*waits)
         self.peers_changed()
         answered = sum(1 for answer in answers if answer)
-        log.info("sent %s (%s) to %d subscribers, %d answered", ivorn, entry_id.decode(),
-                 len(subscribers), answered)
-        await self.record(message_seen=True)
+        log.info("sent %s (%s) to %d subscribers, %d answered", ivorn, entry_id, len(waits), answered)
         return answered > 0
 
     # --- lifetime ---------------------------------------------------------------------

@@ -654,6 +654,10 @@ async def _await_receipt(reader, writer, event_ivorn: str, max_bytes: int, ivorn
                 return
             raise PublishError(f"broker refused {event_ivorn}: "
                                f"{transport_text(root, 'Meta/Result') or 'nak'}")
+        elif kind == NAK and not transport_text(root, "Origin"):
+            # The broker could not even read an IVORN from what we sent.
+            raise PublishError(f"broker refused {event_ivorn} as unreadable: "
+                               f"{transport_text(root, 'Meta/Result') or 'nak'}")
 
 
 def publish_files(paths: Iterable[str | Path], host: str, port: int, timeout: float = 10.0) -> list[str]:

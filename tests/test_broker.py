@@ -397,3 +397,27 @@ def test_broker_health_and_clean_shutdown(broker_service, redis_client):
     assert broker_service.proc.returncode == 0, broker_service.log_text()
     assert broker_service.health()["state"] == "disconnected"
     assert "VOEvent broker stopped" in broker_service.log_text()
+
+
+def test_fan_out_to_several_subscribers_despite_a_silent_one(broker_service, redis_client,
+                                                             listener_factory):
+    """Every subscriber gets every notice; a silent one is dropped and does not block the rest."""
+    settings = broker_service.settings
+    first = listener_factory(settings, [broker_service.address], use_redis=False)
+    second = listener_factory(settings, [broker_service.address], use_redis=False)
+    silent = socket.create_connection((broker_service.host, broker_service.port), timeout=10)
+    try:
+        wait_subscribers(broker_service, 3)
+        started = time.time()
+        for n in (1, 2, 3):
+            append_voevent(redis_client, settings, numbered(n))
+        expected = [ivorn(numbered(n)) for n in (1, 2, 3)]
+        wait_for(lambda: first.ivorns() == expected and second.ivorns() == expected, timeout=15,
+                 interval=0.01)
+        # Pipelined sending: the silent peer (ack timeout 2 s) holds up nobody.
+        assert time.time() - started < 1.5
+        wait_for(lambda: broker_service.counters()["subscribers"] == 2, timeout=10)
+        counters = broker_service.counters()
+        assert counters["acked"] == 6 and counters["dropped"] == 1, counters
+    finally:
+        silent.close()
