@@ -41,35 +41,39 @@ class AlertPublisher:
         self.settings = settings
         self.redis = client or get_redis(settings, socket_timeout=5, socket_connect_timeout=5)
 
-    def _xadd(self, node: str, payload: str) -> None:
+    def _xadd_batch(self, messages: list[Outbox]) -> None:
+        """XADD ``messages`` in order in one round trip, retried as a whole on failure."""
         pause = PUBLISH_BACKOFF_S
         for attempt in range(1, PUBLISH_ATTEMPTS + 1):
             try:
-                self.redis.xadd(lvalert_stream(self.settings, node), {"payload": payload},
-                                maxlen=self.settings.lvalert_stream_maxlen, approximate=True)
+                pipeline = self.redis.pipeline(transaction=False)
+                for message in messages:
+                    pipeline.xadd(lvalert_stream(self.settings, message.node),
+                                  {"payload": message.payload},
+                                  maxlen=self.settings.lvalert_stream_maxlen, approximate=True)
+                pipeline.execute()
                 return
             except redis.RedisError as exc:
                 if attempt == PUBLISH_ATTEMPTS:
-                    raise PublishError(f"LVAlert publish to node {node!r} failed after "
-                                       f"{attempt} tries: {exc}") from exc
-                log.warning("LVAlert publish to %s failed (%s), retrying", node, exc)
+                    raise PublishError(f"LVAlert publish of {len(messages)} message(s) failed "
+                                       f"after {attempt} tries: {exc}") from exc
+                log.warning("LVAlert publish failed (%s), retrying", exc)
                 time.sleep(pause)
                 pause *= 2
 
     def drain(self, session: Session) -> int:
         """Publish every pending outbox message in order; return how many were sent.
 
-        Must be called with the service's write lock held.
+        Must be called with the service's write lock held.  A retry after a
+        partial failure may send some messages twice (never zero times, never
+        out of order); LVAlert handlers are idempotent.
         """
         sent = 0
         while True:
             pending = session.execute(select(Outbox).order_by(Outbox.id).limit(500)).scalars().all()
             if not pending:
                 return sent
-            for message in pending:
-                self._xadd(message.node, message.payload)
-                # delete right away: a crash between XADD and this delete can only
-                # duplicate a message (handlers are idempotent), never lose one
-                session.execute(delete(Outbox).where(Outbox.id == message.id))
-                session.commit()
-                sent += 1
+            self._xadd_batch(pending)
+            session.execute(delete(Outbox).where(Outbox.id <= pending[-1].id))
+            session.commit()
+            sent += len(pending)

@@ -974,6 +974,12 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
                                        f"published yet (it will be retried): {exc}"},
                             status_code=500)
 
+    @app.exception_handler(Exception)
+    async def _unexpected_error(_request: Request, exc: Exception):
+        log.exception("unexpected error: %s", exc)
+        return JSONResponse({"detail": f"Internal server error: {type(exc).__name__}: {exc}"},
+                            status_code=500)
+
     @app.middleware("http")
     async def _authenticate(request: Request, call_next):
         """Writes need an account; wrong credentials are refused even on reads."""
