@@ -468,7 +468,7 @@ def upsert_external_event(client: Any, notice: ExternalNotice, payload: bytes,
     filename = f"{notice.notice_type.lower()}.xml"
     if existing is None:
         labels = [NOT_GRB] if notice.not_grb_reasons else None
-        created = _json(client.createEvent(group, notice.pipeline, filename, search=search,
+        created = _json(client.create_event(group, notice.pipeline, filename, search=search,
                                            filecontents=payload, labels=labels))
         graceid = created["graceid"]
         log.info("created %s for %s trigger %s", graceid, notice.pipeline, notice.trigger_id)
@@ -476,9 +476,9 @@ def upsert_external_event(client: Any, notice: ExternalNotice, payload: bytes,
         graceid = existing["graceid"]
         if comment in _log_comments(client, graceid):
             return graceid, False
-        client.replaceEvent(graceid, filename, filecontents=payload)
+        client.replace_event(graceid, filename, filecontents=payload)
         log.info("replaced %s with %s", graceid, notice.ivorn)
-    client.writeLog(graceid, comment, filename=filename, filecontents=payload,
+    client.write_log(graceid, comment, filename=filename, filecontents=payload,
                     tag_name=["ext_coinc"])
     return graceid, True
 
@@ -488,12 +488,12 @@ def sync_not_grb(client: Any, graceid: str, notice: ExternalNotice) -> None:
     labels = {label["name"] if isinstance(label, dict) else str(label)
               for label in _json(client.labels(graceid)).get("labels", [])}
     if notice.not_grb_reasons and NOT_GRB not in labels:
-        client.writeLabel(graceid, NOT_GRB)
-        client.writeLog(graceid, "NOT_GRB: " + "; ".join(notice.not_grb_reasons),
+        client.write_label(graceid, NOT_GRB)
+        client.write_log(graceid, "NOT_GRB: " + "; ".join(notice.not_grb_reasons),
                         tag_name=["ext_coinc"])
     elif not notice.not_grb_reasons and NOT_GRB in labels:
-        client.removeLabel(graceid, NOT_GRB)
-        client.writeLog(graceid, f"NOT_GRB removed: {notice.ivorn} has no veto",
+        client.remove_label(graceid, NOT_GRB)
+        client.write_log(graceid, f"NOT_GRB removed: {notice.ivorn} has no veto",
                         tag_name=["ext_coinc"])
 
 
@@ -517,12 +517,12 @@ def ensure_skymap(client: Any, graceid: str, notice: ExternalNotice,
         content = ext_skymaps.write_skymap_bytes(
             table, {"objid": graceid, "gps_time": notice.gpstime,
                     "instruments": {notice.pipeline}})
-        client.writeLog(graceid, comment, filename=skymap_filename(notice.pipeline),
+        client.write_log(graceid, comment, filename=skymap_filename(notice.pipeline),
                         filecontents=content, tag_name=["sky_loc", "ext_coinc"])
         uploaded = True
     labels = {label["name"] for label in _json(client.labels(graceid)).get("labels", [])}
     if EXT_SKYMAP_READY not in labels:
-        client.writeLabel(graceid, EXT_SKYMAP_READY)
+        client.write_label(graceid, EXT_SKYMAP_READY)
     return uploaded
 
 

@@ -24,9 +24,9 @@ Significance
     except for SNEWS, both sky maps were used.
 
 Records in GraceDB (each written only when it would change something, so repeated
-searches are idempotent): the external event joins the superevent (``addEventToSuperevent``);
+searches are idempotent): the external event joins the superevent (``add_event_to_superevent``);
 ``EM_COINC`` on both; a log line per coincidence; for the superevent's preferred
-coincidence ``updateSuperevent(em_type, time_coinc_far, space_coinc_far)`` and a
+coincidence ``update_superevent(em_type, time_coinc_far, space_coinc_far)`` and a
 ``coincidence_far.json`` file; ``RAVEN_ALERT`` on the superevent, its preferred event and
 the external event when significant.
 """
@@ -321,7 +321,7 @@ def _labels(client: Any, object_id: str) -> set[str]:
 def _ensure_label(client: Any, object_id: str, label: str) -> bool:
     if label in _labels(client, object_id):
         return False
-    client.writeLabel(object_id, label)
+    client.write_label(object_id, label)
     return True
 
 
@@ -418,10 +418,10 @@ def record_coincidence(client: Any, superevent: dict[str, Any], ext_event: dict[
         log.info("%s already belongs to %s; not adding it to %s", eid, member_of, sid)
         return False
     if member_of != sid:
-        client.addEventToSuperevent(sid, eid)
+        client.add_event_to_superevent(sid, eid)
     comment = coincidence_comment(coincidence)
     if comment not in _log_comments(client, sid):
-        client.writeLog(sid, comment, tag_name=["ext_coinc"])
+        client.write_log(sid, comment, tag_name=["ext_coinc"])
     _ensure_label(client, sid, EM_COINC)
     _ensure_label(client, eid, EM_COINC)
 
@@ -447,12 +447,12 @@ def record_coincidence(client: Any, superevent: dict[str, Any], ext_event: dict[
                 fields["time_coinc_far"] = coincidence.temporal_coinc_far
             if coincidence.spatiotemporal_coinc_far is not None:
                 fields["space_coinc_far"] = coincidence.spatiotemporal_coinc_far
-            client.updateSuperevent(sid, **fields)
+            client.update_superevent(sid, **fields)
         content = json.dumps(coincidence.as_json(), indent=2, sort_keys=True).encode()
         previous = _download(client, sid, COINCIDENCE_FILE) \
             if COINCIDENCE_FILE in _file_names(client, sid) else None
         if previous != content:
-            client.writeLog(sid, f"RAVEN: joint FAR of {sid} and {eid}",
+            client.write_log(sid, f"RAVEN: joint FAR of {sid} and {eid}",
                             filename=COINCIDENCE_FILE, filecontents=content,
                             tag_name=["ext_coinc"])
         if coincidence.publishable:
@@ -557,7 +557,7 @@ def search_for_superevent(client: Any, superevent: dict[str, Any],
     sid = superevent["superevent_id"]
     marker = searched_comment(sid, superevent.get("preferred_event"))
     if marker not in _log_comments(client, sid):
-        client.writeLog(sid, marker, tag_name=["ext_coinc"])
+        client.write_log(sid, marker, tag_name=["ext_coinc"])
     return results
 
 

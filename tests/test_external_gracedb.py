@@ -130,9 +130,9 @@ def make_cbc_superevent(client, t_0: float, far: float, category: str = "P") -> 
     from tests.coinc_factory import coinc_xml
 
     group, search = ("CBC", "MDC") if category == "M" else ("CBC", "AllSky")
-    event = client.createEvent(group, "gstlal", "coinc.xml", search=search,
+    event = client.create_event(group, "gstlal", "coinc.xml", search=search,
                                filecontents=coinc_xml(gpstime=t_0, snr=12.0, far=far)).json()
-    return client.createSuperevent(t_0 - 1, t_0, t_0 + 1, event["graceid"],
+    return client.create_superevent(t_0 - 1, t_0, t_0 + 1, event["graceid"],
                                    category=category).json()
 
 
@@ -183,7 +183,7 @@ def test_superevent_alert_finds_earlier_grb_with_spatial_far(client, settings):
     superevent = make_cbc_superevent(client, t_gw, far)
     sid = superevent["superevent_id"]
     gw_map = ext_skymaps.make_external_skymap(200.0, -10.0, 10.0, "LVK", max_order=5)
-    client.writeLog(sid, "GW sky map", filename="bayestar.multiorder.fits",
+    client.write_log(sid, "GW sky map", filename="bayestar.multiorder.fits",
                     filecontents=ext_skymaps.write_skymap_bytes(gw_map))
     found = raven.handle_superevent_message(
         {"uid": sid, "alert_type": "new", "data": superevent, "object": superevent,
