@@ -35,6 +35,7 @@ import logging
 import math
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from gcn import NoticeType
@@ -42,6 +43,7 @@ from lxml import etree
 
 from gw_ops import gcn, lvalert
 from gw_ops.config import Settings, get_settings
+from gw_ops.errors import PermanentError
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +81,8 @@ YEAR_S = 365.25 * 86400
 _SAME_TRIGGER_SPAN_S = 5.0
 
 
-class InvalidNotice(ValueError):
-    """A notice that cannot be handled; the lane dead-letters it.
+class InvalidNotice(PermanentError, ValueError):
+    """A notice that cannot be handled; the lane dead-letters it at once (no retries).
 
     Parameters
     ----------
@@ -381,6 +383,15 @@ def gracedb_group_and_search(notice: ExternalNotice, settings: Settings) -> tupl
     raise ValueError(f"exttrig_test_notices must be mdc, test or ignore, not {policy!r}")
 
 
+@lru_cache(maxsize=4)
+def default_client(settings: Settings) -> Any:
+    """GraceDB client of these settings, kept between the messages of one worker process
+    (its HTTP connection and the API root it reads once are reused)."""
+    from gw_ops.gracedb.client import gracedb_client  # heavy; only when handling
+
+    return gracedb_client(settings)
+
+
 #: Other names of a search on GraceDB servers that lack the first one (the local service
 #: lists ``Neutrino`` rather than ``HEN``).
 SEARCH_ALIASES: dict[str, tuple[str, ...]] = {"HEN": ("Neutrino",)}
@@ -543,9 +554,7 @@ def process_notice(payload: bytes, root: etree._Element | None = None, *,
         log.info("ignoring test notice %s (exttrig_test_notices=ignore)", notice.ivorn)
         return None
     group, search = placement
-    if client is None:
-        from gw_ops.gracedb.client import gracedb_client
-        client = gracedb_client(settings)
+    client = client if client is not None else default_client(settings)
     search = server_search_name(client, search)
     graceid, _ = upsert_external_event(client, notice, payload, group, search)
     sync_not_grb(client, graceid, notice)

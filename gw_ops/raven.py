@@ -587,8 +587,8 @@ def handle_superevent_message(message: dict[str, Any], client: Any = None,
     if not sid:
         return []
     if client is None:
-        from gw_ops.gracedb.client import gracedb_client
-        client = gracedb_client(settings)
+        from gw_ops.external_triggers import default_client
+        client = default_client(settings)
     superevent = _json(client.superevent(sid))
     if alert_type == "update":
         marker = searched_comment(sid, superevent.get("preferred_event"))

@@ -148,6 +148,25 @@ def test_bad_notices_raise_invalid_notice(label, payload, reason):
     assert reason in info.value.reason
 
 
+def test_invalid_notice_is_permanent_for_the_lane():
+    from gw_ops.errors import is_transient
+
+    assert not is_transient(InvalidNotice("malformed event time"))
+
+
+def test_handler_rejects_bad_notice_before_touching_gracedb(monkeypatch):
+    """The lane calls handle_notice(payload, root); bad input never reaches GraceDB."""
+    import gw_ops.gracedb.client as gracedb_client_module
+
+    def no_client(*args, **kwargs):
+        raise AssertionError("GraceDB must not be contacted for an invalid notice")
+
+    monkeypatch.setattr(gracedb_client_module, "gracedb_client", no_client)
+    payload = _edit("swift_bat_grb_pos.xml", "<C2>-20.3153</C2>", "<C2>95.0</C2>")
+    with pytest.raises(InvalidNotice, match="outside the sky"):
+        X.handle_notice(payload, X.parse_xml(payload))
+
+
 def test_parser_does_not_expand_entities():
     payload = (b'<?xml version="1.0"?><!DOCTYPE v [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
                b'<VOEvent role="observation"><What><Param name="Packet_Type" value="61"/>'

@@ -223,3 +223,18 @@ def test_skymap_fits_round_trip():
     assert total_probability(back) == pytest.approx(1.0, rel=1e-6)
     assert ext_skymaps.overlap_integral(back, table) == \
         pytest.approx(ext_skymaps.overlap_integral(table, table), rel=1e-6)
+
+
+@pytest.mark.parametrize("message", [
+    {"uid": "S1", "alert_type": "log", "data": {}},
+    {"uid": "S1", "alert_type": "label_added", "data": {"name": "ADVREQ"}},
+    {"uid": "S1", "alert_type": "event_added", "data": {}},
+    {"alert_type": "new", "data": {}},
+])
+def test_superevent_alerts_that_do_not_search(message):
+    """Only creation, updates and sky-map labels search; nothing else touches GraceDB."""
+    class NoClient:
+        def __getattr__(self, name):
+            raise AssertionError(f"GraceDB called: {name}")
+
+    assert raven.handle_superevent_message(message, client=NoClient(), settings=SETTINGS) == []
