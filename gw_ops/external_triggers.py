@@ -416,6 +416,26 @@ def event_trigger_id(event: dict[str, Any]) -> str | None:
     return None if value in (None, "") else str(value)
 
 
+#: Trigger ids inside the IVORNs of notices whose id GraceDB does not record:
+#: subthreshold GBM ``..._<Trans_Num>_<n>-<n>`` and IceCube ``..._<stream>_<run>_<event>_<rev>``.
+_IVORN_TRIGGER_ID = {
+    "SubGRB": re.compile(r"_(\d+)_\d+-\d+$"),
+    "IceCube": re.compile(r"_\d+_(\d+)_(\d+)_\d+$"),
+}
+
+
+def trigger_id_from_ivorn(pipeline: str, search: str, ivorn: str | None) -> str | None:
+    """Trigger id read from a notice IVORN where the notice's id parameter is not
+    ``TrigID`` (Fermi subthreshold, IceCube), in :func:`parse_notice`'s form; else None."""
+    if not ivorn:
+        return None
+    pattern = _IVORN_TRIGGER_ID.get("IceCube" if pipeline == "IceCube" else search)
+    match = pattern.search(ivorn) if pattern else None
+    if match is None:
+        return None
+    return "_".join(str(int(part)) for part in match.groups())
+
+
 def find_external_event(client: Any, notice: ExternalNotice, group: str,
                         search: str) -> dict[str, Any] | None:
     """The existing GraceDB event of a notice's trigger, or None.
@@ -423,8 +443,8 @@ def find_external_event(client: Any, notice: ExternalNotice, group: str,
     Looks up events of the same group and pipeline within a few seconds of the trigger
     time and keeps the one with the same trigger id.  GraceDB records the ``TrigID``
     parameter only; for notices whose id lives elsewhere (Fermi subthreshold
-    ``Trans_Num``, IceCube run and event) an event without a recorded trigger id and
-    the same trigger time (within 10 ms) is the same trigger.
+    ``Trans_Num``, IceCube run and event) the id is read from the IVORN GraceDB kept,
+    and failing that an event of the same trigger time (within 10 ms) is the same one.
     """
     query = (f"group: {group} pipeline: {notice.pipeline} "
              f"gpstime: {notice.gpstime - _SAME_TRIGGER_SPAN_S:.3f} .. "
@@ -434,6 +454,9 @@ def find_external_event(client: Any, notice: ExternalNotice, group: str,
         if (event.get("search") == "MDC") != (search == "MDC"):
             continue  # a rehearsal never replaces a real trigger, nor the reverse
         recorded = event_trigger_id(event)
+        if recorded is None:
+            grb = (event.get("extra_attributes") or {}).get("GRB") or {}
+            recorded = trigger_id_from_ivorn(notice.pipeline, notice.search, grb.get("ivorn"))
         if recorded == notice.trigger_id:
             candidates.append(event)
         elif recorded is None and abs(float(event["gpstime"]) - notice.gpstime) < 0.01:

@@ -318,10 +318,24 @@ def _labels(client: Any, object_id: str) -> set[str]:
             for label in _json(client.labels(object_id)).get("labels", [])}
 
 
+def _http_status(exc: BaseException) -> int | None:
+    return getattr(getattr(exc, "response", None), "status_code", None)
+
+
 def _ensure_label(client: Any, object_id: str, label: str) -> bool:
+    """Apply a label unless present; True when it was applied now.
+
+    Another writer may apply it between the check and the write (GraceDB then answers
+    400); that is success too.
+    """
     if label in _labels(client, object_id):
         return False
-    client.write_label(object_id, label)
+    try:
+        client.write_label(object_id, label)
+    except Exception as exc:
+        if _http_status(exc) == 400 and label in _labels(client, object_id):
+            return False
+        raise
     return True
 
 
@@ -335,7 +349,7 @@ def _download(client: Any, object_id: str, filename: str) -> bytes | None:
     try:
         response = client.files(object_id, filename)
     except Exception as exc:  # HTTPError 404 from the client: no such file
-        if getattr(getattr(exc, "response", None), "status_code", None) == 404:
+        if _http_status(exc) == 404:
             return None
         raise
     return response.read() if hasattr(response, "read") else response.content
@@ -418,7 +432,16 @@ def record_coincidence(client: Any, superevent: dict[str, Any], ext_event: dict[
         log.info("%s already belongs to %s; not adding it to %s", eid, member_of, sid)
         return False
     if member_of != sid:
-        client.add_event_to_superevent(sid, eid)
+        try:
+            client.add_event_to_superevent(sid, eid)
+        except Exception as exc:
+            # added meanwhile by a concurrent search (GraceDB answers 400): re-check
+            if _http_status(exc) != 400:
+                raise
+            member_of = _json(client.event(eid)).get("superevent")
+            if member_of != sid:
+                log.info("%s joined %s meanwhile; not adding it to %s", eid, member_of, sid)
+                return False
     comment = coincidence_comment(coincidence)
     if comment not in _log_comments(client, sid):
         client.write_log(sid, comment, tag_name=["ext_coinc"])

@@ -101,6 +101,20 @@ def test_subthreshold_and_neutrino_triggers_without_recorded_trigger_id(client, 
         assert len(events_of_trigger(client, pipeline, event["gpstime"])) == 1
 
 
+def test_icecube_revision_replaces_its_event(client, settings):
+    """Revision 1 of an IceCube alert (refined time and position) updates the event."""
+    first = notice("icecube_bronze.xml")
+    graceid = process_notice(first, client=client, settings=settings)
+    revision = (first.replace(b"_134207_033533447_0\"", b"_134207_033533447_1\"")
+                .replace(b"<ISOTime>2020-06-20T03:03:32.28</ISOTime>",
+                         b"<ISOTime>2020-06-20T03:03:32.78</ISOTime>")
+                .replace(b"<C1>162.2481</C1>", b"<C1>162.5000</C1>"))
+    assert process_notice(revision, client=client, settings=settings) == graceid
+    event = client.event(graceid).json()
+    assert event["extra_attributes"]["GRB"]["ra"] == pytest.approx(162.5)
+    assert len(events_of_trigger(client, "IceCube", event["gpstime"])) == 1
+
+
 def test_vetoed_and_positionless_notices(client, settings):
     swift = process_notice(notice("swift_bat_grb_pos_lost_lock.xml"), client=client,
                            settings=settings)

@@ -226,3 +226,14 @@ def test_import_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == ""
+
+
+@pytest.mark.parametrize("name", ["icecube_gold.xml", "icecube_bronze.xml",
+                                  "fermi_gbm_subthresh.xml",
+                                  "fermi_gbm_subthresh_lowconfidence.xml"])
+def test_trigger_id_from_ivorn_matches_parsed_id(name):
+    """GraceDB records TrigID only; these notices' ids are recovered from the IVORN."""
+    notice = parse(name)
+    assert X.trigger_id_from_ivorn(notice.pipeline, notice.search, notice.ivorn) == \
+        notice.trigger_id
+    assert X.trigger_id_from_ivorn("Swift", "GRB", parse("swift_bat_grb_pos.xml").ivorn) is None
