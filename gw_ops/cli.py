@@ -65,6 +65,15 @@ def down(ctx) -> None:
 
 
 @main.command()
+@click.argument("component")
+@click.pass_context
+def restart(ctx, component) -> None:
+    """Restart one COMPONENT of the running stack (e.g. triggerer)."""
+    from gw_ops import stack
+    sys.exit(stack.restart(settings_from(ctx), component))
+
+
+@main.command()
 @click.pass_context
 def status(ctx) -> None:
     """One line per component: state, pid, address, health."""
@@ -97,6 +106,23 @@ def gracedb_serve(ctx, db_url, port, files_dir) -> None:
     serve(settings_from(ctx, gracedb_db_url=db_url, gracedb_port=port, gracedb_files_dir=files_dir))
 
 
+@gracedb.command("adduser")
+@click.argument("name")
+@click.pass_context
+def gracedb_adduser(ctx, name) -> None:
+    """Create (or reset) a local GraceDB account NAME and print its password once.
+
+    Put ``machine <host> login NAME password <password>`` in your ~/.netrc (mode 0600) and
+    use ``GraceDb('http://<host>:<port>/api/', force_noauth=True)``.
+    """
+    from gw_ops import stack
+    from gw_ops.gracedb.auth import add_user
+    settings = stack.running_settings(settings_from(ctx))
+    password = add_user(settings, name)
+    click.echo(f"GraceDB account {name} at {settings.gracedb_api_url}")
+    click.echo(f"netrc line: machine {settings.host} login {name} password {password}")
+
+
 @main.command()
 @click.option("--port", type=int, default=None, help="TCP port (default GW_OPS_BROKER_PORT).")
 @click.pass_context
@@ -121,7 +147,13 @@ def gcn_publish(ctx, files, broker_address) -> None:
     settings = settings_from(ctx)
     address = broker_address or f"{settings.host}:{settings.broker_port}"
     host, _, port = address.rpartition(":")
-    publish_files(list(files), host, int(port))
+    from gw_ops.vtp import VTPError
+    try:
+        ivorns = publish_files(list(files), host, int(port))
+    except (VTPError, OSError) as exc:
+        raise click.ClickException(f"publishing through {address} failed: {exc}") from exc
+    for ivorn in ivorns:
+        click.echo(f"acked: {ivorn}")
 
 
 if __name__ == "__main__":

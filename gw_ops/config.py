@@ -197,7 +197,7 @@ class Settings:
                                "here, same sky map within noise). For demos on small machines.",
                                default=False)
     bayestar_fast_sample_rate_hz: float = _doc("SNR series sample rate (Hz) of the fast "
-                                               "BAYESTAR setting (gstlal uploads 2048 Hz).",
+                                               "BAYESTAR setting (a rate typical of uploaded SNR series).",
                                                default=2048.0)
     bayestar_waveform: str = _doc("Template approximant BAYESTAR uses. ligo.skymap's default "
                                   "o2-uberbank needs SEOBNRv4_ROM data that no wheel ships; "
@@ -284,7 +284,9 @@ class Settings:
 
 #: Defaults per preset; explicit GW_OPS_* variables win over these.
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "local": {},
+    # The volume rendering takes ~10 min on 2 cores and would hold the only openmp slot
+    # of a small machine: off by default locally, on where there are cores to spare.
+    "local": {"plot_volume": False},
     "playground": {
         "gracedb_url": "https://gracedb-playground.ligo.org/api/",
         "superevent_categories": ("production", "mdc", "test"),

@@ -697,8 +697,14 @@ def handle_superevent(message: Mapping[str, Any], *, settings: Settings | None =
         decision = decide_on_file(data.get("filename"), data.get("file_version"), labels, sent)
     if decision is None:
         return completed[-1] if completed else None
-    return send_alert(decision, superevent_id, settings=settings, client=client,
-                      redis_client=redis_client)
+    result = send_alert(decision, superevent_id, settings=settings, client=client,
+                        redis_client=redis_client)
+    if decision.key == preliminary_key(1):
+        # also when it was "already sent": a crash may have come between send and schedule
+        from gw_ops.delayed import schedule
+        schedule(redis_client, settings, "second_preliminary", {"superevent_id": superevent_id},
+                 time.time() + settings.preliminary_cleanup_timeout_s)
+    return result
 
 
 def second_preliminary(superevent_id: str, *, settings: Settings | None = None, client=None,
@@ -771,8 +777,12 @@ def handle_cbc_event(message: Mapping[str, Any], *, settings: Settings | None = 
     try:
         if SKYMAP_FILENAME not in files:
             if "localize" not in products:
-                from gw_ops.bayestar import localize
-                products["localize"] = localize
+                from gw_ops.bayestar import localize, settings_kwargs
+                options = settings_kwargs(settings)
+
+                def localize_with_settings(coinc, psd, omp_threads):
+                    return localize(coinc, psd, **{**options, "omp_threads": omp_threads})
+                products["localize"] = localize_with_settings
             fits = products["localize"](_read_file(client, graceid, "coinc.xml"),
                                         _read_file(client, graceid, "psd.xml.gz"),
                                         omp_threads=settings.omp_threads_effective)
@@ -822,3 +832,93 @@ def wait_seconds_until_second_preliminary(first_sent_unix: float,
     settings = settings or get_settings()
     now = time.time() if now is None else now
     return max(0.0, first_sent_unix + settings.preliminary_cleanup_timeout_s - now)
+
+
+# --- the openmp lane: localizations and volume renderings -------------------------------
+
+#: Superevent nodes (one per category).
+SUPEREVENT_NODES = ("superevent", "mdc_superevent", "test_superevent")
+#: Nodes of CBC G events, production/MDC and Test group.
+CBC_EVENT_NODES = tuple(f"cbc_{p}" for p in ("gstlal", "pycbc", "spiir", "mbta", "mbtaonline")) + \
+    tuple(f"test_{p}" for p in ("gstlal", "pycbc", "spiir", "mbta", "mbtaonline"))
+
+
+def event_to_localize(message: Mapping[str, Any], client) -> str | None:
+    """Which G event a message asks to localize now, or None to skip it.
+
+    Only the event that counts is localized: a superevent's preferred event (on its
+    creation or when the preferred event changes), or a G event not (yet) in any
+    superevent.  A G event that is in a superevent but not preferred there is skipped:
+    on this hardware one BAYESTAR run takes 23-90 s, so 16 uploads of one candidate
+    must not queue ten minutes of work ahead of the one that counts.  If it becomes
+    preferred later, the superevent's ``update`` message brings it back here.
+    """
+    kind = message.get("alert_type")
+    if message.get("node") in SUPEREVENT_NODES:
+        if kind not in ("new", "update"):
+            return None
+        return (message.get("object") or {}).get("preferred_event") or None
+    data = message.get("data") or {}
+    if not (kind == "new" or (kind == "log" and data.get("filename") in ("coinc.xml", "psd.xml.gz"))):
+        return None
+    graceid = message.get("uid")
+    superevent_id = (message.get("object") or {}).get("superevent")
+    if superevent_id is None:
+        superevent_id = _json(client.event(graceid)).get("superevent")
+    if superevent_id:
+        preferred = _json(client.superevent(superevent_id)).get("preferred_event")
+        if preferred and preferred != graceid:
+            log.info("not localizing %s: %s prefers %s", graceid, superevent_id, preferred)
+            return None
+    return graceid
+
+
+@lvalert.handler(*CBC_EVENT_NODES, *SUPEREVENT_NODES, pool="openmp", priority_weight=100)
+def localize_preferred(message: Mapping[str, Any], *, settings: Settings | None = None,
+                       client=None) -> list[str]:
+    """BAYESTAR sky map, p_astro and em_bright of each superevent's preferred G event.
+
+    Runs in the ``openmp`` pool (queue ``openmp`` on the Celery stack) with
+    ``omp_threads`` OpenMP threads.  See :func:`event_to_localize` for which events are
+    localized and :func:`handle_cbc_event` for the products (each made once).
+
+    Returns
+    -------
+    list of str
+        Files uploaded.
+    """
+    settings = settings or get_settings()
+    client = client or _gracedb(settings)
+    graceid = event_to_localize(message, client)
+    if graceid is None:
+        return []
+    return handle_cbc_event({"uid": graceid, "alert_type": "new", "data": {}}, settings=settings,
+                            client=client)
+
+
+@lvalert.handler(*SUPEREVENT_NODES, pool="openmp", priority_weight=1)
+def plot_volume_after_alert(message: Mapping[str, Any], *, settings: Settings | None = None,
+                            client=None) -> str | None:
+    """3D volume rendering of a superevent's sky map, once its first alert is out.
+
+    About 10 minutes on 2 cores here, so it runs last: lowest priority in the ``openmp``
+    pool, only after ``GCN_PRELIM_SENT``, and not at all when the setting
+    ``plot_volume`` is off (the default of the ``local`` preset).
+    """
+    settings = settings or get_settings()
+    data = message.get("data") or {}
+    if not settings.plot_volume or message.get("alert_type") != "label_added" or \
+            data.get("name") != "GCN_PRELIM_SENT":
+        return None
+    superevent_id = message["uid"]
+    client = client or _gracedb(settings)
+    if "bayestar.volume.png" in _file_names(client, superevent_id):
+        return None
+    if SKYMAP_FILENAME not in _file_names(client, superevent_id):
+        return None
+    from gw_ops.skymap_products import plot_volume
+    png = plot_volume(_read_file(client, superevent_id, SKYMAP_FILENAME),
+                      omp_threads=settings.omp_threads_effective)
+    client.write_log(superevent_id, "Volume rendering of the sky map", filename="bayestar.volume.png",
+                     filecontents=png, tag_name=["sky_loc"])
+    return "bayestar.volume.png"

@@ -6,7 +6,7 @@ benchmarks do).  Each probe handler records every call in a Redis list
 is the Unix time (s) the sender put in the message and ``handled`` the time the handler ran.
 
 Send probes with :func:`send_lvalert_probe` (an LVAlert on node ``gw_ops_probe``) or as a
-GCN notice of type ``TEST_COORDS`` (GCN's own test packet type, 20) carrying a ``probe_sent`` Param.
+GCN notice of type ``TEST_COORDS`` (GCN's own test packet type, 2) carrying a ``probe_sent`` Param.
 """
 from __future__ import annotations
 

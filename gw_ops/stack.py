@@ -18,6 +18,7 @@ State lives in ``settings.state_path``::
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -337,13 +338,19 @@ def up(settings: Settings, out=print) -> int:
     for component in redis_component:
         start_component(settings, component, env)
         if not _wait_healthy(settings, [component], UP_TIMEOUT_S, out):
+            down(settings, out)
             return 3
+    from gw_ops.redis_util import get_redis
+    from gw_ops.streams import ensure_lane_groups
+    ensure_lane_groups(get_redis(settings), settings)
     prepare_airflow(settings, env)
     for component in components:
         if component.name != "redis":
             start_component(settings, component, env)
     if not _wait_healthy(settings, components, UP_TIMEOUT_S, out):
         out("the stack did not become healthy; logs are in " + str(log_dir(settings)))
+        out("stopping what was started")
+        down(settings, out)
         return 3
     elapsed = time.monotonic() - started_at
     out(f"gw-ops stack healthy in {elapsed:.1f} s")
@@ -381,42 +388,69 @@ def _process_tree(pid: int) -> list:
 
 
 def down(settings: Settings, out=print) -> int:
-    """Stop every started component (whole process groups and descendants) and verify."""
+    """Stop every started component (whole process groups and descendants) and verify.
+
+    SIGTERM goes to every component's process group and descendants at once (descendants
+    that started their own session included); whatever is still alive after
+    :data:`STOP_GRACE_S` gets SIGKILL.  Returns 1 if any process survives.
+    """
     import psutil
     settings = running_settings(settings)
-    leftovers = []
+    stopping = []
     for component in reversed(COMPONENTS):
         record = read_record(settings, component)
         if not record:
             continue
         tree = _process_tree(record["pid"])
-        try:
-            os.killpg(record["pgid"], signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        _signal_group(record["pgid"], signal.SIGTERM)
         for proc in tree:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 proc.terminate()
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(tree, timeout=STOP_GRACE_S)
-        for proc in alive:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        try:
-            os.killpg(record["pgid"], signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        _, still = psutil.wait_procs(alive, timeout=5)
-        leftovers.extend(p.pid for p in still)
+        stopping.append((component, record, tree))
+    every_process = [proc for _, _, tree in stopping for proc in tree]
+    _, alive = psutil.wait_procs(every_process, timeout=STOP_GRACE_S)
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    for _, record, _ in stopping:
+        _signal_group(record["pgid"], signal.SIGKILL)
+    _, still = psutil.wait_procs(alive, timeout=5)
+    for component, record, _ in stopping:
         _record_path(settings, component).unlink(missing_ok=True)
         out(f"stopped {component.name} (pid {record['pid']})")
-    if leftovers:
-        out(f"processes still running: {leftovers}")
+    if still:
+        out(f"processes still running: {[p.pid for p in still]}")
         return 1
     _stack_file(settings).unlink(missing_ok=True)
+    return 0
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def restart(settings: Settings, name: str, out=print) -> int:
+    """Stop one component (SIGTERM, then SIGKILL) and start it again with the stack's settings."""
+    settings = running_settings(settings)
+    component = next((c for c in COMPONENTS if c.name == name), None)
+    if component is None:
+        out(f"unknown component {name!r}; one of {', '.join(c.name for c in COMPONENTS)}")
+        return 2
+    import psutil
+    record = read_record(settings, component)
+    if record:
+        tree = _process_tree(record["pid"])
+        _signal_group(record["pgid"], signal.SIGTERM)
+        _, alive = psutil.wait_procs(tree, timeout=STOP_GRACE_S)
+        for proc in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        _signal_group(record["pgid"], signal.SIGKILL)
+    start_component(settings, component, _child_env(settings))
+    if not _wait_healthy(settings, [component], UP_TIMEOUT_S, out):
+        return 3
+    out(f"restarted {component.name}")
     return 0
 
 

@@ -18,6 +18,31 @@ OWNER = "gw-ops"
 GCN_NOTICES_ASSET = "gw_ops.gcn.notices"
 
 
+def queue_for_pool(pool: str | None) -> str:
+    """Celery queue of a task in ``pool``: each gw-ops pool has a worker queue of its name."""
+    from gw_ops.airflow.pools import pool_specs
+    from gw_ops.config import get_settings
+
+    names = {spec.name for spec in pool_specs(get_settings())}
+    return pool if pool in names else "default"
+
+
+def every_minutes(minutes: int):
+    """Timetable firing on the clock every ``minutes`` (wall-clock aligned, e.g. :00, :05).
+
+    A cron trigger, not a timedelta: the first run comes at the next aligned time, not
+    the moment the stack starts (a mock event at every ``gw-ops up`` would hold the only
+    ``openmp`` slot of a small machine).
+    """
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    if minutes < 60:
+        expression = f"*/{minutes} * * * *"
+    else:
+        expression = f"0 */{max(1, minutes // 60)} * * *"
+    return CronTriggerTimetable(expression, timezone="UTC")
+
+
 def default_args(**overrides: Any) -> dict[str, Any]:
     """Task defaults of every gw-ops DAG."""
     args = {"owner": OWNER, "retries": 2, "retry_delay": timedelta(seconds=10)}
@@ -40,7 +65,8 @@ def declare_handler_dags() -> dict[str, Any]:
     from airflow.providers.standard.operators.python import PythonOperator
     from airflow.sdk import DAG, Asset, AssetWatcher
 
-    from gw_ops.airflow.lanes import lane_streams, run_lane
+    from gw_ops.airflow.lanes import run_lane
+    from gw_ops.streams import lane_streams
     from gw_ops.airflow.triggers import GcnListenerTrigger, StreamDoorbellTrigger
     from gw_ops.config import get_settings
     from gw_ops.registry import load_handlers
@@ -57,6 +83,7 @@ def declare_handler_dags() -> dict[str, Any]:
         schedule = (gcn_asset | doorbell) if spec.kind == "gcn" else doorbell
         task_settings = {k: v for k, v in spec.task_kwargs.items()
                          if k in ("pool", "queue", "priority_weight", "execution_timeout")}
+        task_settings.setdefault("queue", queue_for_pool(task_settings.get("pool")))
         retries = spec.task_kwargs.get("retries", 2)
         with DAG(dag_id=spec.dag_id, schedule=schedule, doc_md=_doc(spec), catchup=False,
                  tags=["gw-ops", "handler", spec.kind], default_args=default_args(retries=retries),

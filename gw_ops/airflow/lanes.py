@@ -15,17 +15,9 @@ from typing import Any, Callable
 
 from gw_ops.config import Settings
 from gw_ops.registry import HandlerSpec
+from gw_ops.streams import lane_streams
 
 log = logging.getLogger(__name__)
-
-
-def lane_streams(spec: HandlerSpec, settings: Settings) -> list[str]:
-    """Redis streams a handler's lane reads."""
-    from gw_ops.redis_util import gcn_incoming_stream, lvalert_stream
-
-    if spec.kind == "lvalert":
-        return [lvalert_stream(settings, node) for node in spec.keys]
-    return [gcn_incoming_stream(settings)]
 
 
 def message_handler(spec: HandlerSpec) -> Callable:

@@ -65,3 +65,19 @@ def check_listeners(settings: Settings | None = None) -> dict[str, dict[str, str
     if problems:
         raise RuntimeError("listeners unhealthy: " + "; ".join(problems))
     return records
+
+
+def mock_event(settings: Settings | None = None) -> dict[str, Any]:
+    """Upload the scheduled mock event (see :mod:`gw_ops.mock_pipeline`)."""
+    from gw_ops.mock_pipeline import upload_mock_event
+
+    return upload_mock_event(settings or get_settings())
+
+
+def delayed_actions(settings: Settings | None = None) -> dict[str, int]:
+    """Run every delayed action that is due (see :mod:`gw_ops.delayed`)."""
+    from gw_ops.delayed import run_due
+    from gw_ops.redis_util import get_redis
+
+    settings = settings or get_settings()
+    return run_due(get_redis(settings), settings)

@@ -146,7 +146,13 @@ class GcnListenerTrigger(BaseEventTrigger):
         settings = _settings()
         servers = self.servers or list(settings.gcn_server_list)
         rings: asyncio.Queue = asyncio.Queue()
-        pump = asyncio.create_task(vtp.gcn_to_redis(settings, servers=servers, on_notice=rings.put_nowait))
+
+        def ring(stream_id, fields) -> None:
+            # The event carries only small text: the notice itself is in the stream.
+            rings.put_nowait({"stream_id": _text(stream_id), "notice_type": _text(fields.get("notice_type", "")),
+                              "ivorn": _text(fields.get("ivorn", ""))})
+
+        pump = asyncio.create_task(vtp.gcn_to_redis(settings, servers=servers, on_notice=ring))
         try:
             while True:
                 getter = asyncio.create_task(rings.get())
@@ -209,3 +215,45 @@ class LVAlertMatchTrigger(BaseEventTrigger):
                             return
         finally:
             await client.aclose()
+
+
+class DueActionTrigger(BaseEventTrigger):
+    """Fire when a delayed action (:mod:`gw_ops.delayed`) falls due.
+
+    Sleeps until the earliest due time, re-reading the queue every ``poll_s`` so an
+    earlier action scheduled meanwhile is not missed.  Fires at most once per
+    ``poll_s`` while actions stay due (the DAG run then takes them).
+    """
+
+    def __init__(self, poll_s: float = 1.0):
+        super().__init__()
+        self.poll_s = poll_s
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (f"{type(self).__module__}.{type(self).__qualname__}", {"poll_s": self.poll_s})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from gw_ops.delayed import next_due
+        from gw_ops.redis_util import get_redis
+
+        settings = _settings()
+        client = get_redis(settings)
+        last_fired_for: float | None = None
+        last_ring = 0.0
+        try:
+            while True:
+                try:
+                    due = await asyncio.to_thread(next_due, client, settings)
+                except Exception as exc:  # noqa: BLE001 (keep waiting through Redis outages)
+                    log.error("delayed actions: Redis unavailable (%s)", exc)
+                    due = None
+                now = time.time()
+                # ring once per due action, and again while it stays overdue (a run that
+                # Airflow merged away or that failed must not strand it)
+                if due is not None and due <= now and (
+                        last_fired_for != due or now - last_ring >= settings.lvalert_rering_s):
+                    last_fired_for, last_ring = due, now
+                    yield TriggerEvent({"due": due, "rung_at": now})
+                await asyncio.sleep(self.poll_s)
+        finally:
+            client.close()

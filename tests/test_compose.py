@@ -1,0 +1,77 @@
+"""docker-compose.yaml agrees with the code (no Docker engine runs here, so we check the file):
+every queue a task names has a worker, the pools are created by airflow-init, services
+wait for healthy Redis and PostgreSQL, all Airflow processes share one JWT secret."""
+from __future__ import annotations
+
+import yaml
+
+from tests.helpers import REPO_ROOT
+from tests.test_dag_integrity import parse_dag_folder
+
+COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())
+SERVICES = COMPOSE["services"]
+AIRFLOW_SERVICES = [name for name, svc in SERVICES.items() if name not in ("postgres", "redis")]
+
+
+def command_text(service: dict) -> str:
+    command = service.get("command", "")
+    return " ".join(command) if isinstance(command, list) else str(command)
+
+
+def worker_queues() -> dict[str, set[str]]:
+    queues = {}
+    for name, service in SERVICES.items():
+        words = command_text(service).split()
+        if "celery" in words and "worker" in words:
+            queues[name] = set(words[words.index("--queues") + 1].split(","))
+    return queues
+
+
+def test_every_queue_named_by_a_task_has_a_worker(tmp_path):
+    report = parse_dag_folder(tmp_path)
+    used = {queue for info in report["dags"].values() for queue in info["queues"]}
+    served = set().union(*worker_queues().values())
+    assert used, "no DAG task found"
+    assert used <= served, f"queues without a worker: {used - served}"
+    assert {"default", "openmp", "superevent", "exttrig"} <= served
+
+
+def test_serial_queues_run_one_task_at_a_time_and_openmp_is_limited():
+    for name, queues in worker_queues().items():
+        words = command_text(SERVICES[name]).split()
+        if queues & {"superevent", "exttrig", "openmp"}:
+            assert words[words.index("--concurrency") + 1] == "1", name
+    openmp = next(svc for name, svc in SERVICES.items() if "openmp" in worker_queues().get(name, ()))
+    assert "OMP_NUM_THREADS" in openmp["environment"] and "cpus" in openmp
+
+
+def test_pools_are_created_by_airflow_init_from_the_code():
+    init = command_text(SERVICES["airflow-init"])
+    assert "gw_ops.airflow.setup_db" in init  # which calls gw_ops.airflow.pools.ensure_pools
+
+
+def test_services_depend_on_healthy_redis_and_postgres():
+    for service in ("redis", "postgres"):
+        assert "healthcheck" in SERVICES[service]
+    for name in AIRFLOW_SERVICES:
+        depends = SERVICES[name].get("depends_on", {})
+        assert depends.get("redis", {}).get("condition") == "service_healthy", name
+        assert depends.get("postgres", {}).get("condition") == "service_healthy", name
+        if name != "airflow-init":
+            assert depends.get("airflow-init", {}).get("condition") == "service_completed_successfully", name
+            assert "healthcheck" in SERVICES[name], f"{name} has no healthcheck"
+
+
+def test_airflow_processes_share_executor_jwt_secret_and_build_from_the_repo():
+    common = COMPOSE["x-airflow-common"]
+    assert common["build"] == "."
+    env = common["environment"]
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__API_AUTH__JWT_SECRET"]
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].endswith("/execution/")
+    for name in AIRFLOW_SERVICES:
+        service_env = SERVICES[name].get("environment", env)
+        assert service_env.get("AIRFLOW__API_AUTH__JWT_SECRET") == env["AIRFLOW__API_AUTH__JWT_SECRET"], name
+    expected = {"gracedb", "broker", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+                "airflow-triggerer", "flower", "airflow-init"}
+    assert expected <= set(SERVICES)

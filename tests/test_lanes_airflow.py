@@ -1,0 +1,94 @@
+"""Listeners and lanes through the real Airflow stack: every message reaches its handler
+exactly once, also when the triggerer is killed mid-stream; a GCN notice pushed through
+the broker reaches its handler."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+
+from gw_ops.probe import read_probe_records, send_lvalert_probe
+from gw_ops.redis_util import get_redis
+from tests.helpers import wait_for
+
+
+def probe_uids(stack, kind: str, prefix: str) -> list[str]:
+    client = get_redis(stack.settings)
+    return [r["uid"] for r in read_probe_records(client, stack.settings, kind) if r["uid"].startswith(prefix)]
+
+
+def wait_lanes_ready(stack) -> None:
+    """Wait until the probe handler DAGs are parsed and the doorbell triggers watch."""
+    airflow = stack.airflow()
+    airflow.wait_for_dag("lvalert_probe_lvalert_probe", timeout=180)
+    airflow.wait_for_dag("gcn_probe_gcn_probe", timeout=180)
+
+
+def test_every_lvalert_message_reaches_its_handler_exactly_once(airflow_stack):
+    wait_lanes_ready(airflow_stack)
+    client = get_redis(airflow_stack.settings)
+    prefix = f"burst-{uuid.uuid4().hex[:6]}-"
+    for i in range(20):
+        send_lvalert_probe(client, airflow_stack.settings, f"{prefix}{i}")
+        time.sleep(0.1)
+    wait_for(lambda: len(probe_uids(airflow_stack, "lvalert", prefix)) >= 20, timeout=180,
+             what="20 probe messages handled")
+    time.sleep(airflow_stack.settings.lvalert_rering_s + 2)  # a late duplicate would show by now
+    uids = probe_uids(airflow_stack, "lvalert", prefix)
+    assert sorted(uids) == sorted(f"{prefix}{i}" for i in range(20))
+
+
+def test_no_message_lost_or_doubled_when_the_triggerer_is_killed(airflow_stack):
+    wait_lanes_ready(airflow_stack)
+    client = get_redis(airflow_stack.settings)
+    prefix = f"kill-{uuid.uuid4().hex[:6]}-"
+    record = (airflow_stack.settings.state_path / "run" / "triggerer.json").read_text()
+    import json
+    pgid = json.loads(record)["pgid"]
+    for i in range(10):
+        if i == 5:
+            os.killpg(pgid, signal.SIGKILL)  # mid-stream, no chance to clean up
+        send_lvalert_probe(client, airflow_stack.settings, f"{prefix}{i}")
+        time.sleep(0.1)
+    restarted = airflow_stack.gw_ops("restart", "triggerer", timeout=240)
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    wait_for(lambda: len(probe_uids(airflow_stack, "lvalert", prefix)) >= 10, timeout=240,
+             what="10 probe messages handled after the triggerer restart")
+    time.sleep(airflow_stack.settings.lvalert_rering_s + 2)
+    assert sorted(probe_uids(airflow_stack, "lvalert", prefix)) == sorted(f"{prefix}{i}" for i in range(10))
+
+
+def make_probe_notice(ivorn_suffix: str) -> bytes:
+    """A minimal VOEvent of the probe's notice type (GCN's TEST_COORDS) carrying the time it was sent."""
+    from gcn import NoticeType
+
+    from gw_ops.probe import PROBE_NOTICE_TYPE
+    packet_type = NoticeType[PROBE_NOTICE_TYPE].value
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<voe:VOEvent xmlns:voe="http://www.ivoa.net/xml/VOEvent/v2.0" version="2.0" role="test"
+  ivorn="ivo://gw-ops/probe#{ivorn_suffix}">
+  <Who><AuthorIVORN>ivo://gw-ops/probe</AuthorIVORN><Date>2026-11-28T00:00:00</Date></Who>
+  <What>
+    <Param name="Packet_Type" value="{packet_type}"/>
+    <Param name="probe_sent" value="{time.time()!r}"/>
+  </What>
+</voe:VOEvent>
+""".encode()
+
+
+def test_gcn_notice_through_broker_reaches_its_handler(airflow_stack, tmp_path):
+    wait_lanes_ready(airflow_stack)
+    suffix = f"probe-{uuid.uuid4().hex[:6]}"
+    # the GCN listener is connected to the local broker before we publish
+    from gw_ops.redis_util import read_health
+    wait_for(lambda: read_health(get_redis(airflow_stack.settings), airflow_stack.settings, "gcn")
+             .get("state") == "connected", timeout=180, what="GCN listener connected")
+    path = tmp_path / "probe.xml"
+    path.write_bytes(make_probe_notice(suffix))
+    published = airflow_stack.gw_ops("gcn", "publish", str(path))
+    assert published.returncode == 0, published.stdout + published.stderr
+    wait_for(lambda: [u for u in probe_uids(airflow_stack, "gcn", "ivo://gw-ops/probe#") if u.endswith(suffix)],
+             timeout=180, what="GCN probe handled")
+    time.sleep(3)
+    assert len([u for u in probe_uids(airflow_stack, "gcn", "ivo://") if u.endswith(suffix)]) == 1
