@@ -154,15 +154,19 @@ class Settings:
                                                      "(5: reliability <= 4 is vetoed).", default=5)
     ext_skymap_max_order: int = _doc("Finest HEALPix order of external sky maps (order 10: "
                                      "3.4 arcmin pixels); tests use a low one.", default=10)
+    # RAVEN windows are t_ext - t_gw.  GWCelery's published numbers (e.g. GRB-CBC
+    # "-5, +1") are the window around the *external* trigger in which a GW is searched,
+    # i.e. t_gw - t_ext; as t_ext - t_gw they read [-1, +5]: a GRB up to 5 s after the
+    # merger (GW170817's came 1.7 s after), which is the physical order.
     raven_window_grb_cbc: tuple[str, ...] = _doc("RAVEN window 'lower,upper' (s) of t_ext - t_gw "
                                                  "for a GRB and a CBC superevent.",
-                                                 default=("-5", "1"))
+                                                 default=("-1", "5"))
     raven_window_grb_burst: tuple[str, ...] = _doc("RAVEN window (s) of t_ext - t_gw, GRB and "
-                                                   "burst superevent.", default=("-600", "60"))
+                                                   "burst superevent.", default=("-60", "600"))
     raven_window_subfermi: tuple[str, ...] = _doc("RAVEN window (s) of t_ext - t_gw, Fermi "
-                                                  "subthreshold GRB.", default=("-11", "1"))
+                                                  "subthreshold GRB.", default=("-1", "11"))
     raven_window_subswift: tuple[str, ...] = _doc("RAVEN window (s) of t_ext - t_gw, Swift "
-                                                  "subthreshold GRB.", default=("-20", "10"))
+                                                  "subthreshold GRB.", default=("-10", "20"))
     raven_window_hen_cbc: tuple[str, ...] = _doc("RAVEN window (s) of t_ext - t_gw, IceCube "
                                                  "neutrino and CBC superevent.",
                                                  default=("-10", "10"))

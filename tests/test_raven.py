@@ -13,13 +13,14 @@ YEAR = 365.25 * 86400
 
 
 # pipeline, search, GW kind, window of t_ext - t_gw (s)
+# t_ext - t_gw: a GRB may follow the merger by up to 5 s (see the raven_window_* settings)
 WINDOWS = [
-    ("Fermi", "GRB", "cbc", (-5, 1)),
-    ("Swift", "GRB", "cbc", (-5, 1)),
-    ("INTEGRAL", "GRB", "burst", (-600, 60)),
-    ("Fermi", "MDC", "cbc", (-5, 1)),
-    ("Fermi", "SubGRB", "cbc", (-11, 1)),
-    ("Swift", "SubGRB", "burst", (-20, 10)),
+    ("Fermi", "GRB", "cbc", (-1, 5)),
+    ("Swift", "GRB", "cbc", (-1, 5)),
+    ("INTEGRAL", "GRB", "burst", (-60, 600)),
+    ("Fermi", "MDC", "cbc", (-1, 5)),
+    ("Fermi", "SubGRB", "cbc", (-1, 11)),
+    ("Swift", "SubGRB", "burst", (-10, 20)),
     ("INTEGRAL", "SubGRB", "cbc", None),
     ("IceCube", "HEN", "cbc", (-10, 10)),
     ("IceCube", "HEN", "burst", (-500, 500)),
@@ -82,14 +83,14 @@ def external(gpstime, pipeline="Fermi", search="GRB", group="External", labels=(
 # dt = t_ext - t_gw, pipeline, search, GW group, coincident?
 EVALUATE = [
     (-0.5, "Fermi", "GRB", "CBC", True),
-    (-5.0, "Fermi", "GRB", "CBC", True),
-    (1.0, "Swift", "GRB", "CBC", True),
-    (1.5, "Fermi", "GRB", "CBC", False),
-    (-5.5, "Fermi", "GRB", "CBC", False),
-    (-300, "Fermi", "GRB", "Burst", True),
-    (-10.5, "Fermi", "SubGRB", "CBC", True),
-    (-15, "Swift", "SubGRB", "CBC", True),
-    (-15, "Fermi", "SubGRB", "CBC", False),
+    (5.0, "Fermi", "GRB", "CBC", True),
+    (-1.0, "Swift", "GRB", "CBC", True),
+    (-1.5, "Fermi", "GRB", "CBC", False),
+    (5.5, "Fermi", "GRB", "CBC", False),
+    (300, "Fermi", "GRB", "Burst", True),
+    (10.5, "Fermi", "SubGRB", "CBC", True),
+    (15, "Swift", "SubGRB", "CBC", True),
+    (15, "Fermi", "SubGRB", "CBC", False),
     (9, "IceCube", "HEN", "CBC", True),
     (400, "IceCube", "HEN", "Burst", True),
     (11, "SNEWS", "Supernova", "Burst", False),

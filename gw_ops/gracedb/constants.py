@@ -22,7 +22,7 @@ PIPELINES = [
 SEARCHES = [
     "AllSky", "LowMass", "HighMass", "BBH", "IMBH", "EarlyWarning", "SSM",
     "MDC", "GRB", "SubGRB", "SubGRBTargeted", "Supernova", "FRB",
-    "FastRadioBurst", "MOU", "Neutrino", "LowLatency",
+    "FastRadioBurst", "MOU", "Neutrino", "HEN", "LowLatency",
 ]
 
 #: Labels known to the service (as defined on gracedb.ligo.org).

@@ -116,9 +116,6 @@ def _tokens(text: str, delimiter: str) -> list[str | None]:
         else:
             cells.append(cell if cell != "" else None)
         position = match.end()
-    # a stream ends with the delimiter after the last row
-    if cells and cells[-1] is None and text.endswith(delimiter):
-        cells.pop()
     return cells
 
 
@@ -149,7 +146,13 @@ def read_ligolw_tables(root: etree._Element, wanted: set[str]) -> dict[str, list
         stream = next((child for child in table if _local(child.tag) == "Stream"), None)
         rows: list[dict[str, Any]] = []
         if stream is not None and columns:
-            cells = _tokens(stream.text or "", stream.get("Delimiter", ","))
+            delimiter = stream.get("Delimiter", ",")
+            cells = _tokens(stream.text or "", delimiter)
+            # A stream that ends with the delimiter is ambiguous: a trailing delimiter
+            # after the last row, or an empty last cell.  The column count decides.
+            if len(cells) % len(columns) == len(columns) - 1 and \
+                    (stream.text or "").strip().endswith(delimiter):
+                cells.append(None)
             if len(cells) % len(columns):
                 raise EventFileError(f"table {name}: {len(cells)} cells do not fill "
                                      f"rows of {len(columns)} columns")
@@ -268,11 +271,17 @@ def parse_external_voevent(content: bytes) -> EventData:
                      instruments="", extra_attributes={"GRB": grb})
 
 
+#: Pipelines whose event files are GCN VOEvents, whatever their group.
+EXTERNAL_PIPELINES = ("Fermi", "Swift", "SNEWS", "INTEGRAL", "AGILE", "CHIME", "IceCube", "SVOM",
+                      "EinsteinProbe")
+
+
 def parse_event_file(group: str, pipeline: str, content: bytes) -> EventData:
     """Dispatch on group and pipeline as GraceDB does."""
     if not content.strip():
         raise EventFileError("the event file is empty")
-    if group == "External":
+    if group == "External" or pipeline in EXTERNAL_PIPELINES:
+        # Test-group uploads of external pipelines are VOEvents too
         return parse_external_voevent(content)
     if pipeline.lower() == "cwb":
         return parse_cwb(content)
