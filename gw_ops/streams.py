@@ -295,3 +295,27 @@ def _dead_letter(client: redis.Redis, settings: Settings, group: str, message: M
         pipe.xack(message.stream, group, message.message_id)
         pipe.execute()
     return "dead_lettered"
+
+
+def lane_streams(spec, settings: Settings) -> list[str]:
+    """Redis streams a handler's lane reads (``spec`` is a :class:`gw_ops.registry.HandlerSpec`)."""
+    from gw_ops.redis_util import gcn_incoming_stream, lvalert_stream
+
+    if spec.kind == "lvalert":
+        return [lvalert_stream(settings, node) for node in spec.keys]
+    return [gcn_incoming_stream(settings)]
+
+
+def ensure_lane_groups(client: redis.Redis, settings: Settings) -> int:
+    """Create the consumer group of every registered handler on each of its streams.
+
+    ``gw-ops up`` calls this before any service publishes, so the first messages are not
+    missed while the triggerer is still starting.  Returns the number of groups created.
+    """
+    from gw_ops.registry import load_handlers
+
+    created = 0
+    for spec in load_handlers():
+        for stream in lane_streams(spec, settings):
+            created += ensure_group(client, stream, spec.dag_id)
+    return created
