@@ -18,9 +18,10 @@ BAYESTAR's cost is nearly proportional to the number of SNR time-series samples 
 integrates over arrival time at every sky pixel (measured here: 367 samples at
 8192 Hz, 21 s; the same series at 2048 Hz, 8 s; 1024 Hz, 4.5 s; 2 threads).
 ``fast=True`` still runs real BAYESTAR on the same data, with each detector's SNR time
-series decimated to ``fast_sample_rate_hz`` (2048 Hz by default, the rate gstlal itself
-uploads).  The matched-filter output is complex with positive frequencies only, bounded
-by the PSD's upper frequency (about 1.9 kHz here), so complex samples at 2048 Hz keep
+series decimated to ``fast_sample_rate_hz`` (2048 Hz by default, a rate typical of the
+SNR series search pipelines upload; ``bayestar-realize-coincs`` writes 8192 Hz).  The
+matched-filter output is complex with positive frequencies only, bounded by the PSD's
+upper frequency (about 1.9 kHz here), so complex samples at 2048 Hz keep
 its band; BAYESTAR interpolates between samples.  Series already at or below that rate
 are left alone.
 
@@ -176,8 +177,8 @@ def localize(coinc_xml: bytes, psd_xml_gz: bytes, *, omp_threads: int = 0,
     with openmp_threads(omp_threads):
         skymap = bayestar_localize(event, waveform=waveform or DEFAULT_WAVEFORM,
                                    f_low=f_low or DEFAULT_F_LOW_HZ)
-    skymap.meta["comment"] = ("Localized by gw-ops with BAYESTAR"
-                              + (f" (fast setting: SNR series at {fast_sample_rate_hz:g} Hz)" if fast else ""))
+    fast_note = f" (fast setting: SNR series at {fast_sample_rate_hz:g} Hz)" if fast else ""
+    skymap.meta["comment"] = "Localized by gw-ops with BAYESTAR" + fast_note
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "bayestar.multiorder.fits")
         fits.write_sky_map(path, skymap, moc=True)
@@ -185,6 +186,20 @@ def localize(coinc_xml: bytes, psd_xml_gz: bytes, *, omp_threads: int = 0,
                                               "[s] wall time of gw_ops.bayestar.localize"),
                               FASTLOC=(bool(fast), "gw-ops fast BAYESTAR setting"))
     return content
+
+
+def settings_kwargs(settings) -> dict:
+    """Keyword arguments of :func:`localize` from :class:`gw_ops.config.Settings`.
+
+    Examples
+    --------
+    >>> from gw_ops.config import get_settings
+    >>> sorted(settings_kwargs(get_settings(env={})))
+    ['f_low', 'fast', 'fast_sample_rate_hz', 'omp_threads', 'waveform']
+    """
+    return {"omp_threads": settings.omp_threads_effective, "waveform": settings.bayestar_waveform,
+            "f_low": settings.bayestar_f_low_hz, "fast": settings.bayestar_fast,
+            "fast_sample_rate_hz": settings.bayestar_fast_sample_rate_hz}
 
 
 def _set_header(path: str, **cards) -> bytes:
