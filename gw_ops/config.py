@@ -54,6 +54,9 @@ class Settings:
     airflow_db_url: str = _doc("SQLAlchemy URL of Airflow's metadata database. Empty means SQLite "
                                "in the state folder.", default="")
     airflow_port: int = _doc("Port of the Airflow API server (web UI and REST API).", default=8080)
+    airflow_worker_log_port: int = _doc("Port of the log server of the LocalExecutor workers "
+                                        "(served by the scheduler process).", default=8793)
+    airflow_trigger_log_port: int = _doc("Port of the triggerer's log server.", default=8794)
     airflow_parallelism: int = _doc("Airflow core.parallelism for the local stack: the number of "
                                     "LocalExecutor workers (each idle one costs memory).", default=4)
     omp_threads: int = _doc("OpenMP threads given to each localization or volume rendering. "

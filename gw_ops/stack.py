@@ -12,7 +12,7 @@ State lives in ``settings.state_path``::
     logs/<component>.log   its output
     stack.json             the effective settings of the running stack (e.g. the embedded
                            Redis URL), read back by status/down/demo
-    secrets.json           the Airflow admin password and JWT secret (mode 0600)
+    secrets.json           the Airflow admin password, JWT secret and Fernet key (0600)
     airflow/               AIRFLOW_HOME (airflow.cfg is not used: everything is set
                            through AIRFLOW__* variables built by :func:`airflow_env`)
 """
@@ -82,17 +82,26 @@ def log_dir(settings: Settings) -> Path:
 
 
 def load_secrets(settings: Settings) -> dict[str, str]:
-    """The stack's generated secrets: Airflow admin password and JWT secret (created once)."""
+    """The stack's generated secrets, created once and kept in ``secrets.json`` (mode 0600).
+
+    ``airflow_admin_password`` (the web UI login), ``airflow_jwt_secret`` (signs task
+    tokens), ``airflow_fernet_key`` (encrypts connections and trigger arguments).  A
+    secret missing from an older file is added; none is ever replaced.
+    """
+    from cryptography.fernet import Fernet
+
     path = settings.state_path / "secrets.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    values = {"airflow_admin_password": secrets.token_urlsafe(12),
-              "airflow_jwt_secret": secrets.token_urlsafe(32)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(values, handle)
-    values["new"] = "1"
+    values = json.loads(path.read_text()) if path.exists() else {}
+    makers = {"airflow_admin_password": lambda: secrets.token_urlsafe(12),
+              "airflow_jwt_secret": lambda: secrets.token_urlsafe(32),
+              "airflow_fernet_key": lambda: Fernet.generate_key().decode()}
+    missing = {name: make() for name, make in makers.items() if name not in values}
+    if missing:
+        values.update(missing)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(values, handle)
     return values
 
 
@@ -115,6 +124,13 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
         "AIRFLOW__API_AUTH__JWT_SECRET": secret_values["airflow_jwt_secret"],
+        # One Fernet key for every process: left empty, Airflow writes a generated key into
+        # airflow.cfg at first start, and processes that started before that file existed
+        # cannot read trigger arguments that the others encrypted.
+        "AIRFLOW__CORE__FERNET_KEY": secret_values["airflow_fernet_key"],
+        # Log servers of workers and the triggerer: per-stack ports, so stacks can coexist.
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(settings.airflow_worker_log_port),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(settings.airflow_trigger_log_port),
         "AIRFLOW__API__PORT": str(settings.airflow_port),
         "AIRFLOW__API__HOST": settings.host,
         "AIRFLOW__API__BASE_URL": settings.airflow_api_url,
@@ -233,9 +249,11 @@ COMPONENTS: tuple[Component, ...] = (
     Component("broker", _gw_ops("broker"), lambda s: s.broker_port, _broker_health),
     Component("api-server", _airflow("api-server"), lambda s: s.airflow_port,
               _airflow_health("api-server")),
-    Component("scheduler", _airflow("scheduler"), lambda s: None, _airflow_health("scheduler")),
+    Component("scheduler", _airflow("scheduler"), lambda s: s.airflow_worker_log_port,
+              _airflow_health("scheduler")),
     Component("dag-processor", _airflow("dag-processor"), lambda s: None, _airflow_health("dag-processor")),
-    Component("triggerer", _airflow("triggerer"), lambda s: None, _airflow_health("triggerer")),
+    Component("triggerer", _airflow("triggerer"), lambda s: s.airflow_trigger_log_port,
+              _airflow_health("triggerer")),
 )
 
 
