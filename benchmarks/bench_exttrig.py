@@ -20,7 +20,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import sys
 import tempfile

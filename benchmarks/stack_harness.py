@@ -5,7 +5,6 @@ Not a test fixture: benchmarks print figures and are run by hand (``./run bench`
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import subprocess
 import sys

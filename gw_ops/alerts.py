@@ -304,7 +304,7 @@ class AlertContent:
         """GCN notice type number."""
         return PACKET_TYPES[self.alert_type]
 
-    def replace(self, **changes: Any) -> "AlertContent":
+    def replace(self, **changes: Any) -> AlertContent:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 

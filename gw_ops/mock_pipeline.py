@@ -55,10 +55,10 @@ def upload_mock_event(settings: Settings | None = None, *, uploads: int | None =
         upload), ``injection`` (ra_deg, dec_deg, distance_mpc) and ``external`` (trigger
         id or None).
     """
+    from gw_ops.delayed import schedule
     from gw_ops.gracedb.client import gracedb_client
     from gw_ops.mock_events import jittered_uploads, load_mock_event
     from gw_ops.redis_util import get_redis
-    from gw_ops.delayed import schedule
 
     settings = settings or get_settings()
     rng = rng or random.Random()

@@ -114,8 +114,9 @@ def plot_volume(fits_bytes: bytes, omp_threads: int = 0, *, cheap: bool = False,
         PNG file content.
     """
     _agg()
-    from gw_ops.bayestar import openmp_threads
     from ligo.skymap.tool import ligo_skymap_plot_volume
+
+    from gw_ops.bayestar import openmp_threads
 
     resolution = dpi or (VOLUME_DPI_CHEAP if cheap else VOLUME_DPI)
     with _files(fits_bytes) as (path, folder):

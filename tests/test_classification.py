@@ -5,8 +5,14 @@ import json
 
 import pytest
 
-from gw_ops.classification import (P_ASTRO_KEYS, em_bright, mass_category, p_astro,
-                                   p_astro_from_far_snr, remnant_mass_msun)
+from gw_ops.classification import (
+    P_ASTRO_KEYS,
+    em_bright,
+    mass_category,
+    p_astro,
+    p_astro_from_far_snr,
+    remnant_mass_msun,
+)
 from gw_ops.mock_events import list_mock_events, load_mock_event
 
 

@@ -6,7 +6,6 @@ import dataclasses
 import os
 import stat
 import threading
-from pathlib import Path
 
 import pytest
 import requests
@@ -440,11 +439,12 @@ def test_lvalert_messages_in_commit_order(gracedb_service, client, redis_client)
 def test_failed_publish_fails_loudly_and_is_delivered_later(base_settings, tmp_path, redis_client):
     """A change committed while Redis is unreachable answers 500; its message stays in the
     outbox and reaches the stream, in order, once Redis answers again."""
-    from gw_ops.gracedb.alerts import AlertPublisher, PublishError
-    from gw_ops.gracedb.store import Store
-    from gw_ops.gracedb.db import Outbox
-    from sqlalchemy import func, select
     import redis as redis_module
+    from sqlalchemy import func, select
+
+    from gw_ops.gracedb.alerts import AlertPublisher, PublishError
+    from gw_ops.gracedb.db import Outbox
+    from gw_ops.gracedb.store import Store
 
     settings = dataclasses.replace(base_settings, state_dir=tmp_path,
                                    key_prefix=base_settings.key_prefix + "outbox:")

@@ -258,7 +258,7 @@ class Authenticator:
             try:
                 name, _, password = base64.b64decode(credentials.strip()).decode().partition(":")
             except (ValueError, UnicodeDecodeError):
-                raise AuthError("Invalid basic header. Credentials not correctly base64 encoded.")
+                raise AuthError("Invalid basic header. Credentials not correctly base64 encoded.") from None
             if not self.check_password(name, password):
                 raise AuthError("Invalid username/password.")
             return name
@@ -268,7 +268,7 @@ class Authenticator:
                 claims = jwt.decode(credentials.strip(), self._token_key, algorithms=["HS256"],
                                     audience="gw-ops-gracedb")
             except jwt.PyJWTError as exc:
-                raise AuthError(f"Invalid token: {exc}")
+                raise AuthError(f"Invalid token: {exc}") from exc
             name = claims.get("sub")
             with self._lock:
                 known = name in self._current_users()

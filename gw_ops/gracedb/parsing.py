@@ -99,8 +99,8 @@ def _strip_name(name: str, suffix: str = "") -> str:
 def _tokens(text: str, delimiter: str) -> list[str | None]:
     """Split a LIGO-LW stream into cell texts (``None`` for empty cells)."""
     if delimiter != ",":
-        pattern = re.compile(r'\s*("(?:[^"\\]|\\.)*"|[^%s"]*?)\s*(%s|$)'
-                             % (re.escape(delimiter), re.escape(delimiter)), re.S)
+        escaped = re.escape(delimiter)
+        pattern = re.compile(r'\s*("(?:[^"\\]|\\.)*"|[^' + escaped + r'"]*?)\s*(' + escaped + r'|$)', re.S)
     else:
         pattern = _TOKEN
     cells: list[str | None] = []

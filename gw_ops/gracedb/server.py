@@ -18,7 +18,6 @@ import datetime as dt
 import json
 import logging
 import re
-import threading
 from typing import Any
 from urllib.parse import urlencode
 
@@ -32,7 +31,7 @@ from starlette.datastructures import UploadFile
 from gw_ops.config import Settings
 from gw_ops.gracedb import constants as C
 from gw_ops.gracedb.alerts import PublishError
-from gw_ops.gracedb.auth import AuthError, Authenticator, ensure_service_credentials
+from gw_ops.gracedb.auth import Authenticator, AuthError, ensure_service_credentials
 from gw_ops.gracedb.db import Event, Label, Log, Signoff, Superevent, Tag, VOEvent, utcnow
 from gw_ops.gracedb.gpstime import gps_to_utc, gracedb_timestamp, utc_to_gps
 from gw_ops.gracedb.parsing import EventFileError, parse_event_file

@@ -25,7 +25,7 @@ from gw_ops.redis_util import dumps
 class Transaction:
     """One write: a database session plus the LVAlert messages it will publish."""
 
-    def __init__(self, session: Session, store: "Store"):
+    def __init__(self, session: Session, store: Store):
         self.session = session
         self.store = store
         self.placed_files: list[Path] = []
