@@ -687,6 +687,26 @@ def handle_superevent(message: Mapping[str, Any], *, settings: Settings | None =
         return None
     client = client or _gracedb(settings)
     redis_client = redis_client or _redis(settings)
+    with superevent_lock(redis_client, settings, superevent_id):
+        return _handle_superevent_locked(superevent_id, kind, data, settings=settings, client=client,
+                                         redis_client=redis_client)
+
+
+def superevent_lock(redis_client, settings: Settings, superevent_id: str):
+    """Lock that serializes the orchestrator's work on one superevent across lane runs.
+
+    Two runs of the orchestrator DAG may handle messages of the same superevent at once;
+    alert sending is safe on its own (an atomic Redis script), but copying the preferred
+    event's files and finishing the bookkeeping are not.  Held at most
+    ``localization_lock_ttl_s`` (a dead holder cannot block forever).
+    """
+    return redis_client.lock(settings.key("orchestrator", "lock", superevent_id),
+                             timeout=settings.localization_lock_ttl_s,
+                             blocking_timeout=settings.localization_lock_ttl_s)
+
+
+def _handle_superevent_locked(superevent_id: str, kind: str, data: Mapping[str, Any], *,
+                              settings: Settings, client, redis_client) -> dict[str, Any] | None:
     completed = complete_unrecorded_alerts(superevent_id, settings=settings, client=client,
                                            redis_client=redis_client)
     labels = _labels(client, superevent_id)  # fresh: the message's copy may be stale
@@ -695,16 +715,33 @@ def handle_superevent(message: Mapping[str, Any], *, settings: Settings | None =
         decision = decide_on_label(data.get("name", ""), labels, sent)
     else:
         decision = decide_on_file(data.get("filename"), data.get("file_version"), labels, sent)
-    if decision is None:
-        return completed[-1] if completed else None
-    result = send_alert(decision, superevent_id, settings=settings, client=client,
-                        redis_client=redis_client)
-    if decision.key == preliminary_key(1):
-        # also when it was "already sent": a crash may have come between send and schedule
+    result = completed[-1] if completed else None
+    if decision is not None:
+        result = send_alert(decision, superevent_id, settings=settings, client=client,
+                            redis_client=redis_client)
+        sent = _sent_keys(client, settings, redis_client, superevent_id)
+        labels = _labels(client, superevent_id)
+    # every delivery finishes the bookkeeping of what was sent, so a redelivery after a
+    # crash between sending and recording repairs it
+    finish_bookkeeping(superevent_id, sent, labels, settings=settings, client=client,
+                       redis_client=redis_client)
+    return result
+
+
+def finish_bookkeeping(superevent_id: str, sent: set[str], labels: set[str], *, settings: Settings,
+                       client, redis_client) -> None:
+    """Record the consequences of sent alerts (idempotent).
+
+    ``GCN_PRELIM_SENT`` once a Preliminary is out, and the second Preliminary scheduled
+    ``preliminary_cleanup_timeout_s`` after the first while it has not been sent (the
+    schedule keeps the earliest due time, so redeliveries do not postpone it).
+    """
+    if any(key.startswith(alerts.PRELIMINARY) for key in sent) and GCN_PRELIM_SENT not in labels:
+        _ensure_label(client, superevent_id, GCN_PRELIM_SENT)
+    if decide_second_preliminary(labels, sent) is not None:
         from gw_ops.delayed import schedule
         schedule(redis_client, settings, "second_preliminary", {"superevent_id": superevent_id},
                  time.time() + settings.preliminary_cleanup_timeout_s)
-    return result
 
 
 def second_preliminary(superevent_id: str, *, settings: Settings | None = None, client=None,
@@ -721,15 +758,16 @@ def second_preliminary(superevent_id: str, *, settings: Settings | None = None, 
     settings = settings or get_settings()
     client = client or _gracedb(settings)
     redis_client = redis_client or _redis(settings)
-    complete_unrecorded_alerts(superevent_id, settings=settings, client=client,
-                               redis_client=redis_client)
-    decision = decide_second_preliminary(_labels(client, superevent_id),
-                                         _sent_keys(client, settings, redis_client,
-                                                    superevent_id))
-    if decision is None:
-        return None
-    return send_alert(decision, superevent_id, settings=settings, client=client,
-                      redis_client=redis_client)
+    with superevent_lock(redis_client, settings, superevent_id):
+        complete_unrecorded_alerts(superevent_id, settings=settings, client=client,
+                                   redis_client=redis_client)
+        decision = decide_second_preliminary(_labels(client, superevent_id),
+                                             _sent_keys(client, settings, redis_client,
+                                                        superevent_id))
+        if decision is None:
+            return None
+        return send_alert(decision, superevent_id, settings=settings, client=client,
+                          redis_client=redis_client)
 
 
 def handle_cbc_event(message: Mapping[str, Any], *, settings: Settings | None = None,

@@ -300,12 +300,6 @@ def test_connection_lost_after_the_notice_upload_sends_nothing_twice(live):
     assert live.versions("bayestar.multiorder.fits") == [SKYMAP + live.preferred.encode()]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "orchestrator.handle_superevent schedules the second Preliminary only right after "
-    "send_alert; once the crashed sender's Preliminary is in GraceDB (recorded by it, or "
-    "completed by complete_unrecorded_alerts) the redelivery decides nothing, so it is "
-    "never scheduled, and after a drop following the notice upload GCN_PRELIM_SENT is "
-    "never applied either"))
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_redelivery_after_a_crash_finishes_the_preliminary_bookkeeping(live, when):
     locked, _ = crash_at_notice_upload(live, when)
