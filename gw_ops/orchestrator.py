@@ -776,9 +776,10 @@ def handle_cbc_event(message: Mapping[str, Any], *, settings: Settings | None = 
     """Localize and classify one CBC G event (skeleton for the lead's openmp lane).
 
     Runs on ``new`` events and on the upload of ``coinc.xml``/``psd.xml.gz``; does each
-    product only once (skips files already on the event): BAYESTAR sky map
-    (``bayestar.multiorder.fits`` + ``SKYMAP_READY``, and ``bayestar.png``), ``p_astro.json``
-    + ``PASTRO_READY``, ``em_bright.json`` + ``EMBRIGHT_READY``.  A Redis lock per event
+    product only once (skips files already on the event): ``p_astro.json`` +
+    ``PASTRO_READY``, ``em_bright.json`` + ``EMBRIGHT_READY``, the BAYESTAR sky map
+    (``bayestar.multiorder.fits`` + ``SKYMAP_READY``), then ``bayestar.png`` and the
+    flattened ``bayestar.fits.gz``, all tagged.  A Redis lock per event
     keeps two concurrent deliveries from localizing the same event twice.
 
     Parameters
@@ -786,7 +787,7 @@ def handle_cbc_event(message: Mapping[str, Any], *, settings: Settings | None = 
     message : dict
         LVAlert message of a ``cbc_*`` node.
     products : mapping, optional
-        Replacement functions ``localize``, ``plot_allsky``, ``p_astro``, ``em_bright``
+        Replacement functions ``localize``, ``plot_allsky``, ``flatten``, ``p_astro``, ``em_bright``
         (tests); by default :mod:`gw_ops.bayestar`, :mod:`gw_ops.skymap_products` and
         :mod:`gw_ops.classification`, imported here, not at module level.
 
@@ -813,27 +814,9 @@ def handle_cbc_event(message: Mapping[str, Any], *, settings: Settings | None = 
         return []  # another worker is on it; its redelivery covers a crash after the TTL
     uploaded = []
     try:
-        if SKYMAP_FILENAME not in files:
-            if "localize" not in products:
-                from gw_ops.bayestar import localize, settings_kwargs
-                options = settings_kwargs(settings)
-
-                def localize_with_settings(coinc, psd, omp_threads):
-                    return localize(coinc, psd, **{**options, "omp_threads": omp_threads})
-                products["localize"] = localize_with_settings
-            fits = products["localize"](_read_file(client, graceid, "coinc.xml"),
-                                        _read_file(client, graceid, "psd.xml.gz"),
-                                        omp_threads=settings.omp_threads_effective)
-            client.write_log(graceid, "BAYESTAR sky map", filename=SKYMAP_FILENAME,
-                             filecontents=fits)
-            uploaded.append(SKYMAP_FILENAME)
-            _ensure_label(client, graceid, SKYMAP_READY)
-            if "plot_allsky" not in products:
-                from gw_ops.skymap_products import plot_allsky
-                products["plot_allsky"] = plot_allsky
-            client.write_log(graceid, "Mollweide projection of the sky map",
-                             filename="bayestar.png", filecontents=products["plot_allsky"](fits))
-            uploaded.append("bayestar.png")
+        # The cheap classifications first and the sky map's label last: the event is
+        # complete (and the alert can go) the moment its sky map is ready; the plots
+        # follow the label so they never delay it.
         event = None
         if PASTRO_FILENAME not in files:
             event = _json(client.event(graceid))
@@ -842,7 +825,7 @@ def handle_cbc_event(message: Mapping[str, Any], *, settings: Settings | None = 
                 products["p_astro"] = p_astro
             probabilities = products["p_astro"](event)
             client.write_log(graceid, "Source classification", filename=PASTRO_FILENAME,
-                             filecontents=json.dumps(probabilities).encode())
+                             filecontents=json.dumps(probabilities).encode(), tag_name=["p_astro"])
             uploaded.append(PASTRO_FILENAME)
             _ensure_label(client, graceid, PASTRO_READY)
         if EMBRIGHT_FILENAME not in files:
@@ -855,9 +838,37 @@ def handle_cbc_event(message: Mapping[str, Any], *, settings: Settings | None = 
                                                template.get("spin1z", 0.0),
                                                template.get("spin2z", 0.0))
             client.write_log(graceid, "Source properties", filename=EMBRIGHT_FILENAME,
-                             filecontents=json.dumps(properties).encode())
+                             filecontents=json.dumps(properties).encode(), tag_name=["em_bright"])
             uploaded.append(EMBRIGHT_FILENAME)
             _ensure_label(client, graceid, EMBRIGHT_READY)
+        if SKYMAP_FILENAME not in files:
+            if "localize" not in products:
+                from gw_ops.bayestar import localize, settings_kwargs
+                options = settings_kwargs(settings)
+
+                def localize_with_settings(coinc, psd, omp_threads):
+                    return localize(coinc, psd, **{**options, "omp_threads": omp_threads})
+                products["localize"] = localize_with_settings
+            fits = products["localize"](_read_file(client, graceid, "coinc.xml"),
+                                        _read_file(client, graceid, "psd.xml.gz"),
+                                        omp_threads=settings.omp_threads_effective)
+            client.write_log(graceid, "BAYESTAR sky map", filename=SKYMAP_FILENAME,
+                             filecontents=fits, tag_name=["sky_loc"])
+            uploaded.append(SKYMAP_FILENAME)
+            _ensure_label(client, graceid, SKYMAP_READY)
+            if "plot_allsky" not in products:
+                from gw_ops.skymap_products import plot_allsky
+                products["plot_allsky"] = plot_allsky
+            client.write_log(graceid, "Mollweide projection of the sky map",
+                             filename="bayestar.png", filecontents=products["plot_allsky"](fits),
+                             tag_name=["sky_loc"])
+            uploaded.append("bayestar.png")
+            if "flatten" not in products:
+                from gw_ops.skymap_products import flatten
+                products["flatten"] = lambda data: flatten(data, settings.skymap_flatten_nside)
+            client.write_log(graceid, "Flattened (HEALPix) sky map", filename="bayestar.fits.gz",
+                             filecontents=products["flatten"](fits), tag_name=["sky_loc"])
+            uploaded.append("bayestar.fits.gz")
     finally:
         redis_client.delete(lock)
     return uploaded

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Protocol
 
 import redis
 
@@ -319,3 +319,42 @@ def ensure_lane_groups(client: redis.Redis, settings: Settings) -> int:
         for stream in lane_streams(spec, settings):
             created += ensure_group(client, stream, spec.dag_id)
     return created
+
+
+class LaneTransport(Protocol):
+    """What the lanes and doorbells need from a message transport.
+
+    :class:`RedisStreamsTransport` implements it on Redis Streams.  An igwn-alert (Kafka)
+    transport would map a group to a Kafka consumer group, "waiting work" to the group's
+    lag, and acknowledgement to an offset commit made only after the handler returned
+    (never before, as the Kafka provider's trigger does).
+    """
+
+    def ensure_group(self, stream: str, group: str) -> bool:
+        """Create the group on the stream (from now on) unless it exists."""
+
+    def waiting_work(self, streams: Iterable[str], group: str) -> dict[str, int]:
+        """Streams with work for the group (undelivered or abandoned messages)."""
+
+    def drain(self, streams: list[str], group: str, consumer: str, handle: Callable[[Message], Any], *,
+              sort_key: Callable[[Message], Any] | None = None, source: str = "lvalert") -> DrainReport:
+        """Handle every waiting message, acknowledging each after its handler returned."""
+
+
+class RedisStreamsTransport:
+    """:class:`LaneTransport` on Redis Streams (the functions of this module)."""
+
+    def __init__(self, client: redis.Redis, settings: Settings):
+        self.client = client
+        self.settings = settings
+
+    def ensure_group(self, stream: str, group: str) -> bool:
+        return ensure_group(self.client, stream, group)
+
+    def waiting_work(self, streams: Iterable[str], group: str) -> dict[str, int]:
+        return waiting_work(self.client, streams, group, self.settings.lvalert_claim_idle_s)
+
+    def drain(self, streams: list[str], group: str, consumer: str, handle: Callable[[Message], Any], *,
+              sort_key: Callable[[Message], Any] | None = None, source: str = "lvalert") -> DrainReport:
+        return drain(self.client, self.settings, streams, group, consumer, handle, sort_key=sort_key,
+                     source=source)

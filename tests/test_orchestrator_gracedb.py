@@ -373,6 +373,7 @@ def test_handle_cbc_event_uploads_each_product_once(gracedb_service, settings, r
     products = {
         "localize": localize,
         "plot_allsky": lambda fits: b"PNG",
+        "flatten": lambda fits: b"FLAT",
         "p_astro": lambda event: {"BNS": 1.0, "NSBH": 0.0, "BBH": 0.0, "Terrestrial": 0.0},
         "em_bright": em_bright,
     }
@@ -383,8 +384,10 @@ def test_handle_cbc_event_uploads_each_product_once(gracedb_service, settings, r
     client.write_log(graceid, "psd", filename="psd.xml.gz", filecontents=b"psd")
     (psd_log,) = messages_after(redis_client, gracedb_service, node, after, graceid)
     assert psd_log["alert_type"] == "log" and psd_log["data"]["filename"] == "psd.xml.gz"
+    # cheap classifications first, the sky map (which completes the event) next, plots last
     assert orc.handle_cbc_event(psd_log, **kwargs) == [
-        "bayestar.multiorder.fits", "bayestar.png", "p_astro.json", "em_bright.json"]
+        "p_astro.json", "em_bright.json", "bayestar.multiorder.fits", "bayestar.png",
+        "bayestar.fits.gz"]
     labels = {entry["name"] for entry in client.labels(graceid).json()["labels"]}
     assert labels == {"SKYMAP_READY", "PASTRO_READY", "EMBRIGHT_READY"}
     assert orc.handle_cbc_event(psd_log, **kwargs) == []      # redelivery: nothing again

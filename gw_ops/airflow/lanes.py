@@ -53,7 +53,7 @@ def run_lane(handler_name: str, consumer: str | None = None, settings: Settings 
     from gw_ops.config import get_settings
     from gw_ops.redis_util import get_redis
     from gw_ops.registry import get_handler
-    from gw_ops.streams import drain
+    from gw_ops.streams import RedisStreamsTransport
 
     settings = settings or get_settings()
     spec = get_handler(handler_name)
@@ -73,9 +73,9 @@ def run_lane(handler_name: str, consumer: str | None = None, settings: Settings 
             except Exception:  # noqa: BLE001
                 return (1, 0)
     try:
-        report = drain(client, settings, lane_streams(spec, settings), spec.dag_id, consumer,
-                       message_handler(spec), sort_key=wrapped_sort,
-                       source="lvalert" if spec.kind == "lvalert" else "gcn")
+        report = RedisStreamsTransport(client, settings).drain(
+            lane_streams(spec, settings), spec.dag_id, consumer, message_handler(spec),
+            sort_key=wrapped_sort, source="lvalert" if spec.kind == "lvalert" else "gcn")
     finally:
         client.close()
     summary = report.summary()

@@ -10,9 +10,11 @@
     Holds the VOEvent Transport Protocol connection to the GCN servers, appends every
     notice to the durable ``gcn:incoming`` stream *before* acknowledging it to the
     server, and fires once per notice.
-:class:`LVAlertMatchTrigger`
-    Fires once when a message matching a filter appears on LVAlert streams after a given
-    stream id: the deferrable half of :class:`gw_ops.airflow.sensors.LVAlertSensor`.
+:class:`StreamMatchTrigger`
+    Fires once when a matching LVAlert message or GCN notice appears after given stream
+    ids: the deferrable half of the LVAlert and GCN sensors.
+:class:`DueActionTrigger`
+    Fires when a delayed action (e.g. the second preliminary alert) falls due.
 
 All take only JSON-serialisable arguments; settings come from the ``GW_OPS_*``
 environment of the triggerer, like everything else.
@@ -25,7 +27,7 @@ import logging
 import time
 from typing import Any, AsyncIterator
 
-from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +71,10 @@ class StreamDoorbellTrigger(BaseEventTrigger):
                  "rering_s": self.rering_s})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        # The sync Redis client in a worker thread keeps one implementation of the
-        # "is there work" rule (gw_ops.streams.waiting_work) for trigger, tests and tasks.
+        # The sync transport in a worker thread keeps one implementation of the "is there
+        # work" rule (gw_ops.streams.waiting_work) for trigger, tests and tasks.
         from gw_ops.redis_util import get_redis, record_health
-        from gw_ops.streams import ensure_group, waiting_work
+        from gw_ops.streams import RedisStreamsTransport
 
         settings = _settings()
         rering_s = self.rering_s if self.rering_s is not None else settings.lvalert_rering_s
@@ -83,10 +85,12 @@ class StreamDoorbellTrigger(BaseEventTrigger):
         last_ring = 0.0
         healthy = None
 
+        transport = RedisStreamsTransport(client, settings)
+
         def check_work() -> dict[str, int]:
             for stream in self.streams:
-                ensure_group(client, stream, self.group)
-            return waiting_work(client, self.streams, self.group, settings.lvalert_claim_idle_s)
+                transport.ensure_group(stream, self.group)
+            return transport.waiting_work(self.streams, self.group)
 
         def wait_for_entries() -> bool:
             reply = client.xread(last_seen, block=settings.lvalert_poll_block_ms, count=100)
@@ -166,55 +170,87 @@ class GcnListenerTrigger(BaseEventTrigger):
             pump.cancel()
 
 
-class LVAlertMatchTrigger(BaseEventTrigger):
-    """Fire once when an LVAlert message matching ``match`` appears after ``after_ids``.
+class StreamMatchTrigger(BaseTrigger):
+    """Fire once when a matching message appears on streams after given ids.
+
+    The deferrable half of :class:`gw_ops.airflow.sensors.LVAlertSensor` and
+    :class:`gw_ops.airflow.sensors.GcnNoticeSensor`: it reads the streams without a
+    consumer group (it takes nothing from the lanes) from the ids the sensor captured
+    *before* checking the current state, so nothing falls between check and wait.
 
     Parameters
     ----------
     streams : list of str
         Stream keys to watch.
     after_ids : dict
-        ``{stream: id}``: only entries newer than these count (captured before the
-        sensor checked GraceDB, so nothing falls between check and wait).
+        ``{stream: id}``: only newer entries count.
     match : dict
-        Conditions on the message: ``uid``, ``alert_type``, and ``label`` (the added
-        label's name for ``label_added`` messages).  Missing keys match anything.
+        For ``kind="lvalert"``: ``uid``, ``alert_type``, ``label`` (see
+        :func:`gw_ops.lvalert.message_matches`).  For ``kind="gcn"``: ``notice_types``
+        (list of names) and ``ivorn_contains``.  Missing keys match anything.
+    kind : str
+        ``lvalert`` or ``gcn``.
     """
 
-    def __init__(self, streams: list[str], after_ids: dict[str, str], match: dict[str, str]):
+    def __init__(self, streams: list[str], after_ids: dict[str, str], match: dict[str, Any],
+                 kind: str = "lvalert"):
         super().__init__()
         self.streams = list(streams)
         self.after_ids = dict(after_ids)
         self.match = dict(match)
+        self.kind = kind
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (f"{type(self).__module__}.{type(self).__qualname__}",
-                {"streams": self.streams, "after_ids": self.after_ids, "match": self.match})
+                {"streams": self.streams, "after_ids": self.after_ids, "match": self.match,
+                 "kind": self.kind})
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        import redis.asyncio as aioredis
-
+    def _matches(self, fields: dict) -> dict | None:
+        """The event payload for a matching entry, else None."""
         from gw_ops.lvalert import message_matches
 
+        if self.kind == "lvalert":
+            try:
+                message = json.loads(fields[b"payload"])
+            except (KeyError, ValueError):
+                return None
+            return {"message": message} if isinstance(message, dict) and \
+                message_matches(message, self.match) else None
+        notice_type = _text(fields.get(b"notice_type", b""))
+        ivorn = _text(fields.get(b"ivorn", b""))
+        if self.match.get("notice_types") and notice_type not in self.match["notice_types"]:
+            return None
+        if self.match.get("ivorn_contains") and self.match["ivorn_contains"] not in ivorn:
+            return None
+        return {"notice_type": notice_type, "ivorn": ivorn}
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from gw_ops.redis_util import get_redis
+
         settings = _settings()
-        client = aioredis.Redis.from_url(settings.redis_url)
+        client = get_redis(settings, socket_timeout=settings.lvalert_poll_block_ms / 1000 + 5)
         cursor = dict(self.after_ids)
+
+        def read():
+            return client.xread(cursor, block=settings.lvalert_poll_block_ms, count=100)
+
         try:
             while True:
-                reply = await client.xread(cursor, block=settings.lvalert_poll_block_ms, count=100)
+                try:
+                    reply = await asyncio.to_thread(read)
+                except Exception as exc:  # noqa: BLE001 (wait through Redis outages)
+                    log.error("stream match: Redis unavailable (%s); retrying in 1 s", exc)
+                    await asyncio.sleep(1.0)
+                    continue
                 for stream, entries in reply or []:
                     for message_id, fields in entries:
                         cursor[_text(stream)] = _text(message_id)
-                        try:
-                            message = json.loads(fields[b"payload"])
-                        except (KeyError, ValueError):
-                            continue
-                        if message_matches(message, self.match):
-                            yield TriggerEvent({"stream": _text(stream), "id": _text(message_id),
-                                                "message": message})
+                        found = self._matches(fields)
+                        if found is not None:
+                            yield TriggerEvent({"stream": _text(stream), "id": _text(message_id), **found})
                             return
         finally:
-            await client.aclose()
+            client.close()
 
 
 class DueActionTrigger(BaseEventTrigger):

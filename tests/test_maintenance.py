@@ -1,0 +1,54 @@
+"""The health DAG's rule (pure) and the delayed actions (real Redis)."""
+from __future__ import annotations
+
+import pytest
+
+from gw_ops.airflow.maintenance import listener_problems
+from gw_ops.delayed import next_due, queue_key, run_due, schedule
+
+NOW = 1_800_000_000.0
+
+
+@pytest.mark.parametrize("records,problem", [
+    ({"gcn": {"state": "connected", "since": "0", "updated": repr(NOW - 10)}}, None),
+    ({"gcn": {}}, "never started"),
+    ({"gcn": {"state": "disconnected", "since": repr(NOW - 600), "updated": repr(NOW - 1)}},
+     "disconnected for 600 s"),
+    ({"gcn": {"state": "disconnected", "since": repr(NOW - 100), "updated": repr(NOW - 1)}}, None),
+    ({"lvalert": {"state": "connected", "since": "0", "updated": repr(NOW - 900)}}, "no heartbeat for 900 s"),
+])
+def test_listener_down_longer_than_the_threshold_is_a_problem(records, problem):
+    problems = listener_problems(records, NOW, down_alarm_s=300)
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and problem in problems[0]
+
+
+def test_delayed_action_runs_once_when_due_and_is_not_postponed(fresh_prefix_settings, redis_client):
+    settings = fresh_prefix_settings
+    assert schedule(redis_client, settings, "second_preliminary", {"superevent_id": "S1"}, NOW)
+    # a redelivered message schedules it again: kept once, with the first due time
+    assert not schedule(redis_client, settings, "second_preliminary", {"superevent_id": "S1"}, NOW + 500)
+    assert next_due(redis_client, settings) == NOW
+    with pytest.raises(ValueError):
+        schedule(redis_client, settings, "rm -rf", {}, NOW)
+    assert run_due(redis_client, settings, now=NOW - 1) == {"done": 0, "retried": 0, "dead_lettered": 0}
+    assert redis_client.zcard(queue_key(settings)) == 1
+
+
+def test_failing_delayed_action_is_dead_lettered(fresh_prefix_settings, redis_client):
+    from gw_ops.redis_util import deadletter_stream
+    settings = fresh_prefix_settings
+    # the superevent does not exist and GraceDB is not reachable on this port: a
+    # connection error is transient, so the action is retried later, not lost
+    import dataclasses
+    settings = dataclasses.replace(settings, gracedb_url="http://127.0.0.1:9/api/")
+    schedule(redis_client, settings, "second_preliminary", {"superevent_id": "S1"}, NOW)
+    counts = run_due(redis_client, settings, now=NOW)
+    assert counts["retried"] == 1 and next_due(redis_client, settings) > NOW
+    # an action whose arguments are wrong fails permanently: dead-lettered at once
+    schedule(redis_client, settings, "mock_signoff", {"no_such_argument": 1}, NOW)
+    counts = run_due(redis_client, settings, now=NOW)
+    assert counts["dead_lettered"] == 1
+    assert redis_client.xlen(deadletter_stream(settings, "delayed")) == 1
