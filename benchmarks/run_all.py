@@ -12,7 +12,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ("bench_stack.py", "bench_gracedb.py", "bench_broker.py", "bench_lanes.py",
-         "bench_superevents.py", "bench_superevent_lane.py", "bench_exttrig.py", "bench_bayestar.py", "bench_alert.py")
+         "bench_superevents.py", "bench_superevent_lane.py", "bench_exttrig.py", "bench_exttrig_stack.py", "bench_bayestar.py", "bench_alert.py")
 
 
 def main(names: list[str]) -> int:
