@@ -67,7 +67,8 @@ def test_mock_event_reaches_pygcn_as_one_valid_preliminary_alert(mock_candidate,
 
 
 def test_sky_map_contains_the_injection_and_products_are_uploaded(mock_candidate, receiver):
-    from gw_ops.skymap_products import contains
+    from gw_ops.bayestar import header as bayestar_header
+    from gw_ops.skymap_products import area_deg2, contains
     client, graceid, sid = mock_candidate["client"], mock_candidate["graceid"], mock_candidate["superevent_id"]
     wait_for(lambda: "GCN_PRELIM_SENT" in {e["name"] for e in client.labels(sid).json()["labels"]},
              timeout=300, what="preliminary sent")
@@ -76,6 +77,12 @@ def test_sky_map_contains_the_injection_and_products_are_uploaded(mock_candidate
     fits = client.files(sid, "bayestar.multiorder.fits").read()
     injection = mock_candidate["upload"]["injection"]
     assert contains(fits, injection["ra_deg"], injection["dec_deg"], credible=0.9)
+    assert area_deg2(fits, 0.9) < 100.0
+    header = bayestar_header(fits)
+    assert header["CREATOR"] == "BAYESTAR" and header["FASTLOC"] is True
+    assert header["WALLTIME"] >= header["RUNTIME"] > 0
+    assert header["DISTMEAN"] == pytest.approx(injection["distance_mpc"], rel=0.5)
+    assert client.files(graceid, "bayestar.fits.gz").read()[:2] == b"\x1f\x8b"  # flattened, gzip
     png = client.files(graceid, "bayestar.png").read()
     assert png.startswith(b"\x89PNG")
     files = client.files(sid).json()
