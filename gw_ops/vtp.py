@@ -357,9 +357,10 @@ async def _close(writer: asyncio.StreamWriter | None) -> None:
 class _Connection:
     """One subscriber connection: read packets, answer them, report what happened."""
 
-    def __init__(self, reader, writer, server, on_voevent, on_reject, settings, ivorn):
+    def __init__(self, reader, writer, server, on_voevent, on_reject, settings, ivorn,
+                 on_state=None):
         self.reader, self.writer, self.server = reader, writer, server
-        self.on_voevent, self.on_reject = on_voevent, on_reject
+        self.on_voevent, self.on_reject, self.on_state = on_voevent, on_reject, on_state
         self.settings, self.ivorn = settings, ivorn
         #: True once a valid packet arrived: the link works, so the back-off resets.
         self.good = False
@@ -400,6 +401,9 @@ class _Connection:
         if kind == IAMALIVE:
             self.good = True
             await self.send(make_transport(IAMALIVE, transport_text(root, "Origin"), self.ivorn))
+            # a heartbeat of the listener's health record: a quiet but live link stays
+            # "connected" with a fresh time, a dead or killed listener goes stale
+            await _quietly(self.on_state, "connected", f"{self.server} (iamalive)")
             return
         if kind != VOEVENT:  # an ack/nak is not for a subscriber; note it and go on
             self.good = True
@@ -494,7 +498,7 @@ async def _listen_forever(servers, on_voevent, settings, on_state, on_reject, iv
                 log.info("connected to %s", server)
                 await _quietly(on_state, "connected", server)
                 connection = _Connection(reader, writer, server, on_voevent, on_reject,
-                                         settings, ivorn)
+                                         settings, ivorn, on_state)
                 try:
                     reason = await connection.run()
                 except (OSError, asyncio.IncompleteReadError) as exc:

@@ -80,10 +80,7 @@ def make_probe_notice(ivorn_suffix: str) -> bytes:
 def test_gcn_notice_through_broker_reaches_its_handler(airflow_stack, tmp_path):
     wait_lanes_ready(airflow_stack)
     suffix = f"probe-{uuid.uuid4().hex[:6]}"
-    # the GCN listener is connected to the local broker before we publish
-    from gw_ops.redis_util import read_health
-    wait_for(lambda: read_health(get_redis(airflow_stack.settings), airflow_stack.settings, "gcn")
-             .get("state") == "connected", timeout=180, what="GCN listener connected")
+    airflow_stack.wait_gcn_listener()
     path = tmp_path / "probe.xml"
     path.write_bytes(make_probe_notice(suffix))
     published = airflow_stack.gw_ops("gcn", "publish", str(path))

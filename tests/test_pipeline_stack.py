@@ -73,10 +73,8 @@ def test_events_200_s_apart_make_two_superevents_and_mdc_makes_ms(airflow_stack)
 
 
 def test_gcn_notice_through_broker_becomes_one_external_event(airflow_stack, tmp_path):
-    from gw_ops.redis_util import get_redis, read_health
     airflow_stack.airflow().wait_for_dag("gcn_external_triggers_handle_notice", timeout=180)
-    wait_for(lambda: read_health(get_redis(airflow_stack.settings), airflow_stack.settings, "gcn")
-             .get("state") == "connected", timeout=180, what="GCN listener connected")
+    airflow_stack.wait_gcn_listener()
     from gw_ops.external_triggers import parse_notice
     path = Path(__file__).parent / "data" / "gcn" / "fermi_gbm_flt_pos.xml"
     notice = parse_notice(path.read_bytes())

@@ -45,6 +45,7 @@ def test_gcn_sensor_defers_until_the_notice_arrives(airflow_stack, tmp_path):
                     conf={"notice_types": ["TEST_COORDS"], "ivorn_contains": suffix})
     wait_for(lambda: task_state(airflow, "gw_ops_wait_for_gcn_notice", run_id) == "deferred", timeout=180,
              what="sensor deferred")
+    airflow_stack.wait_gcn_listener()
     path = tmp_path / "probe.xml"
     path.write_bytes(make_probe_notice(suffix))
     assert airflow_stack.gw_ops("gcn", "publish", str(path)).returncode == 0
