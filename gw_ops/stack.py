@@ -23,7 +23,6 @@ import dataclasses
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -412,35 +411,41 @@ def down(settings: Settings, out=print) -> int:
     that started their own session included); whatever is still alive after
     :data:`STOP_GRACE_S` gets SIGKILL.  Returns 1 if any process survives.
     """
-    import psutil
     settings = running_settings(settings)
-    stopping = []
-    for component in reversed(COMPONENTS):
-        record = read_record(settings, component)
-        if not record:
-            continue
+    stopping = [(c, r) for c in reversed(COMPONENTS) if (r := read_record(settings, c))]
+    still = _stop_records([record for _, record in stopping])
+    for component, record in stopping:
+        _record_path(settings, component).unlink(missing_ok=True)
+        out(f"stopped {component.name} (pid {record['pid']})")
+    if still:
+        out(f"processes still running: {still}")
+        return 1
+    _stack_file(settings).unlink(missing_ok=True)
+    return 0
+
+
+def _stop_records(records: list[dict]) -> list[int]:
+    """Stop the process groups and descendants of pid records; return pids that survived.
+
+    SIGTERM to all at once, SIGKILL to whatever is alive after :data:`STOP_GRACE_S`.
+    """
+    import psutil
+    every_process = []
+    for record in records:
         tree = _process_tree(record["pid"])
         _signal_group(record["pgid"], signal.SIGTERM)
         for proc in tree:
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.terminate()
-        stopping.append((component, record, tree))
-    every_process = [proc for _, _, tree in stopping for proc in tree]
+        every_process.extend(tree)
     _, alive = psutil.wait_procs(every_process, timeout=STOP_GRACE_S)
     for proc in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
-    for _, record, _ in stopping:
+    for record in records:
         _signal_group(record["pgid"], signal.SIGKILL)
     _, still = psutil.wait_procs(alive, timeout=5)
-    for component, record, _ in stopping:
-        _record_path(settings, component).unlink(missing_ok=True)
-        out(f"stopped {component.name} (pid {record['pid']})")
-    if still:
-        out(f"processes still running: {[p.pid for p in still]}")
-        return 1
-    _stack_file(settings).unlink(missing_ok=True)
-    return 0
+    return [proc.pid for proc in still]
 
 
 def _signal_group(pgid: int, signum: int) -> None:
@@ -455,16 +460,9 @@ def restart(settings: Settings, name: str, out=print) -> int:
     if component is None:
         out(f"unknown component {name!r}; one of {', '.join(c.name for c in COMPONENTS)}")
         return 2
-    import psutil
     record = read_record(settings, component)
     if record:
-        tree = _process_tree(record["pid"])
-        _signal_group(record["pgid"], signal.SIGTERM)
-        _, alive = psutil.wait_procs(tree, timeout=STOP_GRACE_S)
-        for proc in alive:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()
-        _signal_group(record["pgid"], signal.SIGKILL)
+        _stop_records([record])
     start_component(settings, component, _child_env(settings))
     if not _wait_healthy(settings, [component], UP_TIMEOUT_S, out):
         return 3
@@ -505,7 +503,3 @@ def status(settings: Settings, out=print) -> int:
 def airflow_login(settings: Settings) -> tuple[str, str]:
     """(user, password) of the local Airflow admin."""
     return "admin", load_secrets(settings)["airflow_admin_password"]
-
-
-def which(name: str) -> str | None:
-    return shutil.which(name)

@@ -29,6 +29,8 @@ from typing import Any, AsyncIterator
 
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
+from gw_ops.streams import _text
+
 log = logging.getLogger(__name__)
 
 
@@ -37,8 +39,6 @@ def _settings():
     return get_settings()
 
 
-def _text(value):
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class StreamDoorbellTrigger(BaseEventTrigger):
