@@ -319,6 +319,14 @@ def _refuse_taken_ports(settings: Settings, components: list[Component]) -> list
     return problems
 
 
+def delete_prefix_keys(client, prefix: str) -> int:
+    """Delete the keys under ``prefix`` (never anything else); returns how many."""
+    deleted = 0
+    for key in client.scan_iter(match=prefix + "*", count=1000):
+        deleted += client.delete(key)
+    return deleted
+
+
 def prepare_airflow(settings: Settings, env: dict[str, str]) -> None:
     """Migrate the metadata database and create or update the pools (one process)."""
     settings.airflow_home.mkdir(parents=True, exist_ok=True)
@@ -345,6 +353,9 @@ def up(settings: Settings, out=print) -> int:
         for problem in problems:
             out(f"refusing to start: {problem}")
         return 2
+    # A new state folder means a new GraceDB: Redis data left under this prefix by an
+    # earlier stack (alert records, streams, delayed actions) belongs to the discarded one.
+    fresh_state = not (settings.state_path / "secrets.json").exists()
     _stack_file(settings).write_text(json.dumps(settings.as_env(), indent=1))
     env = _child_env(settings)
     password, first_time = ensure_airflow_password(settings)
@@ -359,6 +370,11 @@ def up(settings: Settings, out=print) -> int:
             return 3
     from gw_ops.redis_util import get_redis
     from gw_ops.streams import ensure_lane_groups
+    if fresh_state:
+        stale = delete_prefix_keys(get_redis(settings), settings.key_prefix)
+        if stale:
+            out(f"new state folder: deleted {stale} Redis keys under {settings.key_prefix!r} "
+                "left by an earlier stack")
     ensure_lane_groups(get_redis(settings), settings)
     prepare_airflow(settings, env)
     for component in components:

@@ -62,3 +62,9 @@ def test_up_refuses_a_port_taken_by_something_else(airflow_stack, tmp_path):
     assert result.returncode == 2
     assert f"port 127.0.0.1:{airflow_stack.settings.airflow_port} is taken" in result.stdout
     assert not list((tmp_path / "second" / "run").glob("*.json")), "nothing may be started"
+
+
+def test_new_state_folder_does_not_inherit_redis_data_of_an_earlier_stack(airflow_stack):
+    from gw_ops.redis_util import get_redis
+    assert not get_redis(airflow_stack.settings).exists(airflow_stack.settings.key("stale", "alert-record"))
+    assert "deleted 1 Redis keys" in airflow_stack.up_output
