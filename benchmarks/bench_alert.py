@@ -22,10 +22,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10)
     parser.add_argument("--fast", action="store_true", help="BAYESTAR fast setting")
     args = parser.parse_args()
-    from gw_ops.bayestar import header
-    from gw_ops.demo import AlertReceiver
-    from gw_ops.gracedb.client import gracedb_client
-    from gw_ops.mock_pipeline import upload_mock_event
+    from gw_ops.gracedb_client import gracedb_client
+    from gw_ops.mock.pipeline import upload_mock_event
+    from gw_ops.ops.demo import AlertReceiver
+    from gw_ops.science.bayestar import header
 
     with running_stack(bayestar_fast=args.fast, preliminary_cleanup_timeout_s=3600.0) as (settings, _):
         wait_for_dags(settings, "lvalert_superevents_handle", "lvalert_orchestrator_localize_preferred",

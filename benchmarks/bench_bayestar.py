@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark of localization and sky-map products on the bundled mock events.
 
-Prints, per event and setting: BAYESTAR wall time of :func:`gw_ops.bayestar.localize`
+Prints, per event and setting: BAYESTAR wall time of :func:`gw_ops.science.bayestar.localize`
 (s), the process CPU time it used (s; less sensitive than wall time to other work on a
 shared machine), BAYESTAR's own RUNTIME, the 90 % credible area and the searched area
 and probability of the injected position; then the time of each product.
@@ -45,8 +45,8 @@ def main(argv=None) -> int:
 
     import logging
     logging.disable(logging.WARNING)  # ligo.skymap warns about PSD truncation per detector
-    from gw_ops import bayestar, skymap_products
-    from gw_ops.mock_events import load_mock_event
+    from gw_ops.mock.events import load_mock_event
+    from gw_ops.science import bayestar, skymap_products
 
     indexes = [int(i) for i in args.events.split(",")]
     thread_counts = [int(t) for t in args.threads.split(",")]

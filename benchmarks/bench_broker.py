@@ -26,10 +26,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from gw_ops import vtp  # noqa: E402
-from gw_ops.broker import append_voevent  # noqa: E402
 from gw_ops.config import get_settings  # noqa: E402
-from gw_ops.redis_util import get_redis  # noqa: E402
+from gw_ops.transport.redis_client import get_redis  # noqa: E402
+from gw_ops.vtp import protocol as vtp  # noqa: E402
+from gw_ops.vtp.broker import append_voevent  # noqa: E402
 from tests.helpers import free_port, gw_ops_process, stop_process, wait_for  # noqa: E402
 
 TEMPLATE = (REPO_ROOT / "tests" / "data" / "voevents" / "lvk_preliminary.xml").read_bytes()

@@ -20,9 +20,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--rate", type=float, default=1.0)
     args = parser.parse_args()
-    from gw_ops.external_triggers import make_mock_grb_notice
-    from gw_ops.gracedb.client import gracedb_client
-    from gw_ops.vtp import publish
+    from gw_ops.gracedb_client import gracedb_client
+    from gw_ops.handlers.external_triggers import make_mock_grb_notice
+    from gw_ops.vtp.protocol import publish
 
     with running_stack() as (settings, _):
         wait_for_dags(settings, "gcn_external_triggers_handle_notice")

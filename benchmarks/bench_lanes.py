@@ -20,8 +20,8 @@ from stack_harness import percentile, running_stack, stack_rss_mb, wait_for_dags
 
 
 def lvalert_latencies(settings, count: int, rate: float) -> list[float]:
-    from gw_ops.probe import read_probe_records, send_lvalert_probe
-    from gw_ops.redis_util import get_redis
+    from gw_ops.ops.probe import read_probe_records, send_lvalert_probe
+    from gw_ops.transport.redis_client import get_redis
     client = get_redis(settings)
     prefix = f"lat-{uuid.uuid4().hex[:6]}-"
     for i in range(count):
@@ -37,8 +37,8 @@ def lvalert_latencies(settings, count: int, rate: float) -> list[float]:
 
 
 def burst(settings, count: int) -> tuple[float, int, int]:
-    from gw_ops.probe import read_probe_records, send_lvalert_probe
-    from gw_ops.redis_util import get_redis
+    from gw_ops.ops.probe import read_probe_records, send_lvalert_probe
+    from gw_ops.transport.redis_client import get_redis
     client = get_redis(settings)
     prefix = f"burst-{uuid.uuid4().hex[:6]}-"
     started = time.time()
@@ -57,9 +57,9 @@ def burst(settings, count: int) -> tuple[float, int, int]:
 
 
 def gcn_latencies(settings, count: int, rate: float) -> list[float]:
-    from gw_ops.probe import read_probe_records
-    from gw_ops.redis_util import get_redis
-    from gw_ops.vtp import publish
+    from gw_ops.ops.probe import read_probe_records
+    from gw_ops.transport.redis_client import get_redis
+    from gw_ops.vtp.protocol import publish
     from tests.test_lanes_airflow import make_probe_notice
     client = get_redis(settings)
     prefix = f"gcnlat-{uuid.uuid4().hex[:6]}-"

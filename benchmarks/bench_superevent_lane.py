@@ -21,8 +21,8 @@ from stack_harness import percentile, running_stack, wait_for_dags
 
 def task_start_seconds(settings, runs: int = 5) -> list[float]:
     """Queued → task start of the trivial DAG, over a few runs."""
-    from gw_ops.airflow_api import AirflowClient
-    from gw_ops.stack import airflow_login
+    from gw_ops.ops.airflow_api import AirflowClient
+    from gw_ops.ops.stack import airflow_login
     airflow = AirflowClient(settings.airflow_api_url, *airflow_login(settings))
     airflow.wait_for_dag("gw_ops_smoke")
     results = []
@@ -37,7 +37,7 @@ def task_start_seconds(settings, runs: int = 5) -> list[float]:
 
 
 def main() -> None:
-    from gw_ops.gracedb.client import gracedb_client
+    from gw_ops.gracedb_client import gracedb_client
     from tests.coinc_factory import coinc_xml
 
     with running_stack() as (settings, _):

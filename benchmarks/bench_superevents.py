@@ -31,9 +31,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gw_ops import superevents as se  # noqa: E402
 from gw_ops.config import get_settings  # noqa: E402
-from gw_ops.redis_util import get_redis, lvalert_stream  # noqa: E402
+from gw_ops.handlers import superevents as se  # noqa: E402
+from gw_ops.transport.redis_client import get_redis, lvalert_stream  # noqa: E402
 from tests.coinc_factory import coinc_xml  # noqa: E402
 from tests.helpers import free_port, gw_ops_process, stop_process, wait_for  # noqa: E402
 
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     redis = get_redis(settings)
     service = gw_ops_process(["gracedb", "serve"], settings.as_env(), state / "gracedb.log")
     try:
-        from gw_ops.gracedb.client import gracedb_client
+        from gw_ops.gracedb_client import gracedb_client
         wait_for(lambda: gracedb_client(settings).ping().status_code == 200, timeout=60,
                  what="the local GraceDB")
         client = gracedb_client(settings)

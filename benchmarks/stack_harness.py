@@ -26,7 +26,7 @@ def bench_settings(**overrides) -> Settings:
     values = dict(state_dir=state, key_prefix=f"gwbench:{uuid.uuid4().hex[:8]}:",
                   airflow_port=free_port(), gracedb_port=free_port(), broker_port=free_port(),
                   embedded_redis_port=free_port(), airflow_worker_log_port=free_port(),
-                  airflow_trigger_log_port=free_port(), extra_handler_modules=("gw_ops.probe",),
+                  airflow_trigger_log_port=free_port(), extra_handler_modules=("gw_ops.ops.probe",),
                   mock_event_interval_minutes=0, vetting_timeout_s=24 * 3600.0)
     values.update(overrides)
     return get_settings(env={k: v for k, v in os.environ.items() if k == "GW_OPS_REDIS_URL"}, **values)
@@ -40,14 +40,14 @@ def env_of(settings: Settings) -> dict[str, str]:
 
 
 def gw_ops(settings: Settings, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gw_ops.cli", *args], env=env_of(settings), cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "gw_ops.ops.cli", *args], env=env_of(settings), cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)
 
 
 @contextlib.contextmanager
 def running_stack(**overrides):
     """Start a stack, yield (settings, seconds to healthy), stop it and delete its Redis keys."""
-    from gw_ops.redis_util import get_redis
+    from gw_ops.transport.redis_client import get_redis
 
     settings = bench_settings(**overrides)
     started = time.perf_counter()
@@ -94,8 +94,8 @@ def percentile(values, fraction: float) -> float:
 
 
 def wait_for_dags(settings: Settings, *dag_ids: str, timeout: float = 180) -> None:
-    from gw_ops.airflow_api import AirflowClient
-    from gw_ops.stack import airflow_login
+    from gw_ops.ops.airflow_api import AirflowClient
+    from gw_ops.ops.stack import airflow_login
     client = AirflowClient(settings.airflow_api_url, *airflow_login(settings))
     for dag_id in dag_ids:
         client.wait_for_dag(dag_id, timeout=timeout)

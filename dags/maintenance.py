@@ -53,7 +53,7 @@ with DAG(
 
 with DAG(
     dag_id="gw_ops_delayed_actions",
-    schedule=[Asset(name="gw_ops.delayed.due", watchers=[
+    schedule=[Asset(name="gw_ops.transport.delayed.due", watchers=[
         AssetWatcher(name="delayed_actions_due", trigger=DueActionTrigger())])],
     catchup=False,
     tags=["gw-ops", "maintenance"],

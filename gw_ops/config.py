@@ -124,7 +124,7 @@ class Settings:
     plot_volume: bool = _doc("Render the 3D volume plot after the alert (about 10 min on 2 "
                              "cores here).", default=True)
 
-    # --- superevent manager (gw_ops.superevents) -------------------------------------
+    # --- superevent manager (gw_ops.handlers.superevents) -------------------------------------
     superevent_far_threshold_hz: float = _doc("Events with a false alarm rate above this (Hz) "
                                               "are not grouped into superevents (1 per hour).",
                                               default=1 / 3600)
@@ -144,7 +144,7 @@ class Settings:
                  "cbc:mdc:7:1/2592000:off", "cbc:ssm:3:1/31536000:off",
                  "burst:allsky:3:1/31536000:2/86400", "burst:bbh:7:1/2592000:2/86400"))
 
-    # --- external triggers and RAVEN (gw_ops.external_triggers, gw_ops.raven) ----------
+    # --- external triggers and RAVEN (gw_ops.handlers.external_triggers, gw_ops.handlers.raven) ----------
     exttrig_test_notices: str = _doc("What a GCN notice with role='test' becomes: 'mdc' (an "
                                      "External event of search MDC, matched only with MDC "
                                      "superevents), 'test' (an event of group Test, matched "
@@ -187,7 +187,7 @@ class Settings:
 
     # --- handler registry ---------------------------------------------------------
     extra_handler_modules: tuple[str, ...] = _doc("More modules whose import registers handlers, "
-                                                  "e.g. gw_ops.probe (the latency probe that tests "
+                                                  "e.g. gw_ops.ops.probe (the latency probe that tests "
                                                   "and benchmarks use).", default=())
 
     # --- alert orchestrator ----------------------------------------------------------
@@ -198,7 +198,7 @@ class Settings:
                                           "from localizing it twice; longer than a BAYESTAR run.",
                                           default=900.0)
 
-    # --- localization, sky-map products and classification (gw_ops.bayestar, ...) -----
+    # --- localization, sky-map products and classification (gw_ops.science.bayestar, ...) -----
     bayestar_fast: bool = _doc("Run BAYESTAR with the cheaper fast setting: SNR time series "
                                "decimated to bayestar_fast_sample_rate_hz (about 3x faster "
                                "here, same sky map within noise). For demos on small machines.",

@@ -47,9 +47,9 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 30.0) -> 
 
 
 def gw_ops_process(args: list[str], env: Mapping[str, str], log_path: Path) -> subprocess.Popen:
-    """Start ``gw-ops ARGS`` (via ``python -m gw_ops.cli``) in its own process group."""
+    """Start ``gw-ops ARGS`` (via ``python -m gw_ops.ops.cli``) in its own process group."""
     log = open(log_path, "ab")
-    return subprocess.Popen([sys.executable, "-m", "gw_ops.cli", *args], env={**os.environ, **env},
+    return subprocess.Popen([sys.executable, "-m", "gw_ops.ops.cli", *args], env={**os.environ, **env},
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                             cwd=REPO_ROOT)
 

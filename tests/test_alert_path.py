@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from gw_ops.alerts import validate_voevent, voevent_params
-from gw_ops.demo import AlertReceiver
+from gw_ops.formats.alerts import validate_voevent, voevent_params
+from gw_ops.ops.demo import AlertReceiver
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
@@ -30,7 +30,7 @@ def alerts_for(receiver, superevent_id):
 
 @pytest.fixture(scope="module")
 def mock_candidate(airflow_stack, receiver):
-    from gw_ops.mock_pipeline import upload_mock_event
+    from gw_ops.mock.pipeline import upload_mock_event
     for dag_id in ("lvalert_superevents_handle", "lvalert_orchestrator_localize_preferred",
                    "lvalert_orchestrator_handle_superevent", "gw_ops_delayed_actions"):
         airflow_stack.airflow().wait_for_dag(dag_id, timeout=180)
@@ -67,8 +67,8 @@ def test_mock_event_reaches_pygcn_as_one_valid_preliminary_alert(mock_candidate,
 
 
 def test_sky_map_contains_the_injection_and_products_are_uploaded(mock_candidate, receiver):
-    from gw_ops.bayestar import header as bayestar_header
-    from gw_ops.skymap_products import area_deg2, contains
+    from gw_ops.science.bayestar import header as bayestar_header
+    from gw_ops.science.skymap_products import area_deg2, contains
     client, graceid, sid = mock_candidate["client"], mock_candidate["graceid"], mock_candidate["superevent_id"]
     wait_for(lambda: "GCN_PRELIM_SENT" in {e["name"] for e in client.labels(sid).json()["labels"]},
              timeout=300, what="preliminary sent")

@@ -8,7 +8,7 @@ from gcn import NoticeType
 from gcn.handlers import get_notice_type
 from lxml import etree
 
-from gw_ops import alerts
+from gw_ops.formats import alerts
 
 SKYMAP_URL = "http://127.0.0.1:8090/api/superevents/S230518h/files/bayestar.multiorder.fits,0"
 

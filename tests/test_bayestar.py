@@ -5,8 +5,8 @@ import io
 
 import pytest
 
-from gw_ops import bayestar
-from gw_ops.mock_events import load_mock_event
+from gw_ops.mock.events import load_mock_event
+from gw_ops.science import bayestar
 
 NOW_GPS = 1_400_000_000.0
 

@@ -14,9 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from gw_ops import vtp
-from gw_ops.broker import append_voevent, cursor_key
-from gw_ops.redis_util import deadletter_stream, gcn_incoming_stream, read_health, voevent_outgoing_stream
+from gw_ops.transport.redis_client import (
+    deadletter_stream,
+    gcn_incoming_stream,
+    read_health,
+    voevent_outgoing_stream,
+)
+from gw_ops.vtp import protocol as vtp
+from gw_ops.vtp.broker import append_voevent, cursor_key
 from tests.helpers import REPO_ROOT, wait_for
 
 DATA = Path(__file__).parent / "data" / "voevents"
@@ -195,7 +200,7 @@ def test_publish_cli_end_to_end(broker_service, redis_client, listener_factory, 
         files.append(str(path))
     files.append(str(DATA / "gbm_flt_pos.xml"))
     started = time.time()
-    result = subprocess.run([sys.executable, "-m", "gw_ops.cli", "gcn", "publish", *files,
+    result = subprocess.run([sys.executable, "-m", "gw_ops.ops.cli", "gcn", "publish", *files,
                              "--broker", broker_service.address],
                             env={**settings.as_env()}, cwd=REPO_ROOT, capture_output=True, timeout=60)
     assert result.returncode == 0, result.stderr.decode()

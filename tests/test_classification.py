@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from gw_ops.classification import (
+from gw_ops.mock.events import list_mock_events, load_mock_event
+from gw_ops.science.classification import (
     P_ASTRO_KEYS,
     em_bright,
     mass_category,
@@ -13,7 +14,6 @@ from gw_ops.classification import (
     p_astro_from_far_snr,
     remnant_mass_msun,
 )
-from gw_ops.mock_events import list_mock_events, load_mock_event
 
 
 def _check_p_astro(result):

@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 
-from gw_ops.probe import read_probe_records, send_lvalert_probe
-from gw_ops.redis_util import get_redis
+from gw_ops.ops.probe import read_probe_records, send_lvalert_probe
+from gw_ops.transport.redis_client import get_redis
 from tests.fixtures.stack import stack_env, stack_settings, started_pids
 from tests.helpers import REPO_ROOT, free_port, wait_for
 
@@ -25,20 +25,20 @@ def embedded_stack(base_settings):
     # nothing answers there: up must fall back to the embedded server on that port
     settings = dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{port}/0", embedded_redis_port=port)
     env = stack_env(settings)
-    result = subprocess.run([sys.executable, "-m", "gw_ops.cli", "up"], env=env, cwd=REPO_ROOT,
+    result = subprocess.run([sys.executable, "-m", "gw_ops.ops.cli", "up"], env=env, cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=300)
     try:
         assert result.returncode == 0, result.stdout + result.stderr
         yield settings, env, result.stdout
     finally:
         pids = started_pids(settings)
-        subprocess.run([sys.executable, "-m", "gw_ops.cli", "down"], env=env, cwd=REPO_ROOT,
+        subprocess.run([sys.executable, "-m", "gw_ops.ops.cli", "down"], env=env, cwd=REPO_ROOT,
                        capture_output=True, text=True, timeout=120)
         assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
 
 
 def gw_ops(env, *args):
-    return subprocess.run([sys.executable, "-m", "gw_ops.cli", *args], env=env, cwd=REPO_ROOT,
+    return subprocess.run([sys.executable, "-m", "gw_ops.ops.cli", *args], env=env, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -55,8 +55,8 @@ def test_up_starts_embedded_redis_when_none_answers(embedded_stack):
 
 def test_messages_survive_a_redis_restart_exactly_once(embedded_stack):
     settings, env, _ = embedded_stack
-    from gw_ops.airflow_api import AirflowClient
-    from gw_ops.stack import airflow_login
+    from gw_ops.ops.airflow_api import AirflowClient
+    from gw_ops.ops.stack import airflow_login
     AirflowClient(settings.airflow_api_url, *airflow_login(settings)).wait_for_dag(
         "lvalert_probe_lvalert_probe", timeout=180)
     prefix = f"redis-restart-{uuid.uuid4().hex[:6]}-"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gw_ops import external_triggers as X
-from gw_ops import raven
-from gw_ops.external_triggers import InvalidNotice, make_mock_grb_notice, process_notice
+from gw_ops.handlers import external_triggers as X
+from gw_ops.handlers import raven
+from gw_ops.handlers.external_triggers import InvalidNotice, make_mock_grb_notice, process_notice
 
 DATA = Path(__file__).resolve().parent / "data" / "gcn"
 YEAR = 365.25 * 86400
@@ -54,7 +54,7 @@ def test_notice_becomes_external_event_with_skymap(client, settings):
     assert labels(client, graceid) == {"EXT_SKYMAP_READY"}
     assert "fermi_skymap.multiorder.fits" in client.files(graceid).json()
 
-    from gw_ops import ext_skymaps
+    from gw_ops.science import ext_skymaps
     skymap = ext_skymaps.read_skymap_bytes(
         client.files(graceid, "fermi_skymap.multiorder.fits").read())
     # the GBM statistical radius is 17.4 deg: most probability within 3 core widths
@@ -186,7 +186,7 @@ def test_grb_half_second_before_cbc_superevent(client, settings):
 def test_superevent_alert_finds_earlier_grb_with_spatial_far(client, settings):
     """A GRB arrives first; the superevent's creation alert finds it and, with a GW sky
     map on the superevent, the space-time FAR and RAVEN_ALERT follow."""
-    from gw_ops import ext_skymaps
+    from gw_ops.science import ext_skymaps
 
     t_gw, far = 1400002000.0, 1e-7
     payload = make_mock_grb_notice("400002000", t_gw - 1.0, 200.0, -10.0, 3.0,

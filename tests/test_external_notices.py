@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gw_ops import external_triggers as X
 from gw_ops.config import get_settings
-from gw_ops.external_triggers import InvalidNotice, make_mock_grb_notice, parse_notice
+from gw_ops.handlers import external_triggers as X
+from gw_ops.handlers.external_triggers import InvalidNotice, make_mock_grb_notice, parse_notice
 
 DATA = Path(__file__).resolve().parent / "data" / "gcn"
 SETTINGS = get_settings(env={})
@@ -156,7 +156,7 @@ def test_invalid_notice_is_permanent_for_the_lane():
 
 def test_handler_rejects_bad_notice_before_touching_gracedb(monkeypatch):
     """The lane calls handle_notice(payload, root); bad input never reaches GraceDB."""
-    import gw_ops.gracedb.client as gracedb_client_module
+    import gw_ops.gracedb_client as gracedb_client_module
 
     def no_client(*args, **kwargs):
         raise AssertionError("GraceDB must not be contacted for an invalid notice")
@@ -208,7 +208,7 @@ def test_mock_notice_rejects_bad_arguments(kwargs):
 
 
 def test_handlers_are_registered_with_the_exttrig_pool():
-    from gw_ops.registry import handlers_for
+    from gw_ops.transport.registry import handlers_for
 
     for notice_type in X.NOTICE_KINDS:
         specs = handlers_for("gcn", notice_type)
@@ -220,7 +220,7 @@ def test_handlers_are_registered_with_the_exttrig_pool():
 
 def test_import_is_light():
     """The DAG processor imports handler modules: no astropy/healpy/ligo.skymap/numpy."""
-    code = ("import sys, gw_ops.external_triggers, gw_ops.raven, gw_ops.ext_skymaps; "
+    code = ("import sys, gw_ops.handlers.external_triggers, gw_ops.handlers.raven, gw_ops.science.ext_skymaps; "
             "heavy = [m for m in ('astropy', 'healpy', 'ligo.skymap', 'numpy') "
             "if m in sys.modules]; print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

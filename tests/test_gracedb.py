@@ -12,9 +12,9 @@ import requests
 from ligo.gracedb.exceptions import HTTPError
 from ligo.gracedb.rest import GraceDb
 
-from gw_ops.gracedb import auth
-from gw_ops.gracedb.constants import suffix_letters
-from gw_ops.redis_util import lvalert_stream
+from gw_ops.local_gracedb import auth
+from gw_ops.local_gracedb.constants import suffix_letters
+from gw_ops.transport.redis_client import lvalert_stream
 from tests.fixtures.gracedb import DATA, last_lvalert_id, read_lvalerts, start_gracedb
 from tests.helpers import free_port, stop_process
 
@@ -442,9 +442,9 @@ def test_failed_publish_fails_loudly_and_is_delivered_later(base_settings, tmp_p
     import redis as redis_module
     from sqlalchemy import func, select
 
-    from gw_ops.gracedb.alerts import AlertPublisher, PublishError
-    from gw_ops.gracedb.db import Outbox
-    from gw_ops.gracedb.store import Store
+    from gw_ops.local_gracedb.db import Outbox
+    from gw_ops.local_gracedb.outbox import AlertPublisher, PublishError
+    from gw_ops.local_gracedb.store import Store
 
     settings = dataclasses.replace(base_settings, state_dir=tmp_path,
                                    key_prefix=base_settings.key_prefix + "outbox:")

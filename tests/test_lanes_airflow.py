@@ -8,8 +8,8 @@ import signal
 import time
 import uuid
 
-from gw_ops.probe import read_probe_records, send_lvalert_probe
-from gw_ops.redis_util import get_redis
+from gw_ops.ops.probe import read_probe_records, send_lvalert_probe
+from gw_ops.transport.redis_client import get_redis
 from tests.helpers import wait_for
 
 
@@ -63,7 +63,7 @@ def make_probe_notice(ivorn_suffix: str) -> bytes:
     """A minimal VOEvent of the probe's notice type (GCN's TEST_COORDS) carrying the time it was sent."""
     from gcn import NoticeType
 
-    from gw_ops.probe import PROBE_NOTICE_TYPE
+    from gw_ops.ops.probe import PROBE_NOTICE_TYPE
     packet_type = NoticeType[PROBE_NOTICE_TYPE].value
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <voe:VOEvent xmlns:voe="http://www.ivoa.net/xml/VOEvent/v2.0" version="2.0" role="test"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from gw_ops.airflow.maintenance import listener_problems
-from gw_ops.delayed import next_due, queue_key, run_due, schedule
+from gw_ops.transport.delayed import next_due, queue_key, run_due, schedule
 
 NOW = 1_800_000_000.0
 
@@ -38,7 +38,7 @@ def test_delayed_action_runs_once_when_due_and_is_not_postponed(fresh_prefix_set
 
 
 def test_failing_delayed_action_is_dead_lettered(fresh_prefix_settings, redis_client):
-    from gw_ops.redis_util import deadletter_stream
+    from gw_ops.transport.redis_client import deadletter_stream
     settings = fresh_prefix_settings
     # the superevent does not exist and GraceDB is not reachable on this port: a
     # connection error is transient, so the action is retried later, not lost

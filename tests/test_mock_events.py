@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from gw_ops import mock_events
-from gw_ops.mock_events import coinc_summary, jittered_uploads, list_mock_events, load_mock_event
+from gw_ops.mock import events as mock_events
+from gw_ops.mock.events import coinc_summary, jittered_uploads, list_mock_events, load_mock_event
 
 NOW_GPS = 1_400_000_000.25
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from gw_ops import alerts
-from gw_ops import orchestrator as orc
+from gw_ops.formats import alerts
+from gw_ops.handlers import orchestrator as orc
 
 P1, P2 = orc.preliminary_key(1), orc.preliminary_key(2)
 

@@ -20,10 +20,10 @@ import uuid
 import pytest
 import requests
 
-from gw_ops import alerts
-from gw_ops import orchestrator as orc
-from gw_ops.delayed import next_due
-from gw_ops.redis_util import voevent_outgoing_stream
+from gw_ops.formats import alerts
+from gw_ops.handlers import orchestrator as orc
+from gw_ops.transport.delayed import next_due
+from gw_ops.transport.redis_client import voevent_outgoing_stream
 from tests.coinc_factory import coinc_xml
 from tests.fixtures.gracedb import last_lvalert_id, read_lvalerts
 from tests.test_superevents_handle import recording_client
@@ -309,9 +309,9 @@ def test_redelivery_after_a_crash_finishes_the_preliminary_bookkeeping(live, whe
 
 
 def test_concurrent_deliveries_send_one_alert(live):
-    # send_alert imports gw_ops.broker lazily; a running worker did that long ago, and
+    # send_alert imports gw_ops.vtp.broker lazily; a running worker did that long ago, and
     # four threads importing it at once for the first time can trip over each other
-    import gw_ops.broker  # noqa: F401
+    import gw_ops.vtp.broker  # noqa: F401
     live.client.write_label(live.superevent_id, "SIGNIF_LOCKED")
     decision = orc.decide_on_label("SIGNIF_LOCKED", [], [])
     clients = [live.service.client() for _ in range(4)]  # one per worker, as in the lanes

@@ -75,7 +75,7 @@ def test_events_200_s_apart_make_two_superevents_and_mdc_makes_ms(airflow_stack)
 def test_gcn_notice_through_broker_becomes_one_external_event(airflow_stack, tmp_path):
     airflow_stack.airflow().wait_for_dag("gcn_external_triggers_handle_notice", timeout=180)
     airflow_stack.wait_gcn_listener()
-    from gw_ops.external_triggers import parse_notice
+    from gw_ops.handlers.external_triggers import parse_notice
     path = Path(__file__).parent / "data" / "gcn" / "fermi_gbm_flt_pos.xml"
     notice = parse_notice(path.read_bytes())
     client = airflow_stack.gracedb()

@@ -5,8 +5,9 @@ import math
 
 import pytest
 
-from gw_ops import ext_skymaps, raven
 from gw_ops.config import get_settings
+from gw_ops.handlers import raven
+from gw_ops.science import ext_skymaps
 
 SETTINGS = get_settings(env={})
 YEAR = 365.25 * 86400

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from gw_ops import skymap_products as sp
+from gw_ops.science import skymap_products as sp
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

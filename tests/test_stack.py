@@ -24,7 +24,7 @@ def test_status_lists_every_component_healthy(airflow_stack):
 
 
 def test_first_up_prints_generated_admin_password_once(airflow_stack):
-    from gw_ops.stack import airflow_login
+    from gw_ops.ops.stack import airflow_login
     _, password = airflow_login(airflow_stack.settings)
     assert password in airflow_stack.up_output
     assert len(password) >= 12 and password != "admin"
@@ -57,7 +57,7 @@ def test_up_refuses_a_port_taken_by_something_else(airflow_stack, tmp_path):
     settings = dataclasses.replace(airflow_stack.settings, state_dir=tmp_path / "second",
                                    gracedb_port=airflow_stack.settings.airflow_port,
                                    airflow_port=free_port(), broker_port=free_port())
-    result = subprocess.run([sys.executable, "-m", "gw_ops.cli", "up"], env=stack_env(settings),
+    result = subprocess.run([sys.executable, "-m", "gw_ops.ops.cli", "up"], env=stack_env(settings),
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert f"port 127.0.0.1:{airflow_stack.settings.airflow_port} is taken" in result.stdout
@@ -65,6 +65,6 @@ def test_up_refuses_a_port_taken_by_something_else(airflow_stack, tmp_path):
 
 
 def test_new_state_folder_does_not_inherit_redis_data_of_an_earlier_stack(airflow_stack):
-    from gw_ops.redis_util import get_redis
+    from gw_ops.transport.redis_client import get_redis
     assert not get_redis(airflow_stack.settings).exists(airflow_stack.settings.key("stale", "alert-record"))
     assert "deleted 1 Redis keys" in airflow_stack.up_output

@@ -1,14 +1,14 @@
-"""The doorbell-and-drain delivery core (gw_ops.streams) against the real Redis."""
+"""The doorbell-and-drain delivery core (gw_ops.transport.streams) against the real Redis."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from gw_ops import lvalert
 from gw_ops.errors import PermanentError, TransientError
-from gw_ops.redis_util import deadletter_stream, lvalert_stream
-from gw_ops.streams import drain, ensure_group, waiting_work
+from gw_ops.transport import lvalert
+from gw_ops.transport.redis_client import deadletter_stream, lvalert_stream
+from gw_ops.transport.streams import drain, ensure_group, waiting_work
 
 GROUP = "lane_test"
 
@@ -113,7 +113,7 @@ def test_bad_json_is_dead_lettered_and_the_lane_goes_on(lane, redis_client):
 
 
 def test_transient_failure_is_retried_then_succeeds(lane, redis_client, monkeypatch):
-    import gw_ops.streams as streams_module
+    import gw_ops.transport.streams as streams_module
     monkeypatch.setattr(streams_module, "TRANSIENT_RETRY_WAITS_S", (0.01, 0.01))
     settings, streams = lane
     publish(redis_client, streams[0], "G1")
@@ -129,7 +129,7 @@ def test_transient_failure_is_retried_then_succeeds(lane, redis_client, monkeypa
 
 
 def test_persistent_transient_failure_leaves_message_pending(lane, redis_client, monkeypatch):
-    import gw_ops.streams as streams_module
+    import gw_ops.transport.streams as streams_module
     monkeypatch.setattr(streams_module, "TRANSIENT_RETRY_WAITS_S", (0.01,))
     settings, streams = lane
     publish(redis_client, streams[0], "G1")

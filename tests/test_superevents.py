@@ -5,8 +5,8 @@ import dataclasses
 
 import pytest
 
-from gw_ops import superevents as se
 from gw_ops.config import get_settings
+from gw_ops.handlers import superevents as se
 
 SETTINGS = get_settings(env={})
 THRESHOLDS = se.parse_alert_thresholds(SETTINGS.superevent_alert_thresholds)
@@ -337,7 +337,7 @@ def test_handler_registration():
 def test_module_is_light_at_import():
     import subprocess
     import sys
-    code = ("import sys, gw_ops.superevents; "
+    code = ("import sys, gw_ops.handlers.superevents; "
             "heavy = [m for m in ('ligo.gracedb.rest', 'ligo.skymap', 'astropy', 'healpy', "
             "'airflow', 'igwn_ligolw') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

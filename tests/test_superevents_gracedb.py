@@ -10,8 +10,8 @@ import random
 
 import pytest
 
-from gw_ops import superevents as se
-from gw_ops.redis_util import lvalert_stream
+from gw_ops.handlers import superevents as se
+from gw_ops.transport.redis_client import lvalert_stream
 from tests.coinc_factory import coinc_xml, cwb_text
 
 CBC_COMPLETE = ("PASTRO_READY", "EMBRIGHT_READY", "SKYMAP_READY")

@@ -19,8 +19,8 @@ import pytest
 import requests
 from ligo.gracedb.rest import GraceDb
 
-from gw_ops import superevents as se
 from gw_ops.errors import PermanentError, is_transient
+from gw_ops.handlers import superevents as se
 from tests.coinc_factory import coinc_xml, cwb_text
 from tests.test_superevents import cbc
 from tests.test_superevents_gracedb import Lane, superevents_near

@@ -1,4 +1,4 @@
-"""Unit tests of gw_ops.vtp: framing, hardened parsing, Transport messages, notice types."""
+"""Unit tests of gw_ops.vtp.protocol: framing, hardened parsing, Transport messages, notice types."""
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from gcn import NoticeType
 
-from gw_ops import vtp
+from gw_ops.vtp import protocol as vtp
 
 DATA = Path(__file__).parent / "data" / "voevents"
 

@@ -1,4 +1,4 @@
-"""gw_ops.vtp.listen / gcn_to_redis against a scripted VTP server sending hostile input.
+"""gw_ops.vtp.protocol.listen / gcn_to_redis against a scripted VTP server sending hostile input.
 
 The server here is a real TCP peer (asyncio) that writes exactly the bytes a test
 scripts, per connection, and records what the listener answers.  Each bad input is
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from gw_ops import vtp
-from gw_ops.redis_util import deadletter_stream, gcn_incoming_stream, read_health
+from gw_ops.transport.redis_client import deadletter_stream, gcn_incoming_stream, read_health
+from gw_ops.vtp import protocol as vtp
 from tests.test_vtp import BILLION_LAUGHS, DATA, external_entity
 
 GOOD = (DATA / "gbm_flt_pos.xml").read_bytes()
@@ -110,7 +110,7 @@ def test_bad_input_rejected_listener_continues(name, fast_settings, redis_client
     server = ScriptedServer(scripts)
     incoming = gcn_incoming_stream(fast_settings)
     dead = deadletter_stream(fast_settings, "gcn")
-    caplog.set_level(logging.WARNING, logger="gw_ops.vtp")
+    caplog.set_level(logging.WARNING, logger="gw_ops.vtp.protocol")
 
     asyncio.run(run_listener_until(fast_settings, server,
                                    lambda: redis_client.xlen(incoming) >= 1

@@ -68,8 +68,8 @@ def declare_handler_dags() -> dict[str, Any]:
     from gw_ops.airflow.lanes import run_lane
     from gw_ops.airflow.triggers import GcnListenerTrigger, StreamDoorbellTrigger
     from gw_ops.config import get_settings
-    from gw_ops.registry import load_handlers
-    from gw_ops.streams import lane_streams
+    from gw_ops.transport.registry import load_handlers
+    from gw_ops.transport.streams import lane_streams
 
     settings = get_settings()
     gcn_asset = Asset(name=GCN_NOTICES_ASSET,

@@ -1,4 +1,4 @@
-"""The task every handler DAG runs: drain the handler's lane (see :mod:`gw_ops.streams`).
+"""The task every handler DAG runs: drain the handler's lane (see :mod:`gw_ops.transport.streams`).
 
 ``run_lane(handler_name)`` is called by the handler DAG's single task.  It resolves the
 handler from the registry, works out its streams and message decoding, drains every
@@ -14,15 +14,16 @@ import socket
 from typing import Any, Callable
 
 from gw_ops.config import Settings
-from gw_ops.registry import HandlerSpec
-from gw_ops.streams import lane_streams
+from gw_ops.transport.registry import HandlerSpec
+from gw_ops.transport.streams import lane_streams
 
 log = logging.getLogger(__name__)
 
 
 def message_handler(spec: HandlerSpec) -> Callable:
     """Adapter from a raw stream entry to the registered function's signature."""
-    from gw_ops import gcn, lvalert
+    from gw_ops.transport import gcn_notices as gcn
+    from gw_ops.transport import lvalert
 
     if spec.kind == "lvalert":
         def handle_lvalert(message) -> None:
@@ -51,9 +52,9 @@ def run_lane(handler_name: str, consumer: str | None = None, settings: Settings 
     settings : Settings, optional
     """
     from gw_ops.config import get_settings
-    from gw_ops.redis_util import get_redis
-    from gw_ops.registry import get_handler
-    from gw_ops.streams import RedisStreamsTransport
+    from gw_ops.transport.redis_client import get_redis
+    from gw_ops.transport.registry import get_handler
+    from gw_ops.transport.streams import RedisStreamsTransport
 
     settings = settings or get_settings()
     spec = get_handler(handler_name)
@@ -62,7 +63,7 @@ def run_lane(handler_name: str, consumer: str | None = None, settings: Settings 
     sort_key = spec.task_kwargs.get("sort_key")
     wrapped_sort: Callable | None = None
     if sort_key is not None and spec.kind == "lvalert":
-        from gw_ops import lvalert
+        from gw_ops.transport import lvalert
 
         def wrapped_sort(message):
             # sort_key sees the decoded LVAlert dict; an undecodable message sorts last

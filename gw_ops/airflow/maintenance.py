@@ -14,7 +14,7 @@ def smoke(settings: Settings | None = None) -> dict[str, Any]:
     """Check that a task reaches Redis and GraceDB; return what it saw (trivial DAG of the demo)."""
     import urllib.request
 
-    from gw_ops.redis_util import get_redis
+    from gw_ops.transport.redis_client import get_redis
 
     settings = settings or get_settings()
     redis_ok = bool(get_redis(settings).ping())
@@ -29,7 +29,7 @@ def listener_problems(records: dict[str, dict[str, str]], now: float, down_alarm
     Parameters
     ----------
     records : dict
-        ``{listener: health record}`` (see :func:`gw_ops.redis_util.record_health`).
+        ``{listener: health record}`` (see :func:`gw_ops.transport.redis_client.record_health`).
     now : float
         Current Unix time (s).
     down_alarm_s : float
@@ -56,7 +56,7 @@ def listener_problems(records: dict[str, dict[str, str]], now: float, down_alarm
 
 def check_listeners(settings: Settings | None = None) -> dict[str, dict[str, str]]:
     """Fail (raise) when a listener has been down longer than ``listener_down_alarm_s``."""
-    from gw_ops.redis_util import get_redis, read_health
+    from gw_ops.transport.redis_client import get_redis, read_health
 
     settings = settings or get_settings()
     client = get_redis(settings)
@@ -68,16 +68,16 @@ def check_listeners(settings: Settings | None = None) -> dict[str, dict[str, str
 
 
 def mock_event(settings: Settings | None = None) -> dict[str, Any]:
-    """Upload the scheduled mock event (see :mod:`gw_ops.mock_pipeline`)."""
-    from gw_ops.mock_pipeline import upload_mock_event
+    """Upload the scheduled mock event (see :mod:`gw_ops.mock.pipeline`)."""
+    from gw_ops.mock.pipeline import upload_mock_event
 
     return upload_mock_event(settings or get_settings())
 
 
 def delayed_actions(settings: Settings | None = None) -> dict[str, int]:
-    """Run every delayed action that is due (see :mod:`gw_ops.delayed`)."""
-    from gw_ops.delayed import run_due
-    from gw_ops.redis_util import get_redis
+    """Run every delayed action that is due (see :mod:`gw_ops.transport.delayed`)."""
+    from gw_ops.transport.delayed import run_due
+    from gw_ops.transport.redis_client import get_redis
 
     settings = settings or get_settings()
     return run_due(get_redis(settings), settings)

@@ -75,7 +75,7 @@ class LVAlertSensor(BaseSensorOperator):
 
     def execute(self, context) -> Any:
         from gw_ops.config import get_settings
-        from gw_ops.redis_util import get_redis, lvalert_stream
+        from gw_ops.transport.redis_client import get_redis, lvalert_stream
 
         settings = get_settings()
         nodes = self.nodes or [superevent_node(self.uid)]
@@ -93,7 +93,7 @@ class LVAlertSensor(BaseSensorOperator):
                    method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
 
     def _label_present(self, settings) -> bool:
-        from gw_ops.gracedb.client import gracedb_client
+        from gw_ops.gracedb_client import gracedb_client
 
         labels = gracedb_client(settings).labels(self.uid).json()["labels"]
         return any(entry["name"] == self.label_name for entry in labels)
@@ -130,7 +130,7 @@ class GcnNoticeSensor(BaseSensorOperator):
 
     def execute(self, context) -> Any:
         from gw_ops.config import get_settings
-        from gw_ops.redis_util import gcn_incoming_stream, get_redis
+        from gw_ops.transport.redis_client import gcn_incoming_stream, get_redis
 
         settings = get_settings()
         streams = [gcn_incoming_stream(settings)]

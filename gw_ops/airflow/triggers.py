@@ -5,7 +5,7 @@
     run) when the group has work: new entries, or entries delivered long ago and never
     acknowledged.  It reads nothing on the group's behalf, so nothing is lost when the
     triggerer dies or when Airflow folds several asset events into one run; see
-    :mod:`gw_ops.streams` for the whole delivery design.
+    :mod:`gw_ops.transport.streams` for the whole delivery design.
 :class:`GcnListenerTrigger`
     Holds the VOEvent Transport Protocol connection to the GCN servers, appends every
     notice to the durable ``gcn:incoming`` stream *before* acknowledging it to the
@@ -29,7 +29,7 @@ from typing import Any, AsyncIterator
 
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
-from gw_ops.streams import _text
+from gw_ops.transport.streams import _text
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +72,9 @@ class StreamDoorbellTrigger(BaseEventTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         # The sync transport in a worker thread keeps one implementation of the "is there
-        # work" rule (gw_ops.streams.waiting_work) for trigger, tests and tasks.
-        from gw_ops.redis_util import get_redis, record_health
-        from gw_ops.streams import RedisStreamsTransport
+        # work" rule (gw_ops.transport.streams.waiting_work) for trigger, tests and tasks.
+        from gw_ops.transport.redis_client import get_redis, record_health
+        from gw_ops.transport.streams import RedisStreamsTransport
 
         settings = _settings()
         rering_s = self.rering_s if self.rering_s is not None else settings.lvalert_rering_s
@@ -145,7 +145,7 @@ class GcnListenerTrigger(BaseEventTrigger):
         return (f"{type(self).__module__}.{type(self).__qualname__}", {"servers": self.servers})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from gw_ops import vtp
+        from gw_ops.vtp import protocol as vtp
 
         settings = _settings()
         servers = self.servers or list(settings.gcn_server_list)
@@ -186,7 +186,7 @@ class StreamMatchTrigger(BaseTrigger):
         ``{stream: id}``: only newer entries count.
     match : dict
         For ``kind="lvalert"``: ``uid``, ``alert_type``, ``label`` (see
-        :func:`gw_ops.lvalert.message_matches`).  For ``kind="gcn"``: ``notice_types``
+        :func:`gw_ops.transport.lvalert.message_matches`).  For ``kind="gcn"``: ``notice_types``
         (list of names) and ``ivorn_contains``.  Missing keys match anything.
     kind : str
         ``lvalert`` or ``gcn``.
@@ -207,7 +207,7 @@ class StreamMatchTrigger(BaseTrigger):
 
     def _matches(self, fields: dict) -> dict | None:
         """The event payload for a matching entry, else None."""
-        from gw_ops.lvalert import message_matches
+        from gw_ops.transport.lvalert import message_matches
 
         if self.kind == "lvalert":
             try:
@@ -225,7 +225,7 @@ class StreamMatchTrigger(BaseTrigger):
         return {"notice_type": notice_type, "ivorn": ivorn}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from gw_ops.redis_util import get_redis
+        from gw_ops.transport.redis_client import get_redis
 
         settings = _settings()
         client = get_redis(settings, socket_timeout=settings.lvalert_poll_block_ms / 1000 + 5)
@@ -254,7 +254,7 @@ class StreamMatchTrigger(BaseTrigger):
 
 
 class DueActionTrigger(BaseEventTrigger):
-    """Fire when a delayed action (:mod:`gw_ops.delayed`) falls due.
+    """Fire when a delayed action (:mod:`gw_ops.transport.delayed`) falls due.
 
     Sleeps until the earliest due time, re-reading the queue every ``poll_s`` so an
     earlier action scheduled meanwhile is not missed.  Fires at most once per
@@ -269,8 +269,8 @@ class DueActionTrigger(BaseEventTrigger):
         return (f"{type(self).__module__}.{type(self).__qualname__}", {"poll_s": self.poll_s})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from gw_ops.delayed import next_due
-        from gw_ops.redis_util import get_redis
+        from gw_ops.transport.delayed import next_due
+        from gw_ops.transport.redis_client import get_redis
 
         settings = _settings()
         client = get_redis(settings)

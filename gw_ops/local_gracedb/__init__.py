@@ -1,0 +1,14 @@
+"""The local GraceDB service of gw-ops.
+
+GraceDB cannot be installed outside LIGO, yet every part of the pipeline reads
+and writes it.  This package is a GraceDB-compatible service that the unmodified
+``ligo-gracedb`` client talks to:
+
+* :mod:`gw_ops.local_gracedb.server` - the FastAPI app (``create_app``) and ``serve``
+  (``gw-ops gracedb serve``);
+* :mod:`gw_ops.local_gracedb.auth` - accounts, the pipeline's service credentials
+  (``ensure_service_credentials``) and ``add_user`` for people;
+* :mod:`gw_ops.gracedb_client` - ``gracedb_client(settings)``, an authenticated client;
+* :mod:`gw_ops.local_gracedb.outbox` - LVAlert messages on Redis streams after each commit;
+* :mod:`gw_ops.local_gracedb.parsing` - coinc.xml / cWB / external VOEvent readers.
+"""

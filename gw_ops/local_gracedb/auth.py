@@ -1,0 +1,278 @@
+"""Accounts and credentials of the local GraceDB service.
+
+How credentials work
+--------------------
+* Reading is anonymous: every ``GET`` answers without credentials, as the public
+  parts of GraceDB do.
+* Every change (``POST``, ``PUT``, ``PATCH``, ``DELETE``) needs an account.  The
+  service accepts HTTP Basic credentials (what the ``ligo-gracedb`` client sends
+  from a netrc file) and bearer tokens that the service itself signed
+  (``POST <api>/token/`` with Basic credentials returns one; HS256, valid
+  ``TOKEN_LIFETIME_S``).  Missing or wrong credentials give 401 and change nothing.
+* Accounts live in ``<state>/gracedb/users.json`` (mode 0600), passwords only as
+  salted PBKDF2-SHA256 hashes.
+* The pipeline's own account (``SERVICE_ACCOUNT``) is created on first use by
+  :func:`ensure_service_credentials`, which also writes ``<state>/netrc`` (0600)
+  with ``machine <host> login gw-ops password <pw>``.  :func:`gw_ops.gracedb_client.gracedb_client`
+  reads that file, so pipeline code never handles the password.
+* A person gets an account with :func:`add_user` (wired as ``gw-ops gracedb
+  adduser NAME``); it prints a new password once.  Use it with the stock client::
+
+      printf 'machine 127.0.0.1 login NAME password PW\\n' >> ~/.netrc; chmod 600 ~/.netrc
+      python -c "from ligo.gracedb.rest import GraceDb; \\
+                 GraceDb('http://127.0.0.1:8090/api/', force_noauth=True).writeLabel('S1', 'DQV')"
+
+  (``force_noauth=True`` stops the client from looking for SciTokens/X.509,
+  after which it falls back to the netrc file, as ``curl --netrc`` would.)
+  Running :func:`add_user` again for the same name replaces the password.
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import json
+import netrc
+import os
+import secrets
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from gw_ops.config import Settings
+
+#: Login of the pipeline's service account.
+SERVICE_ACCOUNT = "gw-ops"
+#: PBKDF2 iterations of stored password hashes.
+HASH_ITERATIONS = 120_000
+#: Lifetime (s) of bearer tokens the service issues.
+TOKEN_LIFETIME_S = 3600
+
+
+class AuthError(Exception):
+    """Credentials were missing or wrong; the message says which."""
+
+
+def gracedb_state_dir(settings: Settings) -> Path:
+    """Folder of the local GraceDB's own state (accounts, token key, default SQLite)."""
+    return settings.state_path / "gracedb"
+
+
+def users_path(settings: Settings) -> Path:
+    """File of the local GraceDB accounts (hashed passwords)."""
+    return gracedb_state_dir(settings) / "users.json"
+
+
+def netrc_path(settings: Settings) -> Path:
+    """netrc file with the service account's credentials."""
+    return settings.state_path / "netrc"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` atomically to a file only the owner can read (0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+    os.chmod(temporary, 0o600)
+    os.replace(temporary, path)
+
+
+@contextlib.contextmanager
+def _accounts_lock(settings: Settings):
+    """Exclusive lock across processes while accounts are read-modified-written."""
+    lock_file = gracedb_state_dir(settings) / "users.lock"
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def hash_password(password: str, salt: bytes | None = None,
+                  iterations: int = HASH_ITERATIONS) -> dict[str, object]:
+    """Salted PBKDF2-SHA256 record of a password."""
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    return {"algorithm": "pbkdf2_sha256", "iterations": iterations,
+            "salt": salt.hex(), "hash": digest.hex()}
+
+
+def _matches(record: dict, password: str) -> bool:
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), bytes.fromhex(record["salt"]),
+                                 int(record["iterations"]))
+    return hmac.compare_digest(digest.hex(), record["hash"])
+
+
+def load_users(settings: Settings) -> dict[str, dict]:
+    """Accounts by login (empty when none were created)."""
+    try:
+        return json.loads(users_path(settings).read_text())["users"]
+    except FileNotFoundError:
+        return {}
+
+
+def _save_users(settings: Settings, users: dict[str, dict]) -> None:
+    _write_private(users_path(settings), json.dumps({"users": users}, indent=1, sort_keys=True))
+
+
+def add_user(settings: Settings, name: str) -> str:
+    """Create (or reset) the account ``name`` and return its new password.
+
+    The password is shown only here; the service keeps a salted hash.
+
+    Parameters
+    ----------
+    settings : Settings
+        Whose state folder holds the accounts.
+    name : str
+        Login, letters, digits, ``.``, ``_``, ``-`` and ``@`` only.
+
+    Returns
+    -------
+    str
+        The new password (43 URL-safe characters).
+    """
+    if not name or not all(c.isalnum() or c in "._-@" for c in name):
+        raise ValueError(f"bad account name {name!r}")
+    password = secrets.token_urlsafe(32)
+    with _accounts_lock(settings):
+        users = load_users(settings)
+        users[name] = {**hash_password(password), "created": time.time()}
+        _save_users(settings, users)
+    return password
+
+
+def _read_netrc_entry(settings: Settings, host: str) -> tuple[str, str] | None:
+    try:
+        entry = netrc.netrc(str(netrc_path(settings))).authenticators(host)
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return None
+    return (entry[0], entry[2]) if entry else None
+
+
+def service_host(settings: Settings) -> str:
+    """Host name the netrc entry is written for (the API root's host)."""
+    return urlparse(settings.gracedb_api_url).hostname or settings.host
+
+
+def ensure_service_credentials(settings: Settings) -> tuple[str, str]:
+    """Make sure the pipeline's account and its netrc file exist; return ``(login, password)``.
+
+    Idempotent: an existing account whose password the netrc file holds is kept.
+    Otherwise a new password is drawn, its hash stored in ``users.json`` and the
+    netrc file (``<state>/netrc``, mode 0600) rewritten.
+    """
+    host = service_host(settings)
+    with _accounts_lock(settings):
+        users = load_users(settings)
+        existing = _read_netrc_entry(settings, host)
+        if existing and existing[0] == SERVICE_ACCOUNT and SERVICE_ACCOUNT in users \
+                and _matches(users[SERVICE_ACCOUNT], existing[1]):
+            return existing
+        password = (existing[1] if existing and existing[0] == SERVICE_ACCOUNT
+                    and SERVICE_ACCOUNT not in users else secrets.token_urlsafe(32))
+        users[SERVICE_ACCOUNT] = {**hash_password(password), "created": time.time()}
+        _save_users(settings, users)
+        _write_private(netrc_path(settings),
+                       f"machine {host} login {SERVICE_ACCOUNT} password {password}\n")
+        return SERVICE_ACCOUNT, password
+
+
+class Authenticator:
+    """Checks the credentials of requests against ``users.json`` (re-read when it changes).
+
+    PBKDF2 is deliberately slow (~50 ms), so a credential that verified once is
+    remembered by its SHA-256 until the account file changes; repeated requests
+    of the pipeline then cost microseconds.
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._users: dict[str, dict] = {}
+        self._mtime: float | None = None
+        self._verified: dict[str, str] = {}
+        self._token_key = self._load_token_key()
+
+    def _load_token_key(self) -> bytes:
+        key_file = gracedb_state_dir(self.settings) / "token.key"
+        with _accounts_lock(self.settings):
+            if not key_file.exists():
+                _write_private(key_file, secrets.token_hex(32))
+            return bytes.fromhex(key_file.read_text().strip())
+
+    def _current_users(self) -> dict[str, dict]:
+        try:
+            mtime = users_path(self.settings).stat().st_mtime_ns
+        except FileNotFoundError:
+            mtime = None
+        if mtime != self._mtime:
+            self._users = load_users(self.settings)
+            self._verified.clear()
+            self._mtime = mtime
+        return self._users
+
+    def check_password(self, name: str, password: str) -> bool:
+        """Whether ``password`` is the password of account ``name``."""
+        fingerprint = hashlib.sha256(f"{name}\0{password}".encode()).hexdigest()
+        with self._lock:
+            users = self._current_users()
+            if self._verified.get(name) == fingerprint:
+                return True
+            record = users.get(name)
+        if record is None or not _matches(record, password):
+            return False
+        with self._lock:
+            self._verified[name] = fingerprint
+        return True
+
+    def issue_token(self, name: str) -> dict[str, object]:
+        """A signed bearer token for account ``name``."""
+        import jwt
+        now = int(time.time())
+        token = jwt.encode({"sub": name, "iat": now, "exp": now + TOKEN_LIFETIME_S,
+                            "aud": "gw-ops-gracedb", "scope": "gracedb.read gracedb.write"},
+                           self._token_key, algorithm="HS256")
+        return {"access_token": token, "token_type": "Bearer", "expires_in": TOKEN_LIFETIME_S}
+
+    def authenticate(self, authorization: str | None) -> str | None:
+        """Account named by an ``Authorization`` header; ``None`` when there is none.
+
+        Raises
+        ------
+        AuthError
+            When credentials are present but wrong, expired or malformed.
+        """
+        if not authorization:
+            return None
+        scheme, _, credentials = authorization.partition(" ")
+        scheme = scheme.lower()
+        if scheme == "basic":
+            try:
+                name, _, password = base64.b64decode(credentials.strip()).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                raise AuthError("Invalid basic header. Credentials not correctly base64 encoded.") from None
+            if not self.check_password(name, password):
+                raise AuthError("Invalid username/password.")
+            return name
+        if scheme == "bearer":
+            import jwt
+            try:
+                claims = jwt.decode(credentials.strip(), self._token_key, algorithms=["HS256"],
+                                    audience="gw-ops-gracedb")
+            except jwt.PyJWTError as exc:
+                raise AuthError(f"Invalid token: {exc}") from exc
+            name = claims.get("sub")
+            with self._lock:
+                known = name in self._current_users()
+            if not known:
+                raise AuthError("Invalid token: unknown account")
+            return name
+        raise AuthError(f"Unsupported authorization scheme {scheme!r}")

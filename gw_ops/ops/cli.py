@@ -1,0 +1,160 @@
+"""The ``gw-ops`` command line.
+
+Commands
+--------
+``gw-ops up | down | status | demo``
+    The local stack (see :mod:`gw_ops.ops.stack`).
+``gw-ops gracedb serve``
+    The local GraceDB service (see :mod:`gw_ops.local_gracedb`).
+``gw-ops broker``
+    The VOEvent broker (see :mod:`gw_ops.vtp.broker`).
+``gw-ops gcn publish FILE...``
+    Push VOEvent files through a broker.
+``gw-ops settings``
+    Every setting with its environment variable and documentation.
+
+Subcommands import what they need when they run, so ``gw-ops --help`` stays fast.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from gw_ops.config import get_settings
+
+
+@click.group()
+@click.option("--preset", type=click.Choice(["local", "playground", "production"]), default=None,
+              help="Settings preset (default: GW_OPS_PRESET or local).")
+@click.pass_context
+def main(ctx: click.Context, preset: str | None) -> None:
+    """gw-ops: low-latency gravitational-wave alerts on Apache Airflow 3."""
+    ctx.obj = {"preset": preset}
+
+
+def settings_from(ctx: click.Context, **overrides):
+    """Settings for a command: preset from the group option, then the command's own options."""
+    return get_settings(preset=ctx.obj.get("preset") if ctx.obj else None, **overrides)
+
+
+@main.command("settings")
+def settings_cmd() -> None:
+    """Print every setting, its GW_OPS_* variable, default and meaning."""
+    from gw_ops.config import describe
+    click.echo(describe())
+
+
+@main.command()
+@click.option("--db", "db_url", default=None, help="Airflow metadata DB URL (default SQLite in the state folder).")
+@click.option("--redis", "redis_url", default=None, help="Redis URL (an embedded one starts when none answers).")
+@click.pass_context
+def up(ctx, db_url, redis_url) -> None:
+    """Start the local stack in the background and wait until every part is healthy."""
+    from gw_ops.ops import stack
+    settings = settings_from(ctx, airflow_db_url=db_url, redis_url=redis_url)
+    sys.exit(stack.up(settings))
+
+
+@main.command()
+@click.pass_context
+def down(ctx) -> None:
+    """Stop everything `gw-ops up` started and verify nothing is left."""
+    from gw_ops.ops import stack
+    sys.exit(stack.down(settings_from(ctx)))
+
+
+@main.command()
+@click.argument("component")
+@click.pass_context
+def restart(ctx, component) -> None:
+    """Restart one COMPONENT of the running stack (e.g. triggerer)."""
+    from gw_ops.ops import stack
+    sys.exit(stack.restart(settings_from(ctx), component))
+
+
+@main.command()
+@click.pass_context
+def status(ctx) -> None:
+    """One line per component: state, pid, address, health."""
+    from gw_ops.ops import stack
+    sys.exit(stack.status(settings_from(ctx)))
+
+
+@main.command()
+@click.option("--keep-up/--down-after", default=True, help="Leave the stack running afterwards.")
+@click.pass_context
+def demo(ctx, keep_up) -> None:
+    """Bring the stack up and carry one mock event all the way to a public alert."""
+    from gw_ops.ops import demo as demo_module
+    sys.exit(demo_module.run(settings_from(ctx), keep_up=keep_up))
+
+
+@main.group()
+def gracedb() -> None:
+    """The local GraceDB service."""
+
+
+@gracedb.command("serve")
+@click.option("--db", "db_url", default=None, help="SQLAlchemy URL (default SQLite in the state folder).")
+@click.option("--port", type=int, default=None, help="TCP port (default GW_OPS_GRACEDB_PORT).")
+@click.option("--files", "files_dir", default=None, help="Folder for uploaded files.")
+@click.pass_context
+def gracedb_serve(ctx, db_url, port, files_dir) -> None:
+    """Run the local GraceDB service in the foreground."""
+    from gw_ops.local_gracedb.server import serve
+    serve(settings_from(ctx, gracedb_db_url=db_url, gracedb_port=port, gracedb_files_dir=files_dir))
+
+
+@gracedb.command("adduser")
+@click.argument("name")
+@click.pass_context
+def gracedb_adduser(ctx, name) -> None:
+    """Create (or reset) a local GraceDB account NAME and print its password once.
+
+    Put ``machine <host> login NAME password <password>`` in your ~/.netrc (mode 0600) and
+    use ``GraceDb('http://<host>:<port>/api/', force_noauth=True)``.
+    """
+    from gw_ops.local_gracedb.auth import add_user
+    from gw_ops.ops import stack
+    settings = stack.running_settings(settings_from(ctx))
+    password = add_user(settings, name)
+    click.echo(f"GraceDB account {name} at {settings.gracedb_api_url}")
+    click.echo(f"netrc line: machine {settings.host} login {name} password {password}")
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="TCP port (default GW_OPS_BROKER_PORT).")
+@click.pass_context
+def broker(ctx, port) -> None:
+    """Run the VOEvent broker (VTP server) in the foreground."""
+    from gw_ops.vtp.broker import serve
+    serve(settings_from(ctx, broker_port=port))
+
+
+@main.group()
+def gcn() -> None:
+    """GCN notices."""
+
+
+@gcn.command("publish")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--broker", "broker_address", default=None, help="HOST:PORT of the broker (default the local one).")
+@click.pass_context
+def gcn_publish(ctx, files, broker_address) -> None:
+    """Push VOEvent FILES through a broker, as an author (each must be acked)."""
+    from gw_ops.vtp.protocol import publish_files
+    settings = settings_from(ctx)
+    address = broker_address or f"{settings.host}:{settings.broker_port}"
+    host, _, port = address.rpartition(":")
+    from gw_ops.vtp.protocol import VTPError
+    try:
+        ivorns = publish_files(list(files), host, int(port))
+    except (VTPError, OSError) as exc:
+        raise click.ClickException(f"publishing through {address} failed: {exc}") from exc
+    for ivorn in ivorns:
+        click.echo(f"acked: {ivorn}")
+
+
+if __name__ == "__main__":
+    main()

