@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import math
 import struct
+import subprocess
+import sys
 
 import pytest
 
@@ -85,3 +87,11 @@ def test_classification_plots_returns_both_files():
     assert set(files) == {"p_astro.png", "em_bright.png"}
     assert files["p_astro.png"] == plot_p_astro(BNS_EVENT)
     assert files["em_bright.png"] == plot_em_bright(PROPERTIES)
+
+
+def test_import_does_not_load_matplotlib():
+    """matplotlib is imported only when a plot is drawn."""
+    code = ("import sys, gw_ops.science.classification_plots\n"
+            "print('matplotlib' in sys.modules, 'numpy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
