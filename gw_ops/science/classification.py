@@ -49,8 +49,8 @@ Inputs from a GraceDB event dict, as GWCelery takes them: ``far``, the
   checks it), so the installed package is used unpatched.
 
 ``ligo.p_astro`` (and numpy, scipy through it) is imported inside the functions: the
-DAG processor imports the handler modules, which import this one.  Import and first
-call cost about 0.3 s, a warm call about 40 us.
+DAG processor imports the handler modules, which import this one.  The first call
+costs 0.3-0.9 s here (mostly scipy, which ligo.skymap loads anyway), a warm one 40-80 us.
 
 em_bright
 ---------
