@@ -74,8 +74,8 @@ chi2 0, m1 >= m2 (7664 points):
   (7224 NSBH points): max |difference| 0.0014 Msun, mean 3e-5 Msun (1.6 % max relative);
   the same 961 points have a remnant.  The only difference is the baryonic mass:
   Lattimer & Prakash ``m (1 + 0.6 C / (1 - 0.5 C))`` here, ``m (1 + 0.619 C + 0.1359 C^2)``
-  there (1.5583 vs 1.5549 Msun at 1.4 Msun).  ``tests/data/em_bright_remnant_reference.json``
-  holds library values that a test checks in CI;
+  there (1.5583 vs 1.5549 Msun at 1.4 Msun).  144 library values, in
+  ``tests/data/classification/em_bright_remnant_reference.json``, are checked in CI;
 * the library's label definitions (what its classifiers are trained to predict: HasNS
   m2 < max mass, HasRemnant disk mass > 0, HasMassGap a mass in (3, 5)) at the template
   point, gw-ops unsmeared: identical everywhere except at m2 = 3.0 exactly, where the
