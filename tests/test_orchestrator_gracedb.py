@@ -21,7 +21,9 @@ import pytest
 import requests
 
 from gw_ops.formats import alerts
+from gw_ops.handlers import alert_sender, localization
 from gw_ops.handlers import orchestrator as orc
+from gw_ops.rules import alert_policy as policy
 from gw_ops.transport.delayed import next_due
 from gw_ops.transport.redis_client import voevent_outgoing_stream
 from tests.coinc_factory import coinc_xml
@@ -313,7 +315,7 @@ def test_concurrent_deliveries_send_one_alert(live):
     # four threads importing it at once for the first time can trip over each other
     import gw_ops.vtp.broker  # noqa: F401
     live.client.write_label(live.superevent_id, "SIGNIF_LOCKED")
-    decision = orc.decide_on_label("SIGNIF_LOCKED", [], [])
+    decision = policy.decide_on_label("SIGNIF_LOCKED", [], [])
     clients = [live.service.client() for _ in range(4)]  # one per worker, as in the lanes
     start = threading.Barrier(len(clients))
     results, errors = [], []
@@ -321,8 +323,9 @@ def test_concurrent_deliveries_send_one_alert(live):
     def worker(client):
         start.wait()
         try:
-            results.append(orc.send_alert(decision, live.superevent_id, settings=live.settings,
-                                          client=client, redis_client=live.redis))
+            results.append(alert_sender.send_alert(decision, live.superevent_id,
+                                                   settings=live.settings,
+                                                   client=client, redis_client=live.redis))
         except Exception as exc:  # reported below
             errors.append(exc)
 
@@ -379,18 +382,18 @@ def test_handle_cbc_event_uploads_each_product_once(gracedb_service, settings, r
     }
     kwargs = dict(settings=settings, client=client, redis_client=redis_client,
                   products=products)
-    assert orc.handle_cbc_event(new, **kwargs) == []          # no PSD yet
+    assert localization.handle_cbc_event(new, **kwargs) == []          # no PSD yet
     after = last_lvalert_id(redis_client, gracedb_service.settings, node)
     client.write_log(graceid, "psd", filename="psd.xml.gz", filecontents=b"psd")
     (psd_log,) = messages_after(redis_client, gracedb_service, node, after, graceid)
     assert psd_log["alert_type"] == "log" and psd_log["data"]["filename"] == "psd.xml.gz"
     # cheap classifications first, the sky map (which completes the event) next, plots last
-    assert orc.handle_cbc_event(psd_log, **kwargs) == [
+    assert localization.handle_cbc_event(psd_log, **kwargs) == [
         "p_astro.json", "em_bright.json", "bayestar.multiorder.fits", "bayestar.png",
         "bayestar.fits.gz"]
     labels = {entry["name"] for entry in client.labels(graceid).json()["labels"]}
     assert labels == {"SKYMAP_READY", "PASTRO_READY", "EMBRIGHT_READY"}
-    assert orc.handle_cbc_event(psd_log, **kwargs) == []      # redelivery: nothing again
+    assert localization.handle_cbc_event(psd_log, **kwargs) == []      # redelivery: nothing again
     assert calls == ["localize"]
     assert json.loads(client.files(graceid, "em_bright.json").read())["HasNS"] == 1.0
     assert client.files(graceid, "bayestar.multiorder.fits").read() == b"FITS"
