@@ -105,7 +105,15 @@ def category_of_superevent_id(superevent_id: str) -> str:
 
 
 def superevent_node(superevent_id: str) -> str:
-    """LVAlert node of a superevent id (``S...``, ``MS...``, ``TS...``)."""
+    """LVAlert node of a superevent id (``S...``, ``MS...``, ``TS...``).
+
+    Raises
+    ------
+    ValueError
+        The id is not a superevent id (e.g. a G event's).
+    """
+    if not superevent_id.startswith(tuple(CATEGORY_PREFIX.values())):
+        raise ValueError(f"{superevent_id!r} is not a superevent id (S..., MS..., TS...)")
     return SUPEREVENT_NODE[category_of_superevent_id(superevent_id)]
 
 # --- GraceDB file names of the alert path ---------------------------------------------

@@ -60,7 +60,7 @@ from gw_ops.rules.external import (
 )
 from gw_ops.transport import gcn_notices as gcn
 from gw_ops.transport import lvalert
-from gw_ops.vocabulary import EXT_SKYMAP_READY, NOT_GRB, SUPEREVENT_NODES, YEAR_S
+from gw_ops.vocabulary import EXT_SKYMAP_READY, MDC_SEARCH, NOT_GRB, SUPEREVENT_NODES, YEAR_S
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +233,7 @@ def find_external_event(client: Any, notice: ExternalNotice, group: str,
              f"{notice.gpstime + SAME_TRIGGER_SPAN_S:.3f}")
     candidates = []
     for event in gateway.search(client, "events", query):
-        if (event.get("search") == "MDC") != (search == "MDC"):
+        if (event.get("search") == MDC_SEARCH) != (search == MDC_SEARCH):
             continue  # a rehearsal never replaces a real trigger, nor the reverse
         if is_same_trigger(event, notice):
             candidates.append(event)

@@ -38,7 +38,7 @@ from gw_ops.rules.raven import (
     searched_comment,
     windows_span,
 )
-from gw_ops.vocabulary import EM_COINC, EXT_SKYMAP_READY, RAVEN_ALERT
+from gw_ops.vocabulary import CATEGORY_NAME, EM_COINC, EXT_SKYMAP_READY, RAVEN_ALERT
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def search_for_superevent(client: Any, superevent: dict[str, Any],
         Every recorded coincidence.
     """
     settings = settings or get_settings()
-    category = str(superevent.get("category", "Production"))
+    category = str(superevent.get("category", CATEGORY_NAME["production"]))
     if not category_handled(category, settings):
         return []
     lower, upper = windows_span(settings)

@@ -117,7 +117,7 @@ def coincidence_window(settings: Settings, ext_pipeline: str, ext_search: str,
     if ext_search in ("HEN", "Neutrino") or ext_pipeline == "IceCube":
         return parse_window(settings.raven_window_hen_cbc if gw_kind == "cbc"
                             else settings.raven_window_hen_burst)
-    if ext_search in ("GRB", "MDC"):
+    if ext_search in ("GRB", MDC_SEARCH):
         return parse_window(settings.raven_window_grb_cbc if gw_kind == "cbc"
                             else settings.raven_window_grb_burst)
     return None
@@ -246,7 +246,8 @@ def evaluate(superevent: dict[str, Any], ext_event: dict[str, Any], settings: Se
     overlap : float, optional
         Sky-map overlap integral when both sky maps exist.
     """
-    if str(superevent.get("category", "Production")) != category_of_external(ext_event):
+    if str(superevent.get("category", CATEGORY_NAME["production"])) != \
+            category_of_external(ext_event):
         return None
     gw_kind = gw_kind_of(superevent)
     window = coincidence_window(settings, ext_event["pipeline"], ext_event["search"], gw_kind)
