@@ -85,10 +85,9 @@ class LVAlertSensor(BaseSensorOperator):
                    method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
 
     def _label_present(self, settings) -> bool:
-        from gw_ops.gracedb_client import gracedb_client
+        from gw_ops import gracedb_client as gateway
 
-        labels = gracedb_client(settings).labels(self.uid).json()["labels"]
-        return any(entry["name"] == self.label_name for entry in labels)
+        return self.label_name in gateway.labels(gateway.pipeline_client(settings), self.uid)
 
     def execute_complete(self, context, event: dict[str, Any]) -> Any:
         return event["message"]
