@@ -111,3 +111,15 @@ def test_handler_is_registered_for_superevent_nodes():
     spec = orc.handle_superevent.handler_spec
     assert set(spec.keys) == {"superevent", "mdc_superevent", "test_superevent"}
     assert spec.task_kwargs["priority_weight"] > 1
+
+
+@pytest.mark.parametrize("trigger_id, number", [
+    ("mock1354000000", 0),   # gw_ops.mock.pipeline's mock GRBs (issue 11's lost alert)
+    ("123456789", 123456789),
+    (123456789, 123456789),
+    ("132910_57145925", 0),  # IceCube run_event
+    (None, 0),
+    ("", 0),
+])
+def test_gcn_notice_number_of_string_trigger_ids(trigger_id, number):
+    assert policy.gcn_notice_number(trigger_id) == number

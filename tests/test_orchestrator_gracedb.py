@@ -401,3 +401,28 @@ def test_handle_cbc_event_uploads_each_product_once(gracedb_service, settings, r
     assert masses == pytest.approx((1.4, 1.3, 0.0, 0.0), abs=1e-6)
     listing = client.files(graceid).json()
     assert "bayestar.multiorder.fits,1" not in listing and "em_bright.json,1" not in listing
+
+
+def test_preliminary_with_a_mock_grb_coincidence(live):
+    """Issue 11: the mock GRB's trigger id ``mock<gps>`` is not a number; the Preliminary
+    alert of its superevent must still go out (it was dead-lettered by ``int()``)."""
+    from gw_ops.mock.notices import make_mock_grb_notice
+
+    superevent = live.client.superevent(live.superevent_id).json()
+    trigger_id = f"mock{int(superevent['t_0'])}"
+    notice = make_mock_grb_notice(trigger_id, superevent["t_0"] - 0.5, 10.0, 20.0, 5.0)
+    external = live.client.create_event("External", "Fermi", "fermi_gbm_gnd_pos.xml",
+                                        search="MDC", filecontents=notice).json()
+    assert external["extra_attributes"]["GRB"]["trigger_id"] == trigger_id
+    live.client.update_superevent(live.superevent_id, em_type=external["graceid"],
+                                  time_coinc_far=1e-12)
+    result = live.deliver(live.label("SIGNIF_LOCKED"))
+    assert result["status"] == "sent" and result["serial_number"] == 1
+    (sent,) = live.outgoing()
+    alerts.validate_voevent(sent[b"xml"])
+    params = alerts.voevent_params(sent[b"xml"])
+    assert params["External_GCN_Notice_Id"] == "0"
+    assert params["External_Ivorn"] == external["extra_attributes"]["GRB"]["ivorn"]
+    stem = f"{live.superevent_id}-1-Preliminary"
+    alert_json = json.loads(live.client.files(live.superevent_id, f"{stem}.json").read())
+    assert alert_json["external_coinc"]["gcn_notice_id"] == 0
