@@ -8,6 +8,9 @@ actions).  Superevent labels and files are written through the real client and t
 LVAlert messages the service publishes for them are handed to the orchestrator.
 Dropped connections are simulated in the test's own client only
 (:class:`tests.test_superevents_handle.RecordingGraceDb`).
+
+Over 400 lines because every scenario shares the ``live`` superevent fixture and its
+helpers; splitting it would copy them or move them to conftest for one module.
 """
 from __future__ import annotations
 
