@@ -8,6 +8,9 @@ actions).  Superevent labels and files are written through the real client and t
 LVAlert messages the service publishes for them are handed to the orchestrator.
 Dropped connections are simulated in the test's own client only
 (:class:`tests.test_superevents_handle.RecordingGraceDb`).
+
+Over 400 lines because every scenario shares the ``live`` superevent fixture and its
+helpers; splitting it would copy them or move them to conftest for one module.
 """
 from __future__ import annotations
 
@@ -21,7 +24,9 @@ import pytest
 import requests
 
 from gw_ops.formats import alerts
+from gw_ops.handlers import alert_sender, localization
 from gw_ops.handlers import orchestrator as orc
+from gw_ops.rules import alert_policy as policy
 from gw_ops.transport.delayed import next_due
 from gw_ops.transport.redis_client import voevent_outgoing_stream
 from tests.coinc_factory import coinc_xml
@@ -313,7 +318,7 @@ def test_concurrent_deliveries_send_one_alert(live):
     # four threads importing it at once for the first time can trip over each other
     import gw_ops.vtp.broker  # noqa: F401
     live.client.write_label(live.superevent_id, "SIGNIF_LOCKED")
-    decision = orc.decide_on_label("SIGNIF_LOCKED", [], [])
+    decision = policy.decide_on_label("SIGNIF_LOCKED", [], [])
     clients = [live.service.client() for _ in range(4)]  # one per worker, as in the lanes
     start = threading.Barrier(len(clients))
     results, errors = [], []
@@ -321,8 +326,9 @@ def test_concurrent_deliveries_send_one_alert(live):
     def worker(client):
         start.wait()
         try:
-            results.append(orc.send_alert(decision, live.superevent_id, settings=live.settings,
-                                          client=client, redis_client=live.redis))
+            results.append(alert_sender.send_alert(decision, live.superevent_id,
+                                                   settings=live.settings,
+                                                   client=client, redis_client=live.redis))
         except Exception as exc:  # reported below
             errors.append(exc)
 
@@ -379,18 +385,18 @@ def test_handle_cbc_event_uploads_each_product_once(gracedb_service, settings, r
     }
     kwargs = dict(settings=settings, client=client, redis_client=redis_client,
                   products=products)
-    assert orc.handle_cbc_event(new, **kwargs) == []          # no PSD yet
+    assert localization.handle_cbc_event(new, **kwargs) == []          # no PSD yet
     after = last_lvalert_id(redis_client, gracedb_service.settings, node)
     client.write_log(graceid, "psd", filename="psd.xml.gz", filecontents=b"psd")
     (psd_log,) = messages_after(redis_client, gracedb_service, node, after, graceid)
     assert psd_log["alert_type"] == "log" and psd_log["data"]["filename"] == "psd.xml.gz"
     # cheap classifications first, the sky map (which completes the event) next, plots last
-    assert orc.handle_cbc_event(psd_log, **kwargs) == [
+    assert localization.handle_cbc_event(psd_log, **kwargs) == [
         "p_astro.json", "em_bright.json", "bayestar.multiorder.fits", "bayestar.png",
         "bayestar.fits.gz"]
     labels = {entry["name"] for entry in client.labels(graceid).json()["labels"]}
     assert labels == {"SKYMAP_READY", "PASTRO_READY", "EMBRIGHT_READY"}
-    assert orc.handle_cbc_event(psd_log, **kwargs) == []      # redelivery: nothing again
+    assert localization.handle_cbc_event(psd_log, **kwargs) == []      # redelivery: nothing again
     assert calls == ["localize"]
     assert json.loads(client.files(graceid, "em_bright.json").read())["HasNS"] == 1.0
     assert client.files(graceid, "bayestar.multiorder.fits").read() == b"FITS"
@@ -398,3 +404,28 @@ def test_handle_cbc_event_uploads_each_product_once(gracedb_service, settings, r
     assert masses == pytest.approx((1.4, 1.3, 0.0, 0.0), abs=1e-6)
     listing = client.files(graceid).json()
     assert "bayestar.multiorder.fits,1" not in listing and "em_bright.json,1" not in listing
+
+
+def test_preliminary_with_a_mock_grb_coincidence(live):
+    """Issue 11: the mock GRB's trigger id ``mock<gps>`` is not a number; the Preliminary
+    alert of its superevent must still go out (it was dead-lettered by ``int()``)."""
+    from gw_ops.mock.notices import make_mock_grb_notice
+
+    superevent = live.client.superevent(live.superevent_id).json()
+    trigger_id = f"mock{int(superevent['t_0'])}"
+    notice = make_mock_grb_notice(trigger_id, superevent["t_0"] - 0.5, 10.0, 20.0, 5.0)
+    external = live.client.create_event("External", "Fermi", "fermi_gbm_gnd_pos.xml",
+                                        search="MDC", filecontents=notice).json()
+    assert external["extra_attributes"]["GRB"]["trigger_id"] == trigger_id
+    live.client.update_superevent(live.superevent_id, em_type=external["graceid"],
+                                  time_coinc_far=1e-12)
+    result = live.deliver(live.label("SIGNIF_LOCKED"))
+    assert result["status"] == "sent" and result["serial_number"] == 1
+    (sent,) = live.outgoing()
+    alerts.validate_voevent(sent[b"xml"])
+    params = alerts.voevent_params(sent[b"xml"])
+    assert params["External_GCN_Notice_Id"] == "0"
+    assert params["External_Ivorn"] == external["extra_attributes"]["GRB"]["ivorn"]
+    stem = f"{live.superevent_id}-1-Preliminary"
+    alert_json = json.loads(live.client.files(live.superevent_id, f"{stem}.json").read())
+    assert alert_json["external_coinc"]["gcn_notice_id"] == 0
