@@ -46,6 +46,7 @@ from gcn import NoticeType
 from lxml import etree
 
 from gw_ops.config import Settings
+from gw_ops.formats import xml as safe_xml
 
 log = logging.getLogger(__name__)
 
@@ -155,25 +156,23 @@ async def read_packet(reader: asyncio.StreamReader, max_bytes: int) -> bytes:
 
 
 # --- parsing -----------------------------------------------------------------------------
-def _hardened_parser() -> etree.XMLParser:
-    # Network input: never fetch anything, never expand entities, never build huge
-    # trees.  A DTD is refused outright in parse_xml (VOEvents never carry one), so the
-    # entity options are a second line of defence.
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                           dtd_validation=False, huge_tree=False, remove_comments=True,
-                           remove_pis=True)
+#: Largest document :func:`parse_xml` accepts when the caller names no limit (bytes): the
+#: default ``gcn_max_packet_bytes``, the most a VTP packet may carry.
+DEFAULT_MAX_XML_BYTES: int = Settings.__dataclass_fields__["gcn_max_packet_bytes"].default
 
 
-def parse_xml(payload: bytes) -> etree._Element:
+def parse_xml(payload: bytes, *, max_bytes: int = DEFAULT_MAX_XML_BYTES) -> etree._Element:
     """Parse untrusted XML from the network and return its root element.
 
-    Entities are not resolved, nothing is loaded from the network, huge trees are
-    refused, and any document with a DOCTYPE (the carrier of billion-laughs and
-    external-entity attacks) is rejected.
+    :func:`gw_ops.formats.xml.parse_xml` does the work: entities are not resolved,
+    nothing is loaded from the network, huge trees are refused, and any document with a
+    DOCTYPE (the carrier of billion-laughs and external-entity attacks) is rejected.
 
     Parameters
     ----------
     payload : bytes
+    max_bytes : int, optional
+        Largest document accepted (bytes), e.g. ``settings.gcn_max_packet_bytes``.
 
     Returns
     -------
@@ -182,20 +181,12 @@ def parse_xml(payload: bytes) -> etree._Element:
     Raises
     ------
     BadPacket
-        Not well-formed XML, or a DTD/entity declaration is present.
+        Too large, not well-formed XML, or a DTD/entity declaration is present.
     """
-    if not isinstance(payload, (bytes, bytearray)):
-        raise TypeError("payload must be bytes")
     try:
-        root = etree.fromstring(bytes(payload), parser=_hardened_parser())
-    except etree.XMLSyntaxError as exc:
-        raise BadPacket(f"not well-formed XML: {exc}") from None
-    if root is None:
-        raise BadPacket("empty XML document")
-    docinfo = root.getroottree().docinfo
-    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
-        raise BadPacket("XML with a DOCTYPE/DTD is refused (entity expansion risk)")
-    return root
+        return safe_xml.parse_xml(payload, max_bytes=max_bytes)
+    except safe_xml.XMLRejected as exc:
+        raise BadPacket(str(exc)) from None
 
 
 def classify(root: etree._Element) -> str:
@@ -393,7 +384,7 @@ class _Connection:
 
     async def handle(self, payload: bytes) -> None:
         try:
-            root = parse_xml(payload)
+            root = parse_xml(payload, max_bytes=self.settings.gcn_max_packet_bytes)
             kind = classify(root)
         except BadPacket as exc:
             await self.reject(f"bad packet: {exc}", payload)
@@ -619,7 +610,7 @@ async def publish(payloads: Iterable[bytes], host: str, port: int, *, timeout: f
     """
     documents = []
     for payload in payloads:
-        root = parse_xml(payload)
+        root = parse_xml(payload, max_bytes=max_bytes)
         if classify(root) != VOEVENT:
             raise BadPacket("not a VOEvent")
         documents.append((payload, ivorn_of(root)))
@@ -650,7 +641,7 @@ async def publish(payloads: Iterable[bytes], host: str, port: int, *, timeout: f
 async def _await_receipt(reader, writer, event_ivorn: str, max_bytes: int, ivorn: str) -> None:
     """Read packets until the broker acks (return) or naks (raise) ``event_ivorn``."""
     while True:
-        root = parse_xml(await read_packet(reader, max_bytes))
+        root = parse_xml(await read_packet(reader, max_bytes), max_bytes=max_bytes)
         kind = classify(root)
         if kind == IAMALIVE:
             writer.write(encode_packet(make_transport(IAMALIVE, transport_text(root, "Origin"), ivorn)))
