@@ -127,15 +127,6 @@ def test_content_rejects_unknown_type_and_serial_zero():
         make_content(serial_number=0)
 
 
-@pytest.mark.parametrize("gps, iso", [
-    (1126259462.4, "2015-09-14T09:50:45.400000Z"),  # GW150914, offset 17 s
-    (1187008882.4, "2017-08-17T12:41:04.400000Z"),  # GW170817, offset 18 s
-    (0.0, "1980-01-06T00:00:00.000000Z"),
-])
-def test_gps_to_utc(gps, iso):
-    assert alerts.gps_to_utc_iso(gps) == iso
-
-
 def test_json_alert_contents():
     alert = alerts.build_json_alert(make_content())
     assert alert["superevent_id"] == "S230518h"

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import datetime
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
 from lxml import etree
+
+from gw_ops.formats.gpstime import gps_to_utc_iso, utc_now_iso  # noqa: F401 (re-exported)
 
 #: The alert types, in the spelling of the VOEvent ``AlertType`` param and the IVORN.
 EARLY_WARNING = "EarlyWarning"
@@ -102,47 +103,6 @@ _PROPERTY_DOC = {
     "HasMassGap": "Probability that the source has at least one object between 3 and 5 solar "
                   "masses",
 }
-
-# GPS-UTC offsets: (first GPS second at which the offset applies, offset in s).  GPS time
-# has no leap seconds; UTC had 18 of them between the GPS epoch and 2017, and none since
-# (IERS Bulletin C announced none through 2026).  A table keeps this module free of astropy;
-# tests check it against astropy.
-_GPS_EPOCH = datetime.datetime(1980, 1, 6, tzinfo=datetime.timezone.utc)
-_LEAP_DATES = ("1981-07-01", "1982-07-01", "1983-07-01", "1985-07-01", "1988-01-01",
-               "1990-01-01", "1991-01-01", "1992-07-01", "1993-07-01", "1994-07-01",
-               "1996-01-01", "1997-07-01", "1999-01-01", "2006-01-01", "2009-01-01",
-               "2012-07-01", "2015-07-01", "2017-01-01")
-_LEAP_STEPS = tuple(
-    ((datetime.datetime.fromisoformat(day).replace(tzinfo=datetime.timezone.utc)
-      - _GPS_EPOCH).total_seconds() + number, number)
-    for number, day in enumerate(_LEAP_DATES, start=1))
-
-
-def gps_to_utc_iso(gps_time: float) -> str:
-    """UTC time in ISO 8601 with microseconds and ``Z`` of a GPS time.
-
-    Parameters
-    ----------
-    gps_time : float
-        GPS time (s since 1980-01-06T00:00:00 UTC, without leap seconds).
-
-    Returns
-    -------
-    str
-        e.g. ``'2017-08-17T12:41:04.400000Z'`` for GPS 1187008882.4.
-    """
-    offset = 0
-    for first_gps_second, steps in _LEAP_STEPS:
-        if gps_time >= first_gps_second:
-            offset = steps
-    utc = _GPS_EPOCH + datetime.timedelta(seconds=gps_time - offset)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def utc_now_iso() -> str:
-    """The current UTC time to the second, ISO 8601 with ``Z`` (VOEvent ``Who/Date``)."""
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
 
 def role_for_superevent(superevent_id: str) -> str:
     """VOEvent role of a superevent: ``test`` for MDC (``MS``) and test (``TS``) ones."""
