@@ -9,6 +9,7 @@ from gcn.handlers import get_notice_type
 from lxml import etree
 
 from gw_ops.formats import alerts
+from gw_ops.formats.xml import XMLDoctypeRefused
 
 SKYMAP_URL = "http://127.0.0.1:8090/api/superevents/S230518h/files/bayestar.multiorder.fits,0"
 
@@ -117,7 +118,9 @@ def test_parsing_does_not_resolve_external_entities(tmp_path):
     secret.write_text("TOP-SECRET")
     xml = (f'<?xml version="1.0"?><!DOCTYPE v [<!ENTITY x SYSTEM "file://{secret}">]>'
            '<v>&x;</v>').encode()
-    assert b"TOP-SECRET" not in etree.tostring(alerts.parse_voevent(xml))
+    with pytest.raises(XMLDoctypeRefused) as refused:
+        alerts.parse_voevent(xml)
+    assert "TOP-SECRET" not in str(refused.value)
 
 
 def test_content_rejects_unknown_type_and_serial_zero():

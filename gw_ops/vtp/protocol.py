@@ -47,6 +47,7 @@ from lxml import etree
 
 from gw_ops.config import Settings
 from gw_ops.formats import xml as safe_xml
+from gw_ops.formats.voevent import what_param
 
 log = logging.getLogger(__name__)
 
@@ -247,12 +248,9 @@ def notice_type_of(root: etree._Element) -> NoticeType:
     NoticeTypeError
         The Param is missing, not an integer, or not a known notice type.
     """
-    param = root.find("./What/Param[@name='Packet_Type']")
-    if param is None:  # some authors nest it in a Group
-        param = root.find("./What//Param[@name='Packet_Type']")
-    if param is None:
+    raw = what_param(root, "Packet_Type")
+    if raw is None:
         raise NoticeTypeError("VOEvent without a Packet_Type Param")
-    raw = (param.get("value") or "").strip()
     try:
         return NoticeType(int(raw))
     except ValueError:
