@@ -49,9 +49,10 @@ XSI_NAMESPACE = "http://www.w3.org/2001/XMLSchema-instance"
 VOEVENT_SCHEMA_LOCATION = (f"{VOEVENT_NAMESPACE} "
                            "http://www.ivoa.net/xml/VOEvent/VOEvent-v2.0.xsd")
 VOEVENT_XSD_PATH = Path(__file__).resolve().parents[1] / "data" / "schema" / "VOEvent-v2.0.xsd"
-#: Root elements of the VOEvent versions read (2.0, and 1.1 that some brokers still send).
-VOEVENT_TAGS = frozenset({f"{{{VOEVENT_NAMESPACE}}}VOEvent",
-                          "{http://www.ivoa.net/xml/VOEvent/v1.1}VOEvent"})
+#: Namespaces of the VOEvent versions read (2.0, and 1.1 that some brokers still send).
+VOEVENT_NAMESPACES = (VOEVENT_NAMESPACE, "http://www.ivoa.net/xml/VOEvent/v1.1")
+#: Root elements of those versions.
+VOEVENT_TAGS = frozenset(f"{{{namespace}}}VOEvent" for namespace in VOEVENT_NAMESPACES)
 #: Largest VOEvent read when the caller names no limit (bytes): the default
 #: ``gcn_max_packet_bytes``, the most one VTP packet may carry.
 DEFAULT_MAX_VOEVENT_BYTES: int = Settings.__dataclass_fields__["gcn_max_packet_bytes"].default

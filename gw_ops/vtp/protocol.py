@@ -13,6 +13,11 @@ The XML is either a VOEvent or a ``Transport`` message whose ``role`` attribute 
 This module has no Airflow imports and never blocks its event loop, so the
 coroutines below can run inside an Airflow trigger as well as in a service.
 
+Why one module of about 680 lines: the client (:func:`listen`) and the author
+(:func:`publish`) are the two ends of the same exchange and share its framing,
+Transport messages and receipt handling; the XML parsing itself lives in
+:mod:`gw_ops.formats.xml`.  The next cut, if it grows, is client / publisher.
+
 Public API
 ----------
 :func:`encode_packet`, :func:`read_packet`
@@ -47,7 +52,7 @@ from lxml import etree
 
 from gw_ops.config import Settings
 from gw_ops.formats import xml as safe_xml
-from gw_ops.formats.voevent import what_param
+from gw_ops.formats.voevent import VOEVENT_TAGS, what_param
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +68,7 @@ TRANSPORT_NAMESPACES = (
 )
 #: The namespace of the Transport messages we write (the one pygcn writes too).
 TRANSPORT_NAMESPACE = TRANSPORT_NAMESPACES[0]
-VOEVENT_NAMESPACES = (
-    "http://www.ivoa.net/xml/VOEvent/v2.0",
-    "http://www.ivoa.net/xml/VOEvent/v1.1",
-)
 _TRANSPORT_TAGS = {f"{{{ns}}}Transport" for ns in TRANSPORT_NAMESPACES}
-_VOEVENT_TAGS = {f"{{{ns}}}VOEvent" for ns in VOEVENT_NAMESPACES}
 
 #: What :func:`classify` returns.
 IAMALIVE, ACK, NAK, VOEVENT = "iamalive", "ack", "nak", "voevent"
@@ -207,7 +207,7 @@ def classify(root: etree._Element) -> str:
     BadPacket
         Unknown root element, or a Transport message without a known role.
     """
-    if root.tag in _VOEVENT_TAGS:
+    if root.tag in VOEVENT_TAGS:
         return VOEVENT
     if root.tag in _TRANSPORT_TAGS:
         role = root.get("role")
