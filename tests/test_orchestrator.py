@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from gw_ops.formats import alerts
+from gw_ops.formats import alert_content
 from gw_ops.handlers import orchestrator as orc
 from gw_ops.rules import alert_policy as policy
 from gw_ops.rules import localization as localization_rules
@@ -17,21 +17,21 @@ P1, P2 = policy.preliminary_key(1), policy.preliminary_key(2)
 # --- pure decisions -------------------------------------------------------------------
 
 @pytest.mark.parametrize("label, labels, sent, expected", [
-    ("SIGNIF_LOCKED", set(), set(), (alerts.PRELIMINARY, P1)),
-    ("LOW_SIGNIF_LOCKED", set(), set(), (alerts.PRELIMINARY, P1)),
+    ("SIGNIF_LOCKED", set(), set(), (alert_content.PRELIMINARY, P1)),
+    ("LOW_SIGNIF_LOCKED", set(), set(), (alert_content.PRELIMINARY, P1)),
     ("SIGNIF_LOCKED", set(), {P1}, None),                     # same label twice: one alert
-    ("SIGNIF_LOCKED", set(), {alerts.INITIAL}, None),
+    ("SIGNIF_LOCKED", set(), {alert_content.INITIAL}, None),
     ("SIGNIF_LOCKED", {"DQV"}, set(), None),
-    ("EARLY_WARNING", set(), set(), (alerts.EARLY_WARNING, alerts.EARLY_WARNING)),
-    ("EARLY_WARNING", set(), {alerts.EARLY_WARNING}, None),
+    ("EARLY_WARNING", set(), set(), (alert_content.EARLY_WARNING, alert_content.EARLY_WARNING)),
+    ("EARLY_WARNING", set(), {alert_content.EARLY_WARNING}, None),
     ("EARLY_WARNING", set(), {P1}, None),                     # too late for early warning
-    ("ADVOK", set(), {P1}, (alerts.INITIAL, alerts.INITIAL)),
-    ("ADVOK", set(), {P1, alerts.INITIAL}, None),
-    ("ADVNO", set(), {P1}, (alerts.RETRACTION, alerts.RETRACTION)),
-    ("ADVNO", {"DQV"}, {P1}, (alerts.RETRACTION, alerts.RETRACTION)),
+    ("ADVOK", set(), {P1}, (alert_content.INITIAL, alert_content.INITIAL)),
+    ("ADVOK", set(), {P1, alert_content.INITIAL}, None),
+    ("ADVNO", set(), {P1}, (alert_content.RETRACTION, alert_content.RETRACTION)),
+    ("ADVNO", {"DQV"}, {P1}, (alert_content.RETRACTION, alert_content.RETRACTION)),
     ("ADVNO", set(), set(), None),                            # nothing public to retract
-    ("ADVNO", set(), {P1, alerts.RETRACTION}, None),
-    ("ADVOK", set(), {P1, alerts.RETRACTION}, None),          # nothing after a retraction
+    ("ADVNO", set(), {P1, alert_content.RETRACTION}, None),
+    ("ADVOK", set(), {P1, alert_content.RETRACTION}, None),          # nothing after a retraction
     ("EM_READY", set(), set(), None),
     ("ADVREQ", set(), set(), None),
 ])
@@ -45,27 +45,27 @@ def test_decide_on_label(label, labels, sent, expected):
     ({"LOW_SIGNIF_LOCKED"}, {P1}, False),                     # low significance: one only
     ({"SIGNIF_LOCKED"}, set(), False),
     ({"SIGNIF_LOCKED"}, {P1, P2}, False),
-    ({"SIGNIF_LOCKED"}, {P1, alerts.INITIAL}, False),
-    ({"SIGNIF_LOCKED"}, {P1, alerts.RETRACTION}, False),
+    ({"SIGNIF_LOCKED"}, {P1, alert_content.INITIAL}, False),
+    ({"SIGNIF_LOCKED"}, {P1, alert_content.RETRACTION}, False),
     ({"SIGNIF_LOCKED", "DQV"}, {P1}, False),
 ])
 def test_decide_second_preliminary(labels, sent, due):
     decision = policy.decide_second_preliminary(labels, sent)
     assert bool(decision) == due
     if due:
-        assert decision.key == P2 and decision.alert_type == alerts.PRELIMINARY
+        assert decision.key == P2 and decision.alert_type == alert_content.PRELIMINARY
 
 
 @pytest.mark.parametrize("filename, version, sent, expected_key", [
-    ("Bilby.multiorder.fits", 0, {P1, alerts.INITIAL}, "Update:Bilby.multiorder.fits,0"),
-    ("p_astro.json", 2, {P1, alerts.INITIAL}, "Update:p_astro.json,2"),
-    ("em_bright.json", 1, {P1, alerts.INITIAL}, "Update:em_bright.json,1"),
+    ("Bilby.multiorder.fits", 0, {P1, alert_content.INITIAL}, "Update:Bilby.multiorder.fits,0"),
+    ("p_astro.json", 2, {P1, alert_content.INITIAL}, "Update:p_astro.json,2"),
+    ("em_bright.json", 1, {P1, alert_content.INITIAL}, "Update:em_bright.json,1"),
     ("Bilby.multiorder.fits", 0, {P1}, None),                 # before Initial: no update
-    ("Bilby.multiorder.fits", 0, {P1, alerts.INITIAL, "Update:Bilby.multiorder.fits,0"}, None),
-    ("Bilby.multiorder.fits", 0, {P1, alerts.INITIAL, alerts.RETRACTION}, None),
-    ("bayestar.png", 0, {P1, alerts.INITIAL}, None),
-    ("S230518h-2-Initial.xml", 0, {P1, alerts.INITIAL}, None),
-    (None, None, {P1, alerts.INITIAL}, None),
+    ("Bilby.multiorder.fits", 0, {P1, alert_content.INITIAL, "Update:Bilby.multiorder.fits,0"}, None),
+    ("Bilby.multiorder.fits", 0, {P1, alert_content.INITIAL, alert_content.RETRACTION}, None),
+    ("bayestar.png", 0, {P1, alert_content.INITIAL}, None),
+    ("S230518h-2-Initial.xml", 0, {P1, alert_content.INITIAL}, None),
+    (None, None, {P1, alert_content.INITIAL}, None),
 ])
 def test_decide_on_file(filename, version, sent, expected_key):
     decision = policy.decide_on_file(filename, version, set(), sent)
@@ -90,7 +90,7 @@ def test_sent_alerts_from_logs():
         {"filename": "MS230101a-1-Preliminary.json", "comment": "[alert key Preliminary-1]"},
         {"comment": "no file"},
     ]
-    assert policy.sent_alerts_from_logs(logs) == {P1: 2, alerts.INITIAL: 3, "Update:x.fits,0": 4}
+    assert policy.sent_alerts_from_logs(logs) == {P1: 2, alert_content.INITIAL: 3, "Update:x.fits,0": 4}
 
 
 def test_localization_order_puts_preferred_events_first():

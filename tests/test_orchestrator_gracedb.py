@@ -23,7 +23,7 @@ import uuid
 import pytest
 import requests
 
-from gw_ops.formats import alerts
+from gw_ops.formats import voevent
 from gw_ops.handlers import alert_sender, localization
 from gw_ops.handlers import orchestrator as orc
 from gw_ops.rules import alert_policy as policy
@@ -154,7 +154,7 @@ def test_preliminary_initial_retraction_through_local_gracedb(live):
     assert live.deliver(live.label("LOW_SIGNIF_LOCKED")) is None  # second lock: no alert
     sent = live.outgoing()
     assert len(sent) == 1
-    alerts.validate_voevent(sent[0][b"xml"])
+    voevent.validate_voevent(sent[0][b"xml"])
     files = live.client.files(live.superevent_id).json()
     assert f"{live.superevent_id}-1-Preliminary.xml" in files
     assert "bayestar.multiorder.fits" in files
@@ -173,8 +173,8 @@ def test_preliminary_path_sends_once(live):
     assert len(sent) == 1
     assert sent[0][b"ivorn"] == ivorn(live, 1, "Preliminary").encode()
     xml = sent[0][b"xml"]
-    alerts.validate_voevent(xml)
-    params = alerts.voevent_params(xml)
+    voevent.validate_voevent(xml)
+    params = voevent.voevent_params(xml)
     assert params["skymap_fits"] == (
         f"{live.settings.gracedb_api_url}superevents/{sid}/files/bayestar.multiorder.fits,0")
     assert params["BNS"] == "0.9" and params["HasRemnant"] == "0.9"
@@ -205,7 +205,7 @@ def test_initial_update_retraction_sequence(live):
     advok = live.label("ADVOK")
     initial = live.deliver(advok)
     assert initial["ivorn"] == ivorn(live, 2, "Initial")
-    params = alerts.voevent_params(live.outgoing()[-1][b"xml"])
+    params = voevent.voevent_params(live.outgoing()[-1][b"xml"])
     assert params["AlertType"] == "Initial" and params["Pkt_Ser_Num"] == "2"
     assert params["skymap_fits"].endswith("/Bilby.multiorder.fits,0")
     assert live.deliver(advok) is None
@@ -214,13 +214,13 @@ def test_initial_update_retraction_sequence(live):
     assert new_skymap["data"]["file_version"] == 1
     update = live.deliver(new_skymap)
     assert update["ivorn"] == ivorn(live, 3, "Update")
-    assert alerts.voevent_params(live.outgoing()[-1][b"xml"])["skymap_fits"].endswith(",1")
+    assert voevent.voevent_params(live.outgoing()[-1][b"xml"])["skymap_fits"].endswith(",1")
     assert live.deliver(new_skymap) is None
     advno = live.label("ADVNO")
     retraction = live.deliver(advno)
     assert retraction["ivorn"] == ivorn(live, 4, "Retraction")
     xml = live.outgoing()[-1][b"xml"]
-    alerts.validate_voevent(xml)
+    voevent.validate_voevent(xml)
     assert b'cite="retraction"' in xml and f"{sid}-1-Preliminary".encode() in xml
     assert live.deliver(advno) is None and live.deliver(advok) is None
     assert [f[b"ivorn"].decode().rsplit("-", 1)[-1] for f in live.outgoing()] == [
@@ -250,7 +250,7 @@ def test_second_preliminary_reselects_preferred_event(live):
     kwargs = dict(settings=live.settings, client=live.client, redis_client=live.redis)
     second = orc.second_preliminary(live.superevent_id, **kwargs)
     assert second["ivorn"] == ivorn(live, 2, "Preliminary")
-    params = alerts.voevent_params(live.outgoing()[-1][b"xml"])
+    params = voevent.voevent_params(live.outgoing()[-1][b"xml"])
     assert float(params["FAR"]) == pytest.approx(1e-12)
     assert params["skymap_fits"].endswith("bayestar.multiorder.fits,1")
     assert live.versions("bayestar.multiorder.fits") == [SKYMAP + live.preferred.encode(),
@@ -422,8 +422,8 @@ def test_preliminary_with_a_mock_grb_coincidence(live):
     result = live.deliver(live.label("SIGNIF_LOCKED"))
     assert result["status"] == "sent" and result["serial_number"] == 1
     (sent,) = live.outgoing()
-    alerts.validate_voevent(sent[b"xml"])
-    params = alerts.voevent_params(sent[b"xml"])
+    voevent.validate_voevent(sent[b"xml"])
+    params = voevent.voevent_params(sent[b"xml"])
     assert params["External_GCN_Notice_Id"] == "0"
     assert params["External_Ivorn"] == external["extra_attributes"]["GRB"]["ivorn"]
     stem = f"{live.superevent_id}-1-Preliminary"

@@ -28,7 +28,7 @@ from typing import Any
 
 from gw_ops import gracedb_client as gateway
 from gw_ops.config import Settings, get_settings
-from gw_ops.formats import alerts
+from gw_ops.formats import alert_content, circular, gpstime, json_alert, voevent
 from gw_ops.rules.alert_policy import (
     AlertDecision,
     gcn_notice_number,
@@ -137,7 +137,7 @@ def copy_preferred_event_products(client, superevent: Mapping[str, Any]) -> list
     return copied
 
 
-def _external_coinc(client, superevent: Mapping[str, Any]) -> alerts.ExternalCoinc | None:
+def _external_coinc(client, superevent: Mapping[str, Any]) -> alert_content.ExternalCoinc | None:
     """The coincident external trigger of a superevent, when RAVEN recorded one."""
     external_id = superevent.get("em_type")
     if not external_id or superevent.get("time_coinc_far") is None:
@@ -148,7 +148,7 @@ def _external_coinc(client, superevent: Mapping[str, Any]) -> alerts.ExternalCoi
         log.exception("could not read external event %s", external_id)
         return None
     grb = (external.get("extra_attributes") or {}).get("GRB") or {}
-    return alerts.ExternalCoinc(
+    return alert_content.ExternalCoinc(
         gcn_notice_id=gcn_notice_number(grb.get("trigger_id")),
         ivorn=grb.get("ivorn") or "",
         observatory=external.get("pipeline") or "",
@@ -161,7 +161,7 @@ def _external_coinc(client, superevent: Mapping[str, Any]) -> alerts.ExternalCoi
 def gather_content(client, settings: Settings, superevent: Mapping[str, Any],
                    logs: Sequence[Mapping[str, Any]], labels: Iterable[str],
                    alert_type: str, serial_number: int,
-                   cited_ivorns: Sequence[str] = ()) -> alerts.AlertContent:
+                   cited_ivorns: Sequence[str] = ()) -> alert_content.AlertContent:
     """Read what an alert says from GraceDB (superevent, preferred event, files)."""
     superevent_id = superevent["superevent_id"]
     event = superevent.get("preferred_event_data") or gateway.event(
@@ -176,15 +176,15 @@ def gather_content(client, settings: Settings, superevent: Mapping[str, Any],
     embright_name = newest_matching(logs, EMBRIGHT_FILENAME)
     if embright_name and event.get("group", "CBC") == "CBC":
         em_bright = json.loads(gateway.read_file(client, superevent_id, embright_name))
-        properties = {k: em_bright[k] for k in alerts.PROPERTY_KEYS if k in em_bright}
+        properties = {k: em_bright[k] for k in alert_content.PROPERTY_KEYS if k in em_bright}
     instruments = event.get("instruments") or ""
     if isinstance(instruments, str):
         instruments = tuple(i for i in instruments.split(",") if i)
-    return alerts.AlertContent(
+    return alert_content.AlertContent(
         superevent_id=superevent_id,
         alert_type=alert_type,
         serial_number=serial_number,
-        time_created=alerts.utc_now_iso(),
+        time_created=gpstime.utc_now_iso(),
         event_time_gps=float(superevent.get("t_0") or event.get("gpstime")),
         far=float(superevent.get("far") if superevent.get("far") is not None else event["far"]),
         significant=is_significant(labels),
@@ -205,24 +205,24 @@ def gather_content(client, settings: Settings, superevent: Mapping[str, Any],
 
 
 def _record_in_gracedb(client, superevent_id: str, decision: AlertDecision, serial: int,
-                       xml: bytes, content: alerts.AlertContent | None) -> None:
+                       xml: bytes, content: alert_content.AlertContent | None) -> None:
     """Upload the sent VOEvent (with its key), the JSON alert and the Circular draft."""
-    filename = alerts.voevent_filename(superevent_id, serial, decision.alert_type)
+    filename = alert_content.voevent_filename(superevent_id, serial, decision.alert_type)
     gateway.write(client.write_log, superevent_id,
                   f"Sent {decision.alert_type} GCN notice "
-                  f"{alerts.ivorn(superevent_id, serial, decision.alert_type)} "
+                  f"{alert_content.ivorn(superevent_id, serial, decision.alert_type)} "
                   f"[alert key {decision.key}]",
                   filename=filename, filecontents=xml)
     if content is None:
         return  # completing a crashed sender's record: the notice is what counts
     stem = filename[:-len(".xml")]
-    alert_json = json.dumps(alerts.build_json_alert(content), separators=(",", ":"))
+    alert_json = json.dumps(json_alert.build_json_alert(content), separators=(",", ":"))
     gateway.write(client.write_log, superevent_id, f"JSON alert of {content.ivorn}",
                   filename=f"{stem}.json", filecontents=alert_json.encode())
-    if decision.alert_type != alerts.EARLY_WARNING:
+    if decision.alert_type != alert_content.EARLY_WARNING:
         gateway.write(client.write_log, superevent_id, f"GCN Circular draft for {content.ivorn}",
                       filename=f"{stem}.circular.txt",
-                      filecontents=alerts.build_circular(content).encode())
+                      filecontents=circular.build_circular(content).encode())
 
 
 def send_alert(decision: AlertDecision, superevent_id: str, *, settings: Settings | None = None,
@@ -253,9 +253,9 @@ def send_alert(decision: AlertDecision, superevent_id: str, *, settings: Setting
         serial = in_gracedb[decision.key]
         _after_send(client, superevent_id, decision)
         return {"status": "already sent", "key": decision.key, "serial_number": serial,
-                "ivorn": alerts.ivorn(superevent_id, serial, decision.alert_type)}
+                "ivorn": alert_content.ivorn(superevent_id, serial, decision.alert_type)}
 
-    if (decision.alert_type == alerts.PRELIMINARY
+    if (decision.alert_type == alert_content.PRELIMINARY
             and decision.key not in _redis_sent(redis_client, settings, superevent_id)):
         superevent = gateway.superevent(client, superevent_id)
         if copy_preferred_event_products(client, superevent):
@@ -270,12 +270,12 @@ def send_alert(decision: AlertDecision, superevent_id: str, *, settings: Setting
             break
         known = {**in_redis, **in_gracedb}
         serial = next_serial_number(known.values())
-        cited = [alerts.ivorn(superevent_id, s, type_of_key(k))
+        cited = [alert_content.ivorn(superevent_id, s, type_of_key(k))
                  for k, s in sorted(known.items(), key=lambda item: item[1])]
         content = gather_content(client, settings, superevent, logs, labels,
                                  decision.alert_type, serial, cited)
-        xml = alerts.build_voevent(content)
-        alerts.validate_voevent(xml)
+        xml = voevent.build_voevent(content)
+        voevent.validate_voevent(xml)
         status, detail = script(keys=[record_key, _outgoing_stream(settings)],
                                 args=[decision.key, serial, xml, content.ivorn,
                                       int(settings.alert_record_ttl_s), _outgoing_maxlen()])
@@ -302,7 +302,7 @@ def send_alert(decision: AlertDecision, superevent_id: str, *, settings: Setting
         status = "already sent"
     _after_send(client, superevent_id, decision)
     return {"status": status, "key": decision.key, "serial_number": serial,
-            "ivorn": alerts.ivorn(superevent_id, serial, decision.alert_type)}
+            "ivorn": alert_content.ivorn(superevent_id, serial, decision.alert_type)}
 
 
 def _outgoing_stream(settings: Settings) -> str:
@@ -312,7 +312,7 @@ def _outgoing_stream(settings: Settings) -> str:
 
 def _after_send(client, superevent_id: str, decision: AlertDecision) -> None:
     """Labels that record a sent alert (idempotent)."""
-    if decision.alert_type == alerts.PRELIMINARY:
+    if decision.alert_type == alert_content.PRELIMINARY:
         gateway.ensure_label(client, superevent_id, GCN_PRELIM_SENT)
 
 

@@ -41,6 +41,8 @@ from lxml import etree
 
 from gw_ops import gracedb_client as gateway
 from gw_ops.config import Settings, get_settings
+from gw_ops.formats import xml as safe_xml
+from gw_ops.formats.gpstime import utc_to_gps
 from gw_ops.handlers import raven
 from gw_ops.rules.external import (
     NOTICE_KINDS,
@@ -67,18 +69,14 @@ log = logging.getLogger(__name__)
 
 # --- parsing -------------------------------------------------------------------------
 
-def safe_parser() -> etree.XMLParser:
-    """lxml parser that resolves no entities and fetches nothing from the network."""
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                           huge_tree=False, remove_comments=True)
-
-
 def parse_xml(payload: bytes) -> etree._Element:
-    """Root element of a notice; malformed XML raises :class:`InvalidNotice`."""
+    """Root element of a notice; unacceptable XML raises :class:`InvalidNotice`."""
     try:
-        return etree.fromstring(payload, parser=safe_parser())
-    except (etree.XMLSyntaxError, ValueError) as exc:
-        raise InvalidNotice(f"notice is not well-formed XML: {exc}") from None
+        return safe_xml.parse_xml(payload, max_bytes=get_settings().gcn_max_packet_bytes)
+    except safe_xml.MalformedXML as exc:
+        raise InvalidNotice(f"notice is not well-formed XML: {exc.detail}") from None
+    except safe_xml.XMLRejected as exc:
+        raise InvalidNotice(f"notice refused: {exc}") from None
 
 
 def _params(root: etree._Element) -> dict[str, str]:
@@ -143,9 +141,7 @@ def parse_event_time(text: str | None) -> tuple[str, float]:
         raise InvalidNotice(f"malformed event time {iso!r}") from None
     if when.tzinfo is not None:
         when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    from astropy.time import Time  # inside: astropy is heavy for the DAG processor
-
-    return iso, float(Time(when, scale="utc").gps)
+    return iso, utc_to_gps(when.replace(tzinfo=dt.timezone.utc))
 
 def parse_notice(payload: bytes, root: etree._Element | None = None,
                  settings: Settings | None = None) -> ExternalNotice:

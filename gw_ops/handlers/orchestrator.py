@@ -23,7 +23,7 @@ from typing import Any
 
 from gw_ops import gracedb_client as gateway
 from gw_ops.config import Settings, get_settings
-from gw_ops.formats import alerts
+from gw_ops.formats import alert_content
 from gw_ops.handlers import localization
 from gw_ops.handlers.alert_sender import complete_unrecorded_alerts, default_clients, send_alert, sent_keys
 from gw_ops.rules.alert_policy import (
@@ -116,7 +116,7 @@ def finish_bookkeeping(superevent_id: str, sent: set[str], labels: set[str], *, 
     ``preliminary_cleanup_timeout_s`` after the first while it has not been sent (the
     schedule keeps the earliest due time, so redeliveries do not postpone it).
     """
-    if any(key.startswith(alerts.PRELIMINARY) for key in sent) and GCN_PRELIM_SENT not in labels:
+    if any(key.startswith(alert_content.PRELIMINARY) for key in sent) and GCN_PRELIM_SENT not in labels:
         gateway.ensure_label(client, superevent_id, GCN_PRELIM_SENT)
     if decide_second_preliminary(labels, sent) is not None:
         from gw_ops.transport.delayed import schedule

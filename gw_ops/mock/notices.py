@@ -87,9 +87,9 @@ def make_mock_grb_notice(trigger_id: str | int, gps_time: float, ra: float, dec:
         raise ValueError("position or error radius outside the sky")
     if role not in ("test", "observation", "utility"):
         raise ValueError(f"role must be test, observation or utility, not {role!r}")
-    from astropy.time import Time  # inside: heavy
+    from gw_ops.formats.gpstime import gps_to_utc
 
-    iso = Time(gps_time, format="gps", scale="utc").utc.isot  # millisecond precision
+    iso = gps_to_utc(gps_time).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]  # millisecond precision
     return _MOCK_TEMPLATE.format(iso=iso, trigger_id=trigger_id, role=role,
                                  test_flag="true" if role == "test" else "false",
                                  ra=ra, dec=dec, error=error_deg).encode()

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gw_ops.formats import alerts
+from gw_ops.formats import alert_content
 from gw_ops.vocabulary import (
     ADVNO,
     ADVOK,
@@ -49,7 +49,7 @@ class AlertDecision:
     Attributes
     ----------
     alert_type : str
-        One of :data:`gw_ops.formats.alerts.ALERT_TYPES`.
+        One of :data:`gw_ops.formats.alert_content.ALERT_TYPES`.
     key : str
         Idempotency key: the same key is never sent twice for one superevent.
     reason : str
@@ -63,16 +63,16 @@ class AlertDecision:
 
 def preliminary_key(number: int) -> str:
     """Key of the ``number``-th Preliminary alert (1 or 2)."""
-    return f"{alerts.PRELIMINARY}-{number}"
+    return f"{alert_content.PRELIMINARY}-{number}"
 
 
 def update_key(filename: str, file_version: int | str | None) -> str:
     """Key of the Update alert triggered by one version of one file."""
-    return f"{alerts.UPDATE}:{filename},{'' if file_version is None else file_version}"
+    return f"{alert_content.UPDATE}:{filename},{'' if file_version is None else file_version}"
 
 
 def _has_public_alert(sent_keys: set[str]) -> bool:
-    return bool(sent_keys - {alerts.RETRACTION})
+    return bool(sent_keys - {alert_content.RETRACTION})
 
 
 def decide_on_label(label: str, labels: Iterable[str],
@@ -94,27 +94,27 @@ def decide_on_label(label: str, labels: Iterable[str],
     """
     labels = set(labels) | {label}
     sent = set(sent_keys)
-    if alerts.RETRACTION in sent:
+    if alert_content.RETRACTION in sent:
         return None  # nothing follows a retraction
     if label == ADVNO:
         if not _has_public_alert(sent):
             return None  # nothing public to retract
-        return AlertDecision(alerts.RETRACTION, alerts.RETRACTION, "ADVNO: vetted as not viable")
+        return AlertDecision(alert_content.RETRACTION, alert_content.RETRACTION, "ADVNO: vetted as not viable")
     if DQV in labels:
         return None
     if label == EARLY_WARNING:
-        if alerts.EARLY_WARNING in sent or any(k.startswith(alerts.PRELIMINARY) for k in sent):
+        if alert_content.EARLY_WARNING in sent or any(k.startswith(alert_content.PRELIMINARY) for k in sent):
             return None
-        return AlertDecision(alerts.EARLY_WARNING, alerts.EARLY_WARNING,
+        return AlertDecision(alert_content.EARLY_WARNING, alert_content.EARLY_WARNING,
                              "EARLY_WARNING label")
     if label in (SIGNIF_LOCKED, LOW_SIGNIF_LOCKED):
-        if preliminary_key(1) in sent or alerts.INITIAL in sent:
+        if preliminary_key(1) in sent or alert_content.INITIAL in sent:
             return None
-        return AlertDecision(alerts.PRELIMINARY, preliminary_key(1), f"{label} label")
+        return AlertDecision(alert_content.PRELIMINARY, preliminary_key(1), f"{label} label")
     if label == ADVOK:
-        if alerts.INITIAL in sent:
+        if alert_content.INITIAL in sent:
             return None
-        return AlertDecision(alerts.INITIAL, alerts.INITIAL, "ADVOK: vetted as viable")
+        return AlertDecision(alert_content.INITIAL, alert_content.INITIAL, "ADVOK: vetted as viable")
     return None
 
 
@@ -127,10 +127,10 @@ def decide_second_preliminary(labels: Iterable[str],
     """
     labels, sent = set(labels), set(sent_keys)
     if (SIGNIF_LOCKED not in labels or DQV in labels or preliminary_key(1) not in sent
-            or preliminary_key(2) in sent or alerts.INITIAL in sent
-            or alerts.RETRACTION in sent):
+            or preliminary_key(2) in sent or alert_content.INITIAL in sent
+            or alert_content.RETRACTION in sent):
         return None
-    return AlertDecision(alerts.PRELIMINARY, preliminary_key(2),
+    return AlertDecision(alert_content.PRELIMINARY, preliminary_key(2),
                          "clean-up timeout: re-selected preferred event")
 
 
@@ -151,13 +151,13 @@ def decide_on_file(filename: str | None, file_version: int | str | None, labels:
     version; before the Initial alert the Initial will carry it anyway.
     """
     sent, labels = set(sent_keys), set(labels)
-    if (not is_update_trigger_file(filename) or alerts.INITIAL not in sent
-            or alerts.RETRACTION in sent or DQV in labels):
+    if (not is_update_trigger_file(filename) or alert_content.INITIAL not in sent
+            or alert_content.RETRACTION in sent or DQV in labels):
         return None
     key = update_key(filename, file_version)
     if key in sent:
         return None
-    return AlertDecision(alerts.UPDATE, key, f"new file {filename}")
+    return AlertDecision(alert_content.UPDATE, key, f"new file {filename}")
 
 
 def is_significant(labels: Iterable[str]) -> bool:
@@ -187,17 +187,17 @@ def sent_alerts_from_logs(logs: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     preliminaries = 0
     for entry in logs:
         match = _VOEVENT_FILE.match((entry.get("filename") or "").split(",")[0])
-        if not match or match["type"] not in alerts.ALERT_TYPES:
+        if not match or match["type"] not in alert_content.ALERT_TYPES:
             continue
         serial = int(match["serial"])
         key_match = _KEY_IN_COMMENT.search(entry.get("comment") or "")
         if key_match:
             key = key_match["key"]
-        elif match["type"] == alerts.PRELIMINARY:
+        elif match["type"] == alert_content.PRELIMINARY:
             preliminaries += 1
             key = preliminary_key(preliminaries)
-        elif match["type"] == alerts.UPDATE:
-            key = f"{alerts.UPDATE}:serial-{serial}"
+        elif match["type"] == alert_content.UPDATE:
+            key = f"{alert_content.UPDATE}:serial-{serial}"
         else:
             key = match["type"]
         sent.setdefault(key, serial)
@@ -226,7 +226,7 @@ def newest_matching(logs: Sequence[Mapping[str, Any]], suffix: str) -> str | Non
 
 def type_of_key(key: str) -> str:
     """Alert type of an alert key (``Preliminary-2`` -> ``Preliminary``)."""
-    for alert_type in alerts.ALERT_TYPES:
+    for alert_type in alert_content.ALERT_TYPES:
         if key.startswith(alert_type):
             return alert_type
     return key
