@@ -126,3 +126,10 @@ PASTRO_FILENAME = "p_astro.json"
 EMBRIGHT_FILENAME = "em_bright.json"
 #: Files of the preferred event copied to the superevent before a Preliminary alert.
 PRODUCT_FILENAMES: tuple[str, ...] = (SKYMAP_FILENAME, PASTRO_FILENAME, EMBRIGHT_FILENAME)
+#: Images of the preferred event: the sky map and the two classification charts.
+SKYMAP_IMAGE_FILENAME = "bayestar.png"
+PASTRO_IMAGE_FILENAME = "p_astro.png"
+EMBRIGHT_IMAGE_FILENAME = "em_bright.png"
+#: Images copied to the superevent once its Preliminary alert is out.
+IMAGE_FILENAMES: tuple[str, ...] = (SKYMAP_IMAGE_FILENAME, PASTRO_IMAGE_FILENAME,
+                                    EMBRIGHT_IMAGE_FILENAME)

@@ -125,7 +125,9 @@ def upload_mdc_event(client, gpstime, far):
     ).json()["graceid"]
     for name, contents in (("bayestar.multiorder.fits", SKYMAP + graceid.encode()),
                            ("p_astro.json", json.dumps(PASTRO).encode()),
-                           ("em_bright.json", json.dumps(EMBRIGHT).encode())):
+                           ("em_bright.json", json.dumps(EMBRIGHT).encode()),
+                           ("bayestar.png", b"PNG of " + graceid.encode()),
+                           ("p_astro.png", b"p_astro PNG of " + graceid.encode())):
         client.write_log(graceid, f"test {name}", filename=name, filecontents=contents)
     return graceid
 
@@ -188,6 +190,11 @@ def test_preliminary_path_sends_once(live):
     assert alert["alert_type"] == "PRELIMINARY" and alert["event"]["pipeline"] == "gstlal"
     assert live.uploaded(".circular.txt")
     assert "GCN_PRELIM_SENT" in live.labels()
+    # the preferred event's images reach the superevent after the alert, never before it
+    assert live.versions("bayestar.png") == [b"PNG of " + live.preferred.encode()]
+    assert live.versions("p_astro.png") == [b"p_astro PNG of " + live.preferred.encode()]
+    log_order = [entry["filename"] for entry in live.client.logs(sid).json()["log"]]
+    assert log_order.index("bayestar.png") > log_order.index(f"{sid}-1-Preliminary.xml")
     # the same message again (redelivery), and the other lock label: no second alert
     assert live.deliver(locked) is None
     assert live.deliver(live.label("LOW_SIGNIF_LOCKED")) is None
@@ -376,8 +383,15 @@ def test_handle_cbc_event_uploads_each_product_once(gracedb_service, settings, r
         em_bright_args.append((m1, m2, s1, s2))
         return {"HasNS": 1.0, "HasRemnant": 1.0, "HasMassGap": 0.0}
 
+    chart_inputs = []
+
+    def classification_plots(probabilities, properties):
+        chart_inputs.append((probabilities, properties))
+        return {"p_astro.png": b"PASTRO-PNG", "em_bright.png": b"EMBRIGHT-PNG"}
+
     products = {
         "localize": localize,
+        "classification_plots": classification_plots,
         "plot_allsky": lambda fits: b"PNG",
         "flatten": lambda fits: b"FLAT",
         "p_astro": lambda event: {"BNS": 1.0, "NSBH": 0.0, "BBH": 0.0, "Terrestrial": 0.0},
@@ -393,7 +407,11 @@ def test_handle_cbc_event_uploads_each_product_once(gracedb_service, settings, r
     # cheap classifications first, the sky map (which completes the event) next, plots last
     assert localization.handle_cbc_event(psd_log, **kwargs) == [
         "p_astro.json", "em_bright.json", "bayestar.multiorder.fits", "bayestar.png",
-        "bayestar.fits.gz"]
+        "bayestar.fits.gz", "p_astro.png", "em_bright.png"]
+    # the charts show the classification the event holds
+    assert chart_inputs == [({"BNS": 1.0, "NSBH": 0.0, "BBH": 0.0, "Terrestrial": 0.0},
+                             {"HasNS": 1.0, "HasRemnant": 1.0, "HasMassGap": 0.0})]
+    assert client.files(graceid, "p_astro.png").read() == b"PASTRO-PNG"
     labels = {entry["name"] for entry in client.labels(graceid).json()["labels"]}
     assert labels == {"SKYMAP_READY", "PASTRO_READY", "EMBRIGHT_READY"}
     assert localization.handle_cbc_event(psd_log, **kwargs) == []      # redelivery: nothing again

@@ -39,7 +39,13 @@ from gw_ops.rules.alert_policy import (
     sent_alerts_from_logs,
     type_of_key,
 )
-from gw_ops.vocabulary import EMBRIGHT_FILENAME, GCN_PRELIM_SENT, PASTRO_FILENAME, PRODUCT_FILENAMES
+from gw_ops.vocabulary import (
+    EMBRIGHT_FILENAME,
+    GCN_PRELIM_SENT,
+    IMAGE_FILENAMES,
+    PASTRO_FILENAME,
+    PRODUCT_FILENAMES,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +114,22 @@ def _file_url(settings: Settings, object_id: str, filename: str,
     return f"{settings.gracedb_api_url}superevents/{object_id}/files/{filename}{suffix}"
 
 
-def copy_preferred_event_products(client, superevent: Mapping[str, Any]) -> list[str]:
-    """Copy the preferred event's sky map and classification files to the superevent.
+def copy_preferred_event_products(client, superevent: Mapping[str, Any],
+                                  names: tuple[str, ...] = PRODUCT_FILENAMES) -> list[str]:
+    """Copy files of the preferred event to the superevent.
 
     A file is uploaded only when the superevent lacks it or holds different bytes, so a
     redelivery uploads nothing and a changed preferred event uploads a new version.
+    Files the preferred event does not have are passed over.
+
+    Parameters
+    ----------
+    client : ligo.gracedb.rest.GraceDb
+    superevent : dict
+        The superevent's GraceDB JSON.
+    names : tuple of str
+        File names to copy; by default the sky map and classification files an alert
+        needs (:data:`gw_ops.vocabulary.PRODUCT_FILENAMES`).
 
     Returns
     -------
@@ -124,7 +141,7 @@ def copy_preferred_event_products(client, superevent: Mapping[str, Any]) -> list
     event_files = gateway.file_names(client, preferred)
     superevent_files = gateway.file_names(client, superevent_id)
     copied = []
-    for name in PRODUCT_FILENAMES:
+    for name in names:
         if name not in event_files:
             continue
         contents = gateway.read_file(client, preferred, name)
@@ -311,9 +328,13 @@ def _outgoing_stream(settings: Settings) -> str:
 
 
 def _after_send(client, superevent_id: str, decision: AlertDecision) -> None:
-    """Labels that record a sent alert (idempotent)."""
+    """Labels that record a sent alert, then the preferred event's images on the
+    superevent (as GWCelery shows them there); both idempotent.  The images come after the
+    alert, never before it: they are for people reading GraceDB, not for the alert."""
     if decision.alert_type == alert_content.PRELIMINARY:
         gateway.ensure_label(client, superevent_id, GCN_PRELIM_SENT)
+        copy_preferred_event_products(client, gateway.superevent(client, superevent_id),
+                                      IMAGE_FILENAMES)
 
 
 def sent_keys(client, settings: Settings, redis_client, superevent_id: str) -> set[str]:

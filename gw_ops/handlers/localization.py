@@ -23,11 +23,14 @@ from gw_ops import gracedb_client as gateway
 from gw_ops.config import Settings, get_settings
 from gw_ops.vocabulary import (
     EMBRIGHT_FILENAME,
+    EMBRIGHT_IMAGE_FILENAME,
     EMBRIGHT_READY,
     GCN_PRELIM_SENT,
     PASTRO_FILENAME,
+    PASTRO_IMAGE_FILENAME,
     PASTRO_READY,
     SKYMAP_FILENAME,
+    SKYMAP_IMAGE_FILENAME,
     SKYMAP_READY,
     SUPEREVENT_NODES,
 )
@@ -45,6 +48,35 @@ def _upload(client: Any, object_id: str, comment: str, filename: str, contents: 
     """One tagged file upload (a write: tried once, see :func:`gw_ops.gracedb_client.write`)."""
     gateway.write(client.write_log, object_id, comment, filename=filename, filecontents=contents,
                   tag_name=[tag])
+
+
+def _upload_classification_plots(client: Any, graceid: str, files: set[str],
+                                 products: dict[str, Any]) -> list[str]:
+    """Upload ``p_astro.png`` and ``em_bright.png`` of an event that has the JSON files.
+
+    Charts already on the event are not made again (a redelivery uploads nothing).
+
+    Returns
+    -------
+    list of str
+        Names of the files uploaded now.
+    """
+    wanted = {PASTRO_IMAGE_FILENAME, EMBRIGHT_IMAGE_FILENAME} - set(files)
+    if not wanted:
+        return []
+    if "classification_plots" not in products:
+        from gw_ops.science.classification_plots import classification_plots
+        products["classification_plots"] = classification_plots
+    probabilities = json.loads(gateway.read_file(client, graceid, PASTRO_FILENAME))
+    properties = json.loads(gateway.read_file(client, graceid, EMBRIGHT_FILENAME))
+    charts = products["classification_plots"](probabilities, properties)
+    uploaded = []
+    for name, comment, tag in ((PASTRO_IMAGE_FILENAME, "Source classification chart", "p_astro"),
+                               (EMBRIGHT_IMAGE_FILENAME, "Source properties chart", "em_bright")):
+        if name in wanted:
+            _upload(client, graceid, comment, name, charts[name], tag)
+            uploaded.append(name)
+    return uploaded
 
 
 def handle_cbc_event(message: Mapping[str, Any], *, settings: Settings | None = None,
@@ -136,15 +168,17 @@ def handle_cbc_event(message: Mapping[str, Any], *, settings: Settings | None = 
             if "plot_allsky" not in products:
                 from gw_ops.science.skymap_products import plot_allsky
                 products["plot_allsky"] = plot_allsky
-            _upload(client, graceid, "Mollweide projection of the sky map", "bayestar.png",
+            _upload(client, graceid, "Mollweide projection of the sky map", SKYMAP_IMAGE_FILENAME,
                     products["plot_allsky"](fits), "sky_loc")
-            uploaded.append("bayestar.png")
+            uploaded.append(SKYMAP_IMAGE_FILENAME)
             if "flatten" not in products:
                 from gw_ops.science.skymap_products import flatten
                 products["flatten"] = lambda data: flatten(data, settings.skymap_flatten_nside)
             _upload(client, graceid, "Flattened (HEALPix) sky map", "bayestar.fits.gz",
                     products["flatten"](fits), "sky_loc")
             uploaded.append("bayestar.fits.gz")
+        # The classification charts come after the sky map's label: no alert waits for them.
+        uploaded += _upload_classification_plots(client, graceid, files, products)
     finally:
         redis_client.delete(lock)
     return uploaded
