@@ -102,7 +102,7 @@ def gracedb() -> None:
 @click.pass_context
 def gracedb_serve(ctx, db_url, port, files_dir) -> None:
     """Run the local GraceDB service in the foreground."""
-    from gw_ops.local_gracedb.server import serve
+    from gw_ops.local_gracedb.app import serve
     serve(settings_from(ctx, gracedb_db_url=db_url, gracedb_port=port, gracedb_files_dir=files_dir))
 
 

@@ -1,0 +1,61 @@
+"""The error answer of the local GraceDB and the input checks every resource shares.
+
+Status codes follow GraceDB: 400 with a JSON reason for bad input, 401 for
+missing/wrong credentials, 403 for an account without the needed role, 404 for
+unknown objects or files, 413 for bodies over the limits, 414 for over-long URLs.
+Error bodies are ``{"detail": "..."}``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from gw_ops.local_gracedb import constants as C
+
+
+class ApiError(Exception):
+    """An error answer: HTTP ``status`` with ``{"detail": detail}``."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def parse_float(form: dict, key: str, required: bool = True) -> float | None:
+    """Number in form field ``key``; 400 when missing (if ``required``) or not a number."""
+    value = form.get(key)
+    if value in (None, ""):
+        if required:
+            raise ApiError(400, f"{key}: This field is required.")
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ApiError(400, f"{key}: A valid number is required.") from None
+
+
+def parse_bool(value: Any) -> bool:
+    """Form truth value (``1``, ``true``, ``yes``, ``on``)."""
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def check_label(name: str) -> None:
+    """Raise a 400 like GraceDB's for a label name it does not know."""
+    if name not in C.LABELS:
+        raise ApiError(400, f"Label '{name}' does not exist in the database")
+
+
+def category_code(value: str) -> str:
+    """Superevent category code (P, T, M) from a code or display name."""
+    for code, name in C.SUPEREVENT_CATEGORIES.items():
+        if value.lower() in (code.lower(), name.lower()):
+            return code
+    raise ApiError(400, f"category: \"{value}\" is not a valid choice.")
+
+
+def safe_filename(name: str) -> str:
+    """Keep the base name; refuse names that could escape the object's folder."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    if not name or name in (".", "..") or "," in name or name.startswith("."):
+        raise ApiError(400, f"Invalid file name {name!r}")
+    return name

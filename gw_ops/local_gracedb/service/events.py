@@ -1,0 +1,85 @@
+"""Events: upload, replacement and listing."""
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from gw_ops.local_gracedb import constants as C
+from gw_ops.local_gracedb.db import Event, Label, utcnow
+from gw_ops.local_gracedb.errors import ApiError
+from gw_ops.local_gracedb.parsing import parse_event_file
+from gw_ops.local_gracedb.query import QueryError, event_filters
+from gw_ops.local_gracedb.service.base import ServiceBase, event_nodes, page_links
+
+
+class EventsSection(ServiceBase):
+    """``/events/``: create, replace, read and list events."""
+
+    def create_event(self, user: str, base: str, group: str, pipeline: str, search: str | None,
+                     offline: bool, labels: list[str], filename: str, content: bytes) -> dict:
+        data = parse_event_file(group, pipeline, content)
+        staged = self.store.stage(content)
+        try:
+            with self.store.write() as tx:
+                event = Event(graceid=f"~{staged.name[:24]}", group=group, pipeline=pipeline,
+                              search=search, submitter=user, created=utcnow(),
+                              gpstime=data.gpstime, far=data.far, instruments=data.instruments,
+                              nevents=data.nevents, likelihood=data.likelihood, offline=offline,
+                              extra_attributes=data.extra_attributes, filename=filename)
+                tx.session.add(event)
+                tx.session.flush()
+                event.graceid = f"{C.event_id_prefix(group, search)}{event.id}"
+                version = tx.place_file(staged, event.graceid, filename)
+                self.add_log(tx, event, user, "Original Data", filename, version)
+                for name in labels:
+                    tx.session.add(Label(object_id=event.graceid, name=name, creator=user,
+                                         created=utcnow()))
+                tx.session.flush()
+                result = self.event_dict(tx.session, event, base)
+                tx.alert(event_nodes(event), event.graceid, "new", result, result)
+            return result
+        finally:
+            staged.unlink(missing_ok=True)
+
+    def replace_event(self, user: str, base: str, graceid: str, filename: str,
+                      content: bytes) -> dict:
+        with self.store.read() as session:
+            current = self.get_event(session, graceid)
+        data = parse_event_file(current.group, current.pipeline, content)
+        staged = self.store.stage(content)
+        try:
+            with self.store.write() as tx:
+                event = self.get_event(tx.session, graceid)
+                event.gpstime, event.far, event.instruments = data.gpstime, data.far, data.instruments
+                event.nevents, event.likelihood = data.nevents, data.likelihood
+                event.extra_attributes, event.filename = data.extra_attributes, filename
+                version = tx.place_file(staged, graceid, filename)
+                self.add_log(tx, event, user, "Replaced event data", filename, version)
+                tx.session.flush()
+                result = self.event_dict(tx.session, event, base)
+                tx.alert(event_nodes(event), graceid, "update", result, result)
+            return result
+        finally:
+            staged.unlink(missing_ok=True)
+
+    def event(self, base: str, graceid: str) -> dict:
+        with self.store.read() as session:
+            return self.event_dict(session, self.get_event(session, graceid), base)
+
+    def list_events(self, base: str, query: str | None, start: int, count: int,
+                    sort: str | None) -> dict:
+        try:
+            clauses = event_filters(query)
+        except QueryError as exc:
+            raise ApiError(400, f"Invalid query: {exc}") from None
+        order = {"gpstime": Event.gpstime, "-gpstime": Event.gpstime.desc(),
+                 "created": Event.id, "-created": Event.id.desc(), "far": Event.far,
+                 "-far": Event.far.desc(), None: Event.id}.get(sort)
+        if order is None:
+            raise ApiError(400, f"Invalid sort {sort!r}")
+        with self.store.read() as session:
+            total = session.execute(select(func.count(Event.id)).where(*clauses)).scalar()
+            rows = session.execute(select(Event).where(*clauses).order_by(order)
+                                   .offset(start).limit(count)).scalars().all()
+            events = [self.event_dict(session, e, base) for e in rows]
+        return {"numRows": total, "events": events,
+                "links": page_links(f"{base}events/", query, sort, start, count, total)}
