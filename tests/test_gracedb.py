@@ -290,8 +290,11 @@ def test_writes_need_valid_credentials(gracedb_service, client, redis_client):
         assert denied.value.response.status_code == 401
         with pytest.raises(HTTPError):
             refused.create_event("CBC", "gstlal", "coinc.xml", filecontents=COINC)
-    # reads are anonymous, but wrong credentials are refused even there (as GraceDB does)
-    assert anonymous.event(graceid).status_code == 200
+    # anonymous callers read public data only (events never are: 404, as if absent), and
+    # wrong credentials are refused even on reads (as GraceDB does)
+    with pytest.raises(HTTPError) as hidden:
+        anonymous.event(graceid)
+    assert hidden.value.response.status_code == 404
     with pytest.raises(HTTPError) as wrong_read:
         wrong.event(graceid)
     assert wrong_read.value.response.status_code == 401
@@ -323,7 +326,7 @@ def test_service_credentials_files(gracedb_service):
 
 
 def test_added_user_writes_through_netrc(gracedb_service, tmp_path, monkeypatch):
-    password = auth.add_user(gracedb_service.settings, "albert.einstein")
+    password = auth.add_user(gracedb_service.settings, "albert.einstein", roles=["pipeline"])
     netrc_file = tmp_path / "netrc"
     netrc_file.write_text(f"machine 127.0.0.1 login albert.einstein password {password}\n")
     netrc_file.chmod(0o600)

@@ -22,8 +22,9 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from gw_ops.config import Settings
-from gw_ops.local_gracedb.auth import Authenticator, AuthError, ensure_service_credentials
+from gw_ops.local_gracedb.auth import Authenticator, ensure_service_credentials
 from gw_ops.local_gracedb.errors import ApiError
+from gw_ops.local_gracedb.middleware import RequestGate, error_response
 from gw_ops.local_gracedb.outbox import PublishError
 from gw_ops.local_gracedb.parsing import EventFileError
 from gw_ops.local_gracedb.routes import ROUTERS
@@ -34,12 +35,6 @@ log = logging.getLogger(__name__)
 
 #: Pause (s) between retries of LVAlert messages a Redis outage left in the outbox.
 OUTBOX_RETRY_S = 1.0
-
-
-def error_response(exc: ApiError) -> JSONResponse:
-    """``{"detail": ...}`` with the error's status (and the Basic challenge on 401)."""
-    headers = {"WWW-Authenticate": 'Basic realm="gw-ops GraceDB"'} if exc.status == 401 else None
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -68,25 +63,6 @@ def _add_error_handlers(app: FastAPI) -> None:
         log.exception("unexpected error: %s", exc)
         return JSONResponse({"detail": f"Internal server error: {type(exc).__name__}: {exc}"},
                             status_code=500)
-
-
-def _add_authentication(app: FastAPI, settings: Settings, authenticator: Authenticator) -> None:
-    @app.middleware("http")
-    async def _authenticate(request: Request, call_next):
-        """Writes need an account; wrong credentials are refused even on reads."""
-        try:
-            user = authenticator.authenticate(request.headers.get("authorization"))
-        except AuthError as exc:
-            return error_response(ApiError(401, str(exc)))
-        if request.method not in ("GET", "HEAD", "OPTIONS") and user is None:
-            return error_response(ApiError(401, "Authentication credentials were not provided."))
-        length = request.headers.get("content-length")
-        # refuse an oversize upload before reading it (multipart overhead allowed)
-        if length and length.isdigit() and int(length) > settings.gracedb_max_upload_bytes + 65536:
-            return error_response(ApiError(
-                413, f"Request body larger than the {settings.gracedb_max_upload_bytes} bytes allowed"))
-        request.state.user = user
-        return await call_next(request)
 
 
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
@@ -125,7 +101,8 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.state.service = GraceDbService(settings, store)
     app.state.authenticator = Authenticator(settings)
     _add_error_handlers(app)
-    _add_authentication(app, settings, app.state.authenticator)
+    app.add_middleware(RequestGate, settings=settings, authenticator=app.state.authenticator,
+                       service=app.state.service)
     for router in ROUTERS:
         app.include_router(router)
     return app

@@ -53,9 +53,17 @@ def category_code(value: str) -> str:
     raise ApiError(400, f"category: \"{value}\" is not a valid choice.")
 
 
+#: Longest file name stored (bytes of UTF-8; what most file systems allow).
+MAX_FILENAME_BYTES = 255
+
+
 def safe_filename(name: str) -> str:
-    """Keep the base name; refuse names that could escape the object's folder."""
+    """Keep the base name; refuse names that could escape the object's folder, control
+    characters (NUL among them) and names over :data:`MAX_FILENAME_BYTES`."""
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    if not name or name in (".", "..") or "," in name or name.startswith("."):
+    if not name or name in (".", "..") or "," in name or name.startswith(".") \
+            or any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise ApiError(400, f"Invalid file name {name!r}")
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_FILENAME_BYTES:
+        raise ApiError(400, f"File name longer than {MAX_FILENAME_BYTES} bytes")
     return name

@@ -1,10 +1,18 @@
-"""Request bodies of the local GraceDB: form, multipart or JSON, into one :class:`RequestData`."""
+"""Request bodies of the local GraceDB: form, multipart or JSON, into one :class:`RequestData`.
+
+Bounded work: the body's size is capped by :mod:`gw_ops.local_gracedb.middleware`;
+JSON nesting is checked in one linear pass before parsing (at most
+:data:`MAX_JSON_DEPTH`) and parsed in the thread pool; text fields are capped at
+``settings.gracedb_max_form_bytes`` and may not hold NUL characters.
+"""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from gw_ops.config import Settings
@@ -12,6 +20,10 @@ from gw_ops.local_gracedb.errors import ApiError
 
 #: Path of the API root.
 API = "/api/"
+#: Deepest JSON nesting accepted (GraceDB's bodies are flat: an object of values or lists).
+MAX_JSON_DEPTH = 32
+#: JSON strings and brackets; the two string alternatives never overlap, so matching is linear.
+_JSON_STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
 def base_of(request: Request) -> str:
@@ -37,22 +49,50 @@ class RequestData:
         return {key: values[-1] for key, values in self.fields.items() if values}
 
 
+def json_depth(raw: bytes, limit: int = MAX_JSON_DEPTH) -> int:
+    """Nesting depth of a JSON text, in one pass; stops counting past ``limit``."""
+    depth = deepest = 0
+    for match in _JSON_STRUCTURE.finditer(raw):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
+def parse_json_object(raw: bytes) -> dict:
+    """The JSON object of a body; 400 for bad JSON, deep nesting or another type."""
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise ApiError(400, f"JSON parse error - nesting deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        document = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ApiError(400, f"JSON parse error - {exc}") from None
+    if not isinstance(document, dict):
+        raise ApiError(400, "JSON body must be an object")
+    return document
+
+
+def _check_field(key: str, value: str) -> str:
+    if "\x00" in key or "\x00" in value:
+        raise ApiError(400, f"{key!r}: NUL characters are not allowed")
+    return value
+
+
 async def read_body(request: Request, settings: Settings) -> RequestData:
     """Parse the request body; oversize uploads give 413, malformed bodies 400."""
     content_type = request.headers.get("content-type", "")
     fields: dict[str, list[str]] = {}
     files: dict[str, tuple[str, bytes]] = {}
     if content_type.startswith("application/json"):
-        raw = await request.body()
-        try:
-            document = json.loads(raw or b"{}")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"JSON parse error - {exc}") from None
-        if not isinstance(document, dict):
-            raise ApiError(400, "JSON body must be an object")
+        document = await run_in_threadpool(parse_json_object, await request.body())
         for key, value in document.items():
             values = value if isinstance(value, list) else [value]
-            fields[key] = ["" if v is None else str(v) for v in values]
+            fields[key] = [_check_field(key, "" if v is None else str(v)) for v in values]
         return RequestData(fields, files)
     if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         if await request.body():
@@ -60,7 +100,9 @@ async def read_body(request: Request, settings: Settings) -> RequestData:
         return RequestData(fields, files)
     try:
         form = await request.form(max_files=16, max_fields=1000,
-                                  max_part_size=settings.gracedb_max_upload_bytes)
+                                  max_part_size=settings.gracedb_max_form_bytes)
+    except ApiError:
+        raise
     except Exception as exc:  # malformed multipart bodies raise parser-specific errors
         raise ApiError(400, f"Malformed request body: {exc}") from None
     try:
@@ -72,7 +114,7 @@ async def read_body(request: Request, settings: Settings) -> RequestData:
                                         f"{settings.gracedb_max_upload_bytes} bytes allowed")
                 files[key] = (value.filename or key, content)
             else:
-                fields.setdefault(key, []).append(value)
+                fields.setdefault(key, []).append(_check_field(key, value))
     finally:
         await form.close()
     return RequestData(fields, files)

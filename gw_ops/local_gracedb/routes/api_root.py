@@ -44,6 +44,8 @@ def api_root(base: str) -> dict[str, Any]:
         "superevent-signoff-list-template": f"{s}signoffs/",
         "superevent-signoff-detail-template": f"{s}signoffs/{{typeinst}}/",
         "superevent-confirm-as-gw-template": f"{s}confirm-as-gw/",
+        "superevent-permission-list-template": f"{s}permissions/",
+        "superevent-permission-modify-template": f"{s}permissions/modify/",
         "superevent-emobservation-list-template": f"{s}emobservations/",
         "superevent-emobservation-detail-template": f"{s}emobservations/{{N}}/",
     }

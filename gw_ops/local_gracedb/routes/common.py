@@ -11,7 +11,7 @@ from gw_ops.config import Settings
 from gw_ops.local_gracedb.request_body import RequestData, base_of, read_body
 from gw_ops.local_gracedb.service import GraceDbService
 
-__all__ = ["base_of", "body", "call", "created", "service", "user"]
+__all__ = ["anonymous", "base_of", "body", "call", "created", "roles", "service", "user"]
 
 
 def service(request: Request) -> GraceDbService:
@@ -26,6 +26,16 @@ def settings_of(request: Request) -> Settings:
 def user(request: Request) -> str | None:
     """Login of the caller (``None`` when anonymous)."""
     return request.state.user
+
+
+def anonymous(request: Request) -> bool:
+    """Whether the caller gave no credentials (and so sees public data only)."""
+    return request.state.user is None
+
+
+def roles(request: Request) -> frozenset[str]:
+    """Roles of the caller's account (see :mod:`gw_ops.local_gracedb.permissions`)."""
+    return request.app.state.authenticator.roles(request.state.user)
 
 
 async def body(request: Request) -> RequestData:

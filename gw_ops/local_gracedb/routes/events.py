@@ -4,9 +4,19 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from gw_ops.local_gracedb import constants as C
+from gw_ops.local_gracedb import permissions
 from gw_ops.local_gracedb.errors import ApiError, check_label, parse_bool, safe_filename
 from gw_ops.local_gracedb.request_body import API
-from gw_ops.local_gracedb.routes.common import base_of, body, call, created, service, user
+from gw_ops.local_gracedb.routes.common import (
+    anonymous,
+    base_of,
+    body,
+    call,
+    created,
+    roles,
+    service,
+    user,
+)
 
 router = APIRouter(prefix=API + "events")
 
@@ -18,7 +28,7 @@ DEFAULT_PAGE = 100
 async def events(request: Request, query: str | None = None, start: int = 0,
                  count: int = DEFAULT_PAGE, sort: str | None = None):
     return await call(service(request).list_events, base_of(request), query, max(start, 0),
-                      min(max(count, 1), 1000), sort)
+                      min(max(count, 1), 1000), sort, anonymous(request))
 
 
 @router.post("/")
@@ -35,6 +45,7 @@ async def create_event(request: Request):
     labels = data.getlist("labels")
     for name in labels:
         check_label(name)
+    permissions.check_create_event(roles(request), group, labels)
     if "eventFile" not in data.files:
         raise ApiError(400, "eventFile: No file was submitted.")
     filename, content = data.files["eventFile"]
@@ -51,6 +62,7 @@ async def event(request: Request, graceid: str):
 
 @router.put("/{graceid}")
 async def replace_event(request: Request, graceid: str):
+    permissions.check_replace_event(roles(request))
     data = await body(request)
     if "eventFile" not in data.files:
         raise ApiError(400, "eventFile: No file was submitted.")

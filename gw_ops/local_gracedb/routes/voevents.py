@@ -3,13 +3,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from gw_ops.local_gracedb import permissions
 from gw_ops.local_gracedb.request_body import API
-from gw_ops.local_gracedb.routes.common import base_of, body, call, created, service, user
+from gw_ops.local_gracedb.routes.common import base_of, body, call, created, roles, service, user
 
 router = APIRouter(prefix=API.rstrip("/"))
 
 
 async def _create(request: Request, object_id: str):
+    permissions.check_voevent(roles(request))
     data = await body(request)
     return created(await call(service(request).create_voevent, user(request), base_of(request),
                               object_id, data.flat()))

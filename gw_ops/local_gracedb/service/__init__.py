@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from gw_ops.local_gracedb.service.annotations import AnnotationsSection
 from gw_ops.local_gracedb.service.events import EventsSection
+from gw_ops.local_gracedb.service.exposure import ExposureSection
 from gw_ops.local_gracedb.service.labels import LabelsSection
 from gw_ops.local_gracedb.service.signoffs import SignoffsSection
 from gw_ops.local_gracedb.service.superevents import SupereventsSection
@@ -17,7 +18,7 @@ from gw_ops.local_gracedb.service.voevents import VOEventsSection
 
 
 class GraceDbService(EventsSection, SupereventsSection, AnnotationsSection, LabelsSection,
-                     VOEventsSection, SignoffsSection):
+                     VOEventsSection, SignoffsSection, ExposureSection):
     """All sections of the service over one store (``GraceDbService(settings, store)``)."""
 
 

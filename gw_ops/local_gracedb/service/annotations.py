@@ -5,11 +5,15 @@ import mimetypes
 import re
 
 from fastapi.responses import FileResponse
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, exists, func, select
 
 from gw_ops.local_gracedb.db import Log, Tag
 from gw_ops.local_gracedb.errors import ApiError
+from gw_ops.local_gracedb.permissions import PUBLIC_TAG
 from gw_ops.local_gracedb.service.base import ServiceBase
+
+#: SQL condition: the log message carries the ``public`` tag.
+PUBLIC_LOG = exists(select(Tag.id).where(Tag.log_id == Log.id, Tag.name == PUBLIC_TAG))
 
 
 def media_type(filename: str) -> str:
@@ -45,10 +49,14 @@ class AnnotationsSection(ServiceBase):
             if staged:
                 staged.unlink(missing_ok=True)
 
-    def logs(self, base: str, object_id: str, number: int | None = None) -> dict:
+    def logs(self, base: str, object_id: str, number: int | None = None,
+             public_only: bool = False) -> dict:
+        """Log messages (or message ``number``); ``public_only``: those tagged ``public``."""
         with self.store.read() as session:
             self.get_object(session, object_id)
             statement = select(Log).where(Log.object_id == object_id).order_by(Log.number)
+            if public_only:
+                statement = statement.where(PUBLIC_LOG)
             if number is not None:
                 entry = session.execute(statement.where(Log.number == number)).scalar_one_or_none()
                 if entry is None:
@@ -58,18 +66,21 @@ class AnnotationsSection(ServiceBase):
         return {"numRows": len(entries), "log": entries,
                 "links": {"self": f"{self.object_url(object_id, base)}/log/"}}
 
-    def files(self, base: str, object_id: str) -> dict:
+    def files(self, base: str, object_id: str, public_only: bool = False) -> dict:
+        """Links of every file version; ``public_only``: those of ``public`` log messages."""
         with self.store.read() as session:
             self.get_object(session, object_id)
-            rows = session.execute(select(Log.filename, Log.file_version).where(
-                Log.object_id == object_id, Log.filename != "").order_by(Log.id)).all()
+            statement = select(Log.filename, Log.file_version).where(
+                Log.object_id == object_id, Log.filename != "").order_by(Log.id)
+            rows = session.execute(statement.where(PUBLIC_LOG) if public_only else statement).all()
         listing: dict[str, str] = {}
         for filename, version in rows:
             listing[f"{filename},{version}"] = self.file_url(object_id, f"{filename},{version}", base)
             listing[filename] = self.file_url(object_id, filename, base)
         return listing
 
-    def file_response(self, object_id: str, name: str) -> FileResponse:
+    def file_response(self, object_id: str, name: str, public_only: bool = False) -> FileResponse:
+        """The stored file ``name`` (``file`` or ``file,version``); 404 when unknown."""
         with self.store.read() as session:
             self.get_object(session, object_id)
             filename, version = name, None
@@ -79,9 +90,11 @@ class AnnotationsSection(ServiceBase):
             if version is None:
                 version = session.execute(select(func.max(Log.file_version)).where(
                     Log.object_id == object_id, Log.filename == filename)).scalar()
-            known = version is not None and session.execute(select(Log.id).where(
-                Log.object_id == object_id, Log.filename == filename,
-                Log.file_version == version)).first() is not None
+            statement = select(Log.id).where(Log.object_id == object_id, Log.filename == filename,
+                                             Log.file_version == version)
+            if public_only:
+                statement = statement.where(PUBLIC_LOG)
+            known = version is not None and session.execute(statement).first() is not None
         path = self.store.file_path(object_id, filename, version) if known else None
         if path is None or not path.exists():
             raise ApiError(404, f"File {name} of {object_id} does not exist")

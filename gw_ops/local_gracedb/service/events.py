@@ -1,7 +1,7 @@
 """Events: upload, replacement and listing."""
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import false, func, select
 
 from gw_ops.local_gracedb import constants as C
 from gw_ops.local_gracedb.db import Event, Label, utcnow
@@ -66,11 +66,14 @@ class EventsSection(ServiceBase):
             return self.event_dict(session, self.get_event(session, graceid), base)
 
     def list_events(self, base: str, query: str | None, start: int, count: int,
-                    sort: str | None) -> dict:
+                    sort: str | None, public_only: bool = False) -> dict:
+        """A page of events matching ``query``; none when ``public_only`` (events are internal)."""
         try:
             clauses = event_filters(query)
         except QueryError as exc:
             raise ApiError(400, f"Invalid query: {exc}") from None
+        if public_only:
+            clauses.append(false())
         order = {"gpstime": Event.gpstime, "-gpstime": Event.gpstime.desc(),
                  "created": Event.id, "-created": Event.id.desc(), "far": Event.far,
                  "-far": Event.far.desc(), None: Event.id}.get(sort)

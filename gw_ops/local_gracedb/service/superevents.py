@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gw_ops.formats.gpstime import gps_to_utc
 from gw_ops.local_gracedb import constants as C
-from gw_ops.local_gracedb.db import Event, Label, Superevent, utcnow
+from gw_ops.local_gracedb.db import Event, Exposure, Label, Superevent, utcnow
 from gw_ops.local_gracedb.errors import ApiError, category_code, check_label, parse_float
 from gw_ops.local_gracedb.query import QueryError, superevent_filters
 from gw_ops.local_gracedb.service.base import ServiceBase, page_links, superevent_node
@@ -160,11 +160,14 @@ class SupereventsSection(ServiceBase):
                            for g in ids], "numRows": len(ids)}
 
     def list_superevents(self, base: str, query: str | None, start: int, count: int,
-                         sort: str | None) -> dict:
+                         sort: str | None, public_only: bool = False) -> dict:
+        """A page of superevents matching ``query``; ``public_only``: the exposed ones."""
         try:
             clauses = superevent_filters(query)
         except QueryError as exc:
             raise ApiError(400, f"Invalid query: {exc}") from None
+        if public_only:
+            clauses.append(Superevent.superevent_id.in_(select(Exposure.object_id)))
         orders = {None: [Superevent.id], "created": [Superevent.id],
                   "-created": [Superevent.id.desc()], "t_0": [Superevent.t_0],
                   "-t_0": [Superevent.t_0.desc()], "superevent_id": [Superevent.superevent_id],
