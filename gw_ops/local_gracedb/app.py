@@ -25,7 +25,6 @@ from gw_ops.config import Settings
 from gw_ops.local_gracedb.auth import Authenticator, ensure_service_credentials
 from gw_ops.local_gracedb.errors import ApiError
 from gw_ops.local_gracedb.middleware import RequestGate, error_response
-from gw_ops.local_gracedb.outbox import PublishError
 from gw_ops.local_gracedb.parsing import EventFileError
 from gw_ops.local_gracedb.routes import ROUTERS
 from gw_ops.local_gracedb.service import GraceDbService
@@ -45,13 +44,6 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(EventFileError)
     async def _event_file_error(_request: Request, exc: EventFileError):
         return JSONResponse({"detail": f"Problem reading the event file: {exc}"}, status_code=400)
-
-    @app.exception_handler(PublishError)
-    async def _publish_error(_request: Request, exc: PublishError):
-        log.error("%s", exc)
-        return JSONResponse({"detail": f"The change was saved but its LVAlert could not be "
-                                       f"published yet (it will be retried): {exc}"},
-                            status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError):

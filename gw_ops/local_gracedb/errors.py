@@ -7,9 +7,16 @@ Error bodies are ``{"detail": "..."}``.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from gw_ops.local_gracedb import constants as C
+
+#: Times accepted for events and superevents (GPS s): from the GPS epoch (1980-01-06) to
+#: 4e9 s (2106-10).  Anything outside is a typo or an attack (an end_time of 1e15 made
+#: the superevent lane fail on every try).
+GPS_MIN_S = 0.0
+GPS_MAX_S = 4e9
 
 
 class ApiError(Exception):
@@ -29,9 +36,27 @@ def parse_float(form: dict, key: str, required: bool = True) -> float | None:
             raise ApiError(400, f"{key}: This field is required.")
         return None
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         raise ApiError(400, f"{key}: A valid number is required.") from None
+    if not math.isfinite(number):
+        raise ApiError(400, f"{key}: A finite number is required.")
+    return number
+
+
+def check_gps(key: str, value: float | None) -> float | None:
+    """``value`` if it is a GPS time within [:data:`GPS_MIN_S`, :data:`GPS_MAX_S`]; 400 otherwise."""
+    if value is not None and not (math.isfinite(value) and GPS_MIN_S <= value <= GPS_MAX_S):
+        raise ApiError(400, f"{key}: {value} is not a GPS time between {GPS_MIN_S:.0f} and "
+                            f"{GPS_MAX_S:.0f} s")
+    return value
+
+
+def check_rate(key: str, value: float | None) -> float | None:
+    """``value`` if it is a finite, non-negative rate (Hz) or absent; 400 otherwise."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise ApiError(400, f"{key}: {value} is not a finite, non-negative rate")
+    return value
 
 
 def parse_bool(value: Any) -> bool:

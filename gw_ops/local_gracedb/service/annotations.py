@@ -10,7 +10,7 @@ from sqlalchemy import delete, exists, func, select
 from gw_ops.local_gracedb.db import Log, Tag
 from gw_ops.local_gracedb.errors import ApiError
 from gw_ops.local_gracedb.permissions import PUBLIC_TAG
-from gw_ops.local_gracedb.service.base import ServiceBase
+from gw_ops.local_gracedb.service.base import ServiceBase, object_id_of
 
 #: SQL condition: the log message carries the ``public`` tag.
 PUBLIC_LOG = exists(select(Tag.id).where(Tag.log_id == Log.id, Tag.name == PUBLIC_TAG))
@@ -31,6 +31,7 @@ class AnnotationsSection(ServiceBase):
         try:
             with self.store.write() as tx:
                 obj = self.get_object(tx.session, object_id)
+                object_id = object_id_of(obj)  # a gw_id in the URL names it too
                 filename, version = "", None
                 if upload:
                     filename = upload[0]
@@ -53,7 +54,7 @@ class AnnotationsSection(ServiceBase):
              public_only: bool = False) -> dict:
         """Log messages (or message ``number``); ``public_only``: those tagged ``public``."""
         with self.store.read() as session:
-            self.get_object(session, object_id)
+            object_id = object_id_of(self.get_object(session, object_id))
             statement = select(Log).where(Log.object_id == object_id).order_by(Log.number)
             if public_only:
                 statement = statement.where(PUBLIC_LOG)
@@ -69,7 +70,7 @@ class AnnotationsSection(ServiceBase):
     def files(self, base: str, object_id: str, public_only: bool = False) -> dict:
         """Links of every file version; ``public_only``: those of ``public`` log messages."""
         with self.store.read() as session:
-            self.get_object(session, object_id)
+            object_id = object_id_of(self.get_object(session, object_id))
             statement = select(Log.filename, Log.file_version).where(
                 Log.object_id == object_id, Log.filename != "").order_by(Log.id)
             rows = session.execute(statement.where(PUBLIC_LOG) if public_only else statement).all()
@@ -82,7 +83,7 @@ class AnnotationsSection(ServiceBase):
     def file_response(self, object_id: str, name: str, public_only: bool = False) -> FileResponse:
         """The stored file ``name`` (``file`` or ``file,version``); 404 when unknown."""
         with self.store.read() as session:
-            self.get_object(session, object_id)
+            object_id = object_id_of(self.get_object(session, object_id))
             filename, version = name, None
             match = re.match(r"^(.*),(\d+)$", name)
             if match:
@@ -109,7 +110,7 @@ class AnnotationsSection(ServiceBase):
 
     def tags(self, base: str, object_id: str, number: int) -> dict:
         with self.store.read() as session:
-            self.get_object(session, object_id)
+            object_id = object_id_of(self.get_object(session, object_id))
             entry = self.get_log(session, object_id, number)
             rows = session.execute(select(Tag).where(Tag.log_id == entry.id).order_by(Tag.id)).scalars()
             return {"tags": [{"name": t.name, "displayName": t.display_name} for t in rows]}
@@ -120,6 +121,7 @@ class AnnotationsSection(ServiceBase):
             raise ApiError(400, f"name: invalid tag name {name!r}")
         with self.store.write() as tx:
             obj = self.get_object(tx.session, object_id)
+            object_id = object_id_of(obj)  # a gw_id in the URL names it too
             entry = self.get_log(tx.session, object_id, number)
             if tx.session.execute(select(Tag.id).where(Tag.log_id == entry.id,
                                                        Tag.name == name)).first():
@@ -133,6 +135,7 @@ class AnnotationsSection(ServiceBase):
     def remove_tag(self, user: str, base: str, object_id: str, number: int, name: str) -> None:
         with self.store.write() as tx:
             obj = self.get_object(tx.session, object_id)
+            object_id = object_id_of(obj)  # a gw_id in the URL names it too
             entry = self.get_log(tx.session, object_id, number)
             removed = tx.session.execute(delete(Tag).where(Tag.log_id == entry.id, Tag.name == name))
             if not removed.rowcount:

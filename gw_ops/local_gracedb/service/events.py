@@ -1,14 +1,45 @@
 """Events: upload, replacement and listing."""
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from sqlalchemy import false, func, select
 
 from gw_ops.local_gracedb import constants as C
 from gw_ops.local_gracedb.db import Event, Label, utcnow
-from gw_ops.local_gracedb.errors import ApiError
-from gw_ops.local_gracedb.parsing import parse_event_file
+from gw_ops.local_gracedb.errors import ApiError, check_gps, check_rate
+from gw_ops.local_gracedb.parsing import EventData, parse_event_file
 from gw_ops.local_gracedb.query import QueryError, event_filters
 from gw_ops.local_gracedb.service.base import ServiceBase, event_nodes, page_links
+
+
+def _finite_everywhere(value: Any, where: str) -> None:
+    """400 naming the first NaN or infinity in nested attributes (JSON cannot carry them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ApiError(400, f"Problem reading the event file: {where} is {value}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _finite_everywhere(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _finite_everywhere(item, f"{where}[{index}]")
+
+
+def check_event_data(data: EventData) -> EventData:
+    """Refuse event files whose time, FAR or attributes no alert can be made from.
+
+    The time must lie between :data:`~gw_ops.local_gracedb.errors.GPS_MIN_S` and
+    :data:`~gw_ops.local_gracedb.errors.GPS_MAX_S`; the FAR must be finite and
+    non-negative (a FAR of -1 became the preferred event); no attribute may be NaN
+    or infinite (a FAR of NaN gave a 500 on every read).
+    """
+    if data.gpstime is None:
+        raise ApiError(400, "Problem reading the event file: it gives no event time")
+    check_gps("gpstime (end_time)", data.gpstime)
+    check_rate("far", data.far)
+    _finite_everywhere({"likelihood": data.likelihood, **data.extra_attributes}, "event")
+    return data
 
 
 class EventsSection(ServiceBase):
@@ -16,7 +47,7 @@ class EventsSection(ServiceBase):
 
     def create_event(self, user: str, base: str, group: str, pipeline: str, search: str | None,
                      offline: bool, labels: list[str], filename: str, content: bytes) -> dict:
-        data = parse_event_file(group, pipeline, content)
+        data = check_event_data(parse_event_file(group, pipeline, content))
         staged = self.store.stage(content)
         try:
             with self.store.write() as tx:
@@ -44,7 +75,7 @@ class EventsSection(ServiceBase):
                       content: bytes) -> dict:
         with self.store.read() as session:
             current = self.get_event(session, graceid)
-        data = parse_event_file(current.group, current.pipeline, content)
+        data = check_event_data(parse_event_file(current.group, current.pipeline, content))
         staged = self.store.stage(content)
         try:
             with self.store.write() as tx:

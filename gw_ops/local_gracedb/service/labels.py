@@ -48,6 +48,7 @@ class LabelsSection(ServiceBase):
         check_label(name)
         with self.store.write() as tx:
             obj = self.get_object(tx.session, object_id)
+            object_id = object_id_of(obj)  # a gw_id in the URL names it too
             label = self.apply_label(tx, obj, base, name, user)
             return self.label_dict(label, base)
 
@@ -58,7 +59,7 @@ class LabelsSection(ServiceBase):
 
     def labels(self, base: str, object_id: str, name: str | None = None) -> dict:
         with self.store.read() as session:
-            self.get_object(session, object_id)
+            object_id = object_id_of(self.get_object(session, object_id))
             labels = self.labels_of(session, object_id)
         if name:
             check_label(name)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -9,12 +10,21 @@ from sqlalchemy.exc import IntegrityError
 from gw_ops.formats.gpstime import gps_to_utc
 from gw_ops.local_gracedb import constants as C
 from gw_ops.local_gracedb.db import Event, Exposure, Label, Superevent, utcnow
-from gw_ops.local_gracedb.errors import ApiError, category_code, check_label, parse_float
+from gw_ops.local_gracedb.errors import (
+    ApiError,
+    category_code,
+    check_gps,
+    check_label,
+    check_rate,
+    parse_float,
+)
 from gw_ops.local_gracedb.query import QueryError, superevent_filters
 from gw_ops.local_gracedb.service.base import ServiceBase, page_links, superevent_node
 
 log = logging.getLogger(__name__)
 
+#: A GW name: category prefix, ``GW``, the date and a valid time of day.
+GW_ID = re.compile(r"(?P<prefix>[MT]?)GW(?P<date>\d{6})_(?:[01]\d|2[0-3])[0-5]\d[0-5]\d")
 #: Tries of a superevent creation that lost an id race to another process.
 SUPEREVENT_ID_ATTEMPTS = 10
 
@@ -40,7 +50,8 @@ class SupereventsSection(ServiceBase):
 
     def create_superevent(self, user: str, base: str, form: dict, events: list[str],
                           labels: list[str]) -> dict:
-        t_start, t_0, t_end = (parse_float(form, key) for key in ("t_start", "t_0", "t_end"))
+        t_start, t_0, t_end = (check_gps(key, parse_float(form, key))
+                               for key in ("t_start", "t_0", "t_end"))
         if not t_start <= t_0 <= t_end:
             raise ApiError(400, "t_start <= t_0 <= t_end is required")
         preferred = form.get("preferred_event") or ""
@@ -86,6 +97,10 @@ class SupereventsSection(ServiceBase):
         changes = {key: parse_float(form, key, required=False)
                    for key in ("t_start", "t_0", "t_end", "time_coinc_far", "space_coinc_far")}
         changes = {key: value for key, value in changes.items() if value is not None}
+        for key in ("t_start", "t_0", "t_end"):
+            check_gps(key, changes.get(key))
+        for key in ("time_coinc_far", "space_coinc_far"):
+            check_rate(key, changes.get(key))
         if form.get("em_type"):
             changes["em_type"] = form["em_type"]
         preferred = form.get("preferred_event")
@@ -186,13 +201,27 @@ class SupereventsSection(ServiceBase):
                 "links": page_links(f"{base}superevents/", query, sort, start, count, total)}
 
     def confirm_as_gw(self, user: str, base: str, superevent_id: str, gw_id: str | None) -> dict:
+        """Mark a superevent as a GW with ``gw_id`` (default: from its ``t_0``).
+
+        A given ``gw_id`` must be the GW form of the superevent's own date,
+        ``[M|T]GWYYMMDD_HHMMSS``, and unused: any other text once wrote files outside
+        the files folder (``..``) or made two superevents answer to one id.
+        """
         with self.store.write() as tx:
             superevent = self.get_superevent(tx.session, superevent_id)
             if superevent.is_gw:
                 raise ApiError(400, f"Superevent {superevent_id} is already confirmed as a GW")
             prefix = {"P": "", "M": "M", "T": "T"}[superevent.category]
             when = gps_to_utc(superevent.t_0)
-            superevent.gw_id = gw_id or f"{prefix}GW{when:%y%m%d_%H%M%S}"
+            gw_id = gw_id or f"{prefix}GW{when:%y%m%d_%H%M%S}"
+            match = GW_ID.fullmatch(gw_id)
+            if not match or match.group("prefix") != prefix or match.group("date") != superevent.date:
+                raise ApiError(400, f"gw_id: \"{gw_id}\" is not {prefix}GW{superevent.date}_HHMMSS "
+                                    f"(the GW form of {superevent.superevent_id})")
+            if tx.session.execute(select(Superevent.id).where(
+                    Superevent.gw_id == gw_id)).first() is not None:
+                raise ApiError(400, f"gw_id: \"{gw_id}\" is already taken")
+            superevent.gw_id = gw_id
             superevent.is_gw = True
             self.add_log(tx, superevent, user, f"Confirmed as GW: {superevent.gw_id}")
             tx.session.flush()

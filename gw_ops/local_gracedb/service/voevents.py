@@ -8,7 +8,7 @@ from sqlalchemy import select
 from gw_ops.local_gracedb import constants as C
 from gw_ops.local_gracedb.db import Log, Superevent, VOEvent, utcnow
 from gw_ops.local_gracedb.errors import ApiError, parse_bool, parse_float
-from gw_ops.local_gracedb.service.base import ServiceBase
+from gw_ops.local_gracedb.service.base import ServiceBase, object_id_of
 from gw_ops.local_gracedb.voevent import build_voevent, ivorn_for
 
 #: Form fields passed on to the VOEvent builder.
@@ -29,6 +29,7 @@ class VOEventsSection(ServiceBase):
             raise ApiError(400, "skymap_filename is required for initial VOEvents")
         with self.store.write() as tx:
             obj = self.get_object(tx.session, object_id)
+            object_id = object_id_of(obj)  # a gw_id in the URL names it too
             if skymap and tx.session.execute(select(Log.id).where(
                     Log.object_id == object_id, Log.filename == skymap.split(",")[0])).first() is None:
                 raise ApiError(400, f"Skymap file {skymap} does not exist for {object_id}")
@@ -77,7 +78,7 @@ class VOEventsSection(ServiceBase):
 
     def voevents(self, base: str, object_id: str, number: int | None = None) -> dict:
         with self.store.read() as session:
-            self.get_object(session, object_id)
+            object_id = object_id_of(self.get_object(session, object_id))
             statement = select(VOEvent).where(VOEvent.object_id == object_id).order_by(VOEvent.number)
             entries = session.execute(statement).scalars().all()
         if number is not None:
