@@ -79,7 +79,12 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
                 try:
                     await run_in_threadpool(store.drain_outbox)
                 except Exception as exc:  # Redis still down: try again next time
-                    log.warning("LVAlert outbox retry failed: %s", exc)
+                    try:
+                        waiting = str((await run_in_threadpool(store.outbox_counts))["pending"])
+                    except Exception:  # the database too: the retry itself must go on
+                        waiting = "unknown"
+                    log.error("LVAlert outbox retry failed (%s message(s) waiting): %s",
+                              waiting, exc)
         task = asyncio.get_running_loop().create_task(retry_forever())
         try:
             yield
