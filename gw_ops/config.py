@@ -74,8 +74,16 @@ class Settings:
                                   "state_dir/gracedb/files.", default="")
     gracedb_max_upload_bytes: int = _doc("Largest file the local GraceDB accepts (bytes).",
                                          default=50 * 1024 * 1024)
+    gracedb_max_form_bytes: int = _doc("Largest request body without a file (JSON or form) and "
+                                       "largest text field the local GraceDB accepts (bytes).",
+                                       default=1024 * 1024)
+    gracedb_max_url_bytes: int = _doc("Longest request URL (path and query, bytes) the local "
+                                      "GraceDB accepts; longer ones get 414.", default=8192)
     lvalert_stream_maxlen: int = _doc("Approximate length each LVAlert stream is trimmed to.",
                                       default=100_000)
+    lvalert_max_message_bytes: int = _doc("Largest LVAlert message the local GraceDB publishes "
+                                          "(bytes; Kafka's default, as igwn-alert uses); a larger "
+                                          "one goes to the dead letters.", default=1024 * 1024)
 
     # --- listeners and handler lanes ---------------------------------------------
     lvalert_poll_block_ms: int = _doc("How long (ms) a listener blocks on Redis waiting for new "

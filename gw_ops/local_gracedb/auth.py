@@ -2,21 +2,23 @@
 
 How credentials work
 --------------------
-* Reading is anonymous: every ``GET`` answers without credentials, as the public
-  parts of GraceDB do.
-* Every change (``POST``, ``PUT``, ``PATCH``, ``DELETE``) needs an account.  The
+* Anonymous callers read public data only (see :mod:`gw_ops.local_gracedb.permissions`).
+* Every change (``POST``, ``PUT``, ``PATCH``, ``DELETE``) needs an account, and most
+  need a role (``pipeline``, ``robot``, ``advocate``; see
+  :mod:`gw_ops.local_gracedb.permissions` for what each may do).  The
   service accepts HTTP Basic credentials (what the ``ligo-gracedb`` client sends
   from a netrc file) and bearer tokens that the service itself signed
   (``POST <api>/token/`` with Basic credentials returns one; HS256, valid
   ``TOKEN_LIFETIME_S``).  Missing or wrong credentials give 401 and change nothing.
 * Accounts live in ``<state>/gracedb/users.json`` (mode 0600), passwords only as
   salted PBKDF2-SHA256 hashes.
-* The pipeline's own account (``SERVICE_ACCOUNT``) is created on first use by
-  :func:`ensure_service_credentials`, which also writes ``<state>/netrc`` (0600)
+* The pipeline's own account (``SERVICE_ACCOUNT``, roles ``SERVICE_ROLES``) is created
+  on first use by :func:`ensure_service_credentials`, which also writes ``<state>/netrc`` (0600)
   with ``machine <host> login gw-ops password <pw>``.  :func:`gw_ops.gracedb_client.gracedb_client`
   reads that file, so pipeline code never handles the password.
 * A person gets an account with :func:`add_user` (wired as ``gw-ops gracedb
-  adduser NAME``); it prints a new password once.  Use it with the stock client::
+  adduser NAME [--role advocate]``); it prints a new password once.  Without a role
+  the account reads everything and writes log comments only.  Use it with the stock client::
 
       printf 'machine 127.0.0.1 login NAME password PW\\n' >> ~/.netrc; chmod 600 ~/.netrc
       python -c "from ligo.gracedb.rest import GraceDb; \\
@@ -24,7 +26,7 @@ How credentials work
 
   (``force_noauth=True`` stops the client from looking for SciTokens/X.509,
   after which it falls back to the netrc file, as ``curl --netrc`` would.)
-  Running :func:`add_user` again for the same name replaces the password.
+  Running :func:`add_user` again for the same name replaces the password and roles.
 """
 from __future__ import annotations
 
@@ -46,6 +48,14 @@ from gw_ops.config import Settings
 
 #: Login of the pipeline's service account.
 SERVICE_ACCOUNT = "gw-ops"
+#: Roles an account can hold (an account without roles is an ordinary member).
+ROLES = ("pipeline", "robot", "advocate")
+#: Roles of the service account.  ``robot`` is what GWCelery's account does (superevents,
+#: labels, logs, VOEvents, external events); ``pipeline`` because the mock pipeline of the
+#: local stack uploads its G events with this account; ``advocate`` because the mock
+#: vetting of the demo signs off ADV OK/NO with it.  A deployment with real advocates
+#: gives them their own accounts (``gw-ops gracedb adduser NAME --role advocate``).
+SERVICE_ROLES = ("advocate", "pipeline", "robot")
 #: PBKDF2 iterations of stored password hashes.
 HASH_ITERATIONS = 120_000
 #: Lifetime (s) of bearer tokens the service issues.
@@ -59,6 +69,13 @@ class AuthError(Exception):
 def gracedb_state_dir(settings: Settings) -> Path:
     """Folder of the local GraceDB's own state (accounts, token key, default SQLite)."""
     return settings.state_path / "gracedb"
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) if needed and make it owner-only (0700)."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
 
 
 def users_path(settings: Settings) -> Path:
@@ -85,9 +102,9 @@ def _write_private(path: Path, text: str) -> None:
 @contextlib.contextmanager
 def _accounts_lock(settings: Settings):
     """Exclusive lock across processes while accounts are read-modified-written."""
-    lock_file = gracedb_state_dir(settings) / "users.lock"
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_file, "a") as handle:
+    lock_file = private_dir(gracedb_state_dir(settings)) / "users.lock"
+    descriptor = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+    with os.fdopen(descriptor, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -122,7 +139,15 @@ def _save_users(settings: Settings, users: dict[str, dict]) -> None:
     _write_private(users_path(settings), json.dumps({"users": users}, indent=1, sort_keys=True))
 
 
-def add_user(settings: Settings, name: str) -> str:
+def check_roles(roles) -> list[str]:
+    """``roles`` sorted and checked against :data:`ROLES` (``ValueError`` names an unknown one)."""
+    unknown = sorted(set(roles) - set(ROLES))
+    if unknown:
+        raise ValueError(f"unknown role(s) {', '.join(unknown)}; known: {', '.join(ROLES)}")
+    return sorted(set(roles))
+
+
+def add_user(settings: Settings, name: str, roles=()) -> str:
     """Create (or reset) the account ``name`` and return its new password.
 
     The password is shown only here; the service keeps a salted hash.
@@ -133,6 +158,8 @@ def add_user(settings: Settings, name: str) -> str:
         Whose state folder holds the accounts.
     name : str
         Login, letters, digits, ``.``, ``_``, ``-`` and ``@`` only.
+    roles : iterable of str
+        Roles from :data:`ROLES`; none makes an ordinary member.
 
     Returns
     -------
@@ -141,10 +168,11 @@ def add_user(settings: Settings, name: str) -> str:
     """
     if not name or not all(c.isalnum() or c in "._-@" for c in name):
         raise ValueError(f"bad account name {name!r}")
+    roles = check_roles(roles)
     password = secrets.token_urlsafe(32)
     with _accounts_lock(settings):
         users = load_users(settings)
-        users[name] = {**hash_password(password), "created": time.time()}
+        users[name] = {**hash_password(password), "created": time.time(), "roles": roles}
         _save_users(settings, users)
     return password
 
@@ -175,10 +203,14 @@ def ensure_service_credentials(settings: Settings) -> tuple[str, str]:
         existing = _read_netrc_entry(settings, host)
         if existing and existing[0] == SERVICE_ACCOUNT and SERVICE_ACCOUNT in users \
                 and _matches(users[SERVICE_ACCOUNT], existing[1]):
+            if users[SERVICE_ACCOUNT].get("roles") != list(SERVICE_ROLES):
+                users[SERVICE_ACCOUNT]["roles"] = list(SERVICE_ROLES)  # made before roles existed
+                _save_users(settings, users)
             return existing
         password = (existing[1] if existing and existing[0] == SERVICE_ACCOUNT
                     and SERVICE_ACCOUNT not in users else secrets.token_urlsafe(32))
-        users[SERVICE_ACCOUNT] = {**hash_password(password), "created": time.time()}
+        users[SERVICE_ACCOUNT] = {**hash_password(password), "created": time.time(),
+                                  "roles": list(SERVICE_ROLES)}
         _save_users(settings, users)
         _write_private(netrc_path(settings),
                        f"machine {host} login {SERVICE_ACCOUNT} password {password}\n")
@@ -232,6 +264,13 @@ class Authenticator:
         with self._lock:
             self._verified[name] = fingerprint
         return True
+
+    def roles(self, name: str | None) -> frozenset[str]:
+        """Roles of account ``name`` (empty for anonymous callers and ordinary members)."""
+        if name is None:
+            return frozenset()
+        with self._lock:
+            return frozenset(self._current_users().get(name, {}).get("roles", ()))
 
     def issue_token(self, name: str) -> dict[str, object]:
         """A signed bearer token for account ``name``."""

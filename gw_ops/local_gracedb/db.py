@@ -170,6 +170,30 @@ class Outbox(Base):
     payload: Mapped[str] = mapped_column(Text)
 
 
+class Exposure(Base):
+    """A superevent exposed to the public (GraceDB's ``expose`` permission change)."""
+
+    __tablename__ = "exposure"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    object_id: Mapped[str] = mapped_column(String(32), unique=True, index=True)
+    exposed_by: Mapped[str] = mapped_column(String(128))
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class OutboxDeadLetter(Base):
+    """An LVAlert message that could not be published (too large, refused by Redis), with why.
+
+    It left the outbox, so it blocks no later message; it is kept whole here.
+    """
+
+    __tablename__ = "lvalert_dead_letter"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    node: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 def make_engine(url: str) -> Engine:
     """Engine for ``url``; SQLite gets WAL mode and a busy timeout for concurrent readers."""
     if url.startswith("sqlite"):

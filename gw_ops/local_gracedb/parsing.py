@@ -85,7 +85,9 @@ def parse_xml(content: bytes, *, max_bytes: int = DEFAULT_MAX_XML_BYTES) -> etre
 
 _INT_TYPES = {"int_2s", "int_2u", "int_4s", "int_4u", "int_8s", "int_8u", "int"}
 _FLOAT_TYPES = {"real_4", "real_8", "float", "double"}
-_TOKEN = re.compile(r'\s*("(?:[^"\\]|\\.)*"|[^,"]*?)\s*(,|$)', re.S)
+#: A quoted LIGO-LW cell; its two alternatives never overlap, so matching is linear.
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_SPACE = re.compile(r"\s*")
 
 
 def _local(tag: Any) -> str:
@@ -101,25 +103,40 @@ def _strip_name(name: str, suffix: str = "") -> str:
 
 
 def _tokens(text: str, delimiter: str) -> list[str | None]:
-    """Split a LIGO-LW stream into cell texts (``None`` for empty cells)."""
-    if delimiter != ",":
-        escaped = re.escape(delimiter)
-        pattern = re.compile(r'\s*("(?:[^"\\]|\\.)*"|[^' + escaped + r'"]*?)\s*(' + escaped + r'|$)', re.S)
-    else:
-        pattern = _TOKEN
+    """Split a LIGO-LW stream into cell texts (``None`` for empty cells), in linear time.
+
+    A cell is a quoted string (backslash escapes) or the text up to the next
+    delimiter, blanks around it dropped.  The scan moves forward only (``str.find``
+    and anchored patterns that cannot backtrack), so a cell of many blanks costs
+    what its length costs; the earlier single pattern (a lazy cell followed by
+    ``\\s*``) took 13 s on a cell of 20,000 blanks.
+    """
+    if not delimiter:
+        raise EventFileError("LIGO-LW stream with an empty delimiter")
     cells: list[str | None] = []
     text = text.strip()
-    position = 0
-    while position < len(text):
-        match = pattern.match(text, position)
-        if match is None or match.end() == position:
-            raise EventFileError("malformed LIGO-LW stream")
-        cell = match.group(1)
-        if cell.startswith('"'):
-            cells.append(re.sub(r"\\(.)", r"\1", cell[1:-1]))
+    position, end = 0, len(text)
+    while position < end:
+        position = _SPACE.match(text, position).end()
+        if text.startswith('"', position):
+            quoted = _QUOTED.match(text, position)
+            if quoted is None:
+                raise EventFileError("malformed LIGO-LW stream: unterminated string")
+            cells.append(re.sub(r"\\(.)", r"\1", quoted.group()[1:-1], flags=re.S))
+            position = quoted.end()
+            if not text.startswith(delimiter, position):  # blanks may be the delimiter itself
+                position = _SPACE.match(text, position).end()
+            if position < end and not text.startswith(delimiter, position):
+                raise EventFileError("malformed LIGO-LW stream: text after a quoted cell")
         else:
+            stop = text.find(delimiter, position)
+            stop = end if stop < 0 else stop
+            cell = text[position:stop].strip()
+            if '"' in cell:
+                raise EventFileError("malformed LIGO-LW stream: quote inside an unquoted cell")
             cells.append(cell if cell != "" else None)
-        position = match.end()
+            position = stop
+        position += len(delimiter) if position < end else 0
     return cells
 
 

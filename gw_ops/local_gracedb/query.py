@@ -10,6 +10,11 @@ Terms are separated by spaces (``&`` and ``AND`` are ignored, all terms must hol
 * ``superevent: S190425z`` (events)
 * ``category: Production|MDC|Test``, ``is_gw: true|false``, ``preferred_event: G123``,
   ``preferred_event: G100 .. G200``, ``S190425z`` (superevents)
+
+Queries are untrusted input from anonymous callers: a query is at most
+:data:`MAX_QUERY_CHARS` long, is split into terms by ``str.split`` and a linear merge,
+and every pattern below is unambiguous (no two ways to match the same text), so
+matching never backtracks more than linearly.
 """
 from __future__ import annotations
 
@@ -25,18 +30,29 @@ class QueryError(ValueError):
     """The query text is not understood; the message says which term."""
 
 
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-_RANGE = re.compile(rf"^({_NUMBER})\s*\.\.\s*({_NUMBER})$")
-_ID_RANGE = re.compile(r"^([A-Z]+)(\d+)\s*\.\.\s*([A-Z]+)(\d+)$")
-_COMPARE = re.compile(rf"^(far|gpstime|t_0|t_start|t_end)\s*(<=|>=|<|>|==|=)\s*({_NUMBER})$", re.I)
+#: Longest query accepted (characters); GraceDB's own queries are a few dozen.
+MAX_QUERY_CHARS = 1024
+#: A number.  ``\d+(?:\.\d*)?`` rather than ``\d+\.?\d*``: the latter can split a run of
+#: digits between its two parts in n ways and backtracked quadratically on long digit runs.
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_RANGE = re.compile(rf"({_NUMBER})\.\.({_NUMBER})")
+_ID_RANGE = re.compile(r"([A-Z]+)(\d+)\.\.([A-Z]+)(\d+)")
+_COMPARE = re.compile(rf"(far|gpstime|t_0|t_start|t_end)(<=|>=|<|>|==|=)({_NUMBER})", re.I)
+#: Characters that join a term with its neighbour: ``a .. b``, ``key: value``, ``far < x``.
+_JOINERS = ("..", ":", "<", ">", "=")
 
 
 def _split_terms(text: str) -> list[str]:
-    """Split into terms, keeping ``key: a .. b`` and ``far < x`` together."""
-    text = re.sub(r"\s*\.\.\s*", "..", text.strip())
-    text = re.sub(r"\s*:\s*", ":", text)
-    text = re.sub(r"\s*(<=|>=|<|>|==)\s*", r"\1", text)
-    return [term for term in text.split() if term not in ("&", "AND", "and", "&&")]
+    """Split into terms, keeping ``key: a .. b`` and ``far < x`` together (linear time)."""
+    if len(text) > MAX_QUERY_CHARS:
+        raise QueryError(f"query longer than {MAX_QUERY_CHARS} characters")
+    terms: list[str] = []
+    for word in text.split():
+        if terms and (terms[-1].endswith(_JOINERS) or word.startswith(_JOINERS)):
+            terms[-1] += word
+        else:
+            terms.append(word)
+    return [term for term in terms if term not in ("&", "AND", "and", "&&")]
 
 
 def _label_clause(object_column, name: str, negate: bool):
@@ -47,7 +63,7 @@ def _label_clause(object_column, name: str, negate: bool):
 
 
 def _range_clause(column, value: str):
-    match = _RANGE.match(value)
+    match = _RANGE.fullmatch(value)
     if match:
         low, high = float(match.group(1)), float(match.group(2))
         return and_(column >= low, column <= high)
@@ -67,7 +83,7 @@ def event_filters(text: str | None) -> list:
     clauses = []
     for term in _split_terms(text or ""):
         key, sep, value = term.partition(":")
-        compare = _COMPARE.match(term)
+        compare = _COMPARE.fullmatch(term)
         if compare:
             column = getattr(Event, "gpstime" if compare.group(1).lower() != "far" else "far")
             clauses.append(_compare_clause(column, compare.group(2), float(compare.group(3))))
@@ -81,10 +97,10 @@ def event_filters(text: str | None) -> list:
             clauses.append(Event.superevent_id == value)
         elif sep:
             raise QueryError(f"unknown query key {key!r}")
-        elif _RANGE.match(term):
+        elif _RANGE.fullmatch(term):
             clauses.append(_range_clause(Event.gpstime, term))
-        elif _ID_RANGE.match(term):
-            match = _ID_RANGE.match(term)
+        elif _ID_RANGE.fullmatch(term):
+            match = _ID_RANGE.fullmatch(term)
             clauses.append(and_(Event.id >= int(match.group(2)), Event.id <= int(match.group(4))))
         elif re.fullmatch(r"[GTMEH]\d+", term):
             clauses.append(Event.graceid == term)
@@ -115,7 +131,7 @@ def superevent_filters(text: str | None) -> list:
     clauses = []
     for term in _split_terms(text or ""):
         key, sep, value = term.partition(":")
-        compare = _COMPARE.match(term)
+        compare = _COMPARE.fullmatch(term)
         if compare:
             name = compare.group(1).lower()
             column = {"gpstime": Superevent.t_0, "far": None}.get(name, getattr(Superevent, name, None))
@@ -132,7 +148,7 @@ def superevent_filters(text: str | None) -> list:
         elif sep and key == "label":
             clauses.append(_label_clause(Superevent.superevent_id, value, False))
         elif sep and key == "preferred_event":
-            match = _ID_RANGE.match(value)
+            match = _ID_RANGE.fullmatch(value)
             if match:
                 # compare the numeric part of ids, as GraceDB does for id ranges
                 low, high = int(match.group(2)), int(match.group(4))
@@ -144,7 +160,7 @@ def superevent_filters(text: str | None) -> list:
             clauses.append(Superevent.superevent_id == value)
         elif sep:
             raise QueryError(f"unknown query key {key!r}")
-        elif _RANGE.match(term):
+        elif _RANGE.fullmatch(term):
             clauses.append(_range_clause(Superevent.t_0, term))
         elif term[:1] in "~-" and term[1:] in LABELS:
             clauses.append(_label_clause(Superevent.superevent_id, term[1:], True))

@@ -102,14 +102,16 @@ def gracedb() -> None:
 @click.pass_context
 def gracedb_serve(ctx, db_url, port, files_dir) -> None:
     """Run the local GraceDB service in the foreground."""
-    from gw_ops.local_gracedb.server import serve
+    from gw_ops.local_gracedb.app import serve
     serve(settings_from(ctx, gracedb_db_url=db_url, gracedb_port=port, gracedb_files_dir=files_dir))
 
 
 @gracedb.command("adduser")
 @click.argument("name")
+@click.option("--role", "roles", multiple=True, type=click.Choice(["pipeline", "robot", "advocate"]),
+              help="Role of the account (repeatable); none: reads everything, writes log comments.")
 @click.pass_context
-def gracedb_adduser(ctx, name) -> None:
+def gracedb_adduser(ctx, name, roles) -> None:
     """Create (or reset) a local GraceDB account NAME and print its password once.
 
     Put ``machine <host> login NAME password <password>`` in your ~/.netrc (mode 0600) and
@@ -118,8 +120,8 @@ def gracedb_adduser(ctx, name) -> None:
     from gw_ops.local_gracedb.auth import add_user
     from gw_ops.ops import stack
     settings = stack.running_settings(settings_from(ctx))
-    password = add_user(settings, name)
-    click.echo(f"GraceDB account {name} at {settings.gracedb_api_url}")
+    password = add_user(settings, name, roles)
+    click.echo(f"GraceDB account {name} ({', '.join(roles) or 'member'}) at {settings.gracedb_api_url}")
     click.echo(f"netrc line: machine {settings.host} login {name} password {password}")
 
 
