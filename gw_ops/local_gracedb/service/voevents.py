@@ -9,7 +9,7 @@ from gw_ops.local_gracedb import constants as C
 from gw_ops.local_gracedb.db import Log, Superevent, VOEvent, utcnow
 from gw_ops.local_gracedb.errors import ApiError, parse_bool, parse_float
 from gw_ops.local_gracedb.service.base import ServiceBase, object_id_of
-from gw_ops.local_gracedb.voevent import build_voevent, ivorn_for
+from gw_ops.local_gracedb.voevent import ALERT_TYPE_OF_CODE, build_voevent, ivorn_for
 
 #: Form fields passed on to the VOEvent builder.
 VOEVENT_OPTIONS = ("internal", "open_alert", "hardware_inj", "CoincComment", "raven_coinc",
@@ -40,7 +40,7 @@ class VOEventsSection(ServiceBase):
                 preferred, t_0, role = obj, obj.gpstime or 0.0, "test" if obj.group == "Test" else "observation"
             obj.voevent_count = (obj.voevent_count or 0) + 1
             number = obj.voevent_count
-            kind = C.VOEVENT_TYPES[voevent_type].capitalize()
+            kind = ALERT_TYPE_OF_CODE[voevent_type]  # file name and IVORN agree: EarlyWarning
             filename = f"{object_id}-{number}-{kind}.xml"
             options = {key: form.get(key) for key in VOEVENT_OPTIONS if form.get(key) is not None}
             xml = build_voevent(
