@@ -168,6 +168,9 @@ def test_preliminary_initial_retraction_through_local_gracedb(live):
 
 def test_preliminary_path_sends_once(live):
     sid = live.superevent_id
+    anonymous = live.service.anonymous_client()
+    with pytest.raises(Exception, match="404"):  # not public before its first alert
+        anonymous.superevent(sid)
     locked = live.label("SIGNIF_LOCKED")
     result = live.deliver(locked)
     assert result["status"] == "sent" and result["serial_number"] == 1
@@ -190,6 +193,9 @@ def test_preliminary_path_sends_once(live):
     assert alert["alert_type"] == "PRELIMINARY" and alert["event"]["pipeline"] == "gstlal"
     assert live.uploaded(".circular.txt")
     assert "GCN_PRELIM_SENT" in live.labels()
+    # the alert made the superevent public: anonymous readers see it and the sent notice
+    assert anonymous.superevent(sid).json()["superevent_id"] == sid
+    assert f"{sid}-1-Preliminary.xml" in anonymous.files(sid).json()
     # the preferred event's images reach the superevent after the alert, never before it
     assert live.versions("bayestar.png") == [b"PNG of " + live.preferred.encode()]
     assert live.versions("p_astro.png") == [b"p_astro PNG of " + live.preferred.encode()]

@@ -49,6 +49,8 @@ from gw_ops.vocabulary import (
 
 log = logging.getLogger(__name__)
 
+#: GraceDB tags of the files anonymous readers may see (the sent notice and JSON alert).
+PUBLIC_TAGS = ["public", "em_follow"]
 #: Maximum tries to win a serial number against concurrent senders.
 _SERIAL_TRIES = 5
 
@@ -149,7 +151,7 @@ def copy_preferred_event_products(client, superevent: Mapping[str, Any],
             continue
         gateway.write(client.write_log, superevent_id,
                       f"Copied {name} from the preferred event {preferred}",
-                      filename=name, filecontents=contents)
+                      filename=name, filecontents=contents, tag_name=PUBLIC_TAGS)
         copied.append(name)
     return copied
 
@@ -229,13 +231,13 @@ def _record_in_gracedb(client, superevent_id: str, decision: AlertDecision, seri
                   f"Sent {decision.alert_type} GCN notice "
                   f"{alert_content.ivorn(superevent_id, serial, decision.alert_type)} "
                   f"[alert key {decision.key}]",
-                  filename=filename, filecontents=xml)
+                  filename=filename, filecontents=xml, tag_name=PUBLIC_TAGS)
     if content is None:
         return  # completing a crashed sender's record: the notice is what counts
     stem = filename[:-len(".xml")]
     alert_json = json.dumps(json_alert.build_json_alert(content), separators=(",", ":"))
     gateway.write(client.write_log, superevent_id, f"JSON alert of {content.ivorn}",
-                  filename=f"{stem}.json", filecontents=alert_json.encode())
+                  filename=f"{stem}.json", filecontents=alert_json.encode(), tag_name=PUBLIC_TAGS)
     if decision.alert_type != alert_content.EARLY_WARNING:
         gateway.write(client.write_log, superevent_id, f"GCN Circular draft for {content.ivorn}",
                       filename=f"{stem}.circular.txt",
@@ -331,6 +333,9 @@ def _after_send(client, superevent_id: str, decision: AlertDecision) -> None:
     """Labels that record a sent alert, then the preferred event's images on the
     superevent (as GWCelery shows them there); both idempotent.  The images come after the
     alert, never before it: they are for people reading GraceDB, not for the alert."""
+    # A public alert makes its superevent public, as GraceDB's "expose" does for GWCelery:
+    # anonymous readers then find the EventPage URL the alert carries.
+    gateway.write(client.modify_permissions, superevent_id, "expose")
     if decision.alert_type == alert_content.PRELIMINARY:
         gateway.ensure_label(client, superevent_id, GCN_PRELIM_SENT)
         copy_preferred_event_products(client, gateway.superevent(client, superevent_id),
