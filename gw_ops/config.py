@@ -86,8 +86,10 @@ class Settings:
                                    "merged or lost cannot strand a message.", default=15.0)
     lvalert_claim_idle_s: float = _doc("A message delivered to a handler but not acknowledged for "
                                        "this long (s) is reclaimed by the next run.", default=60.0)
-    lvalert_max_deliveries: int = _doc("A message that failed this many handler attempts goes to "
-                                       "the dead-letter stream.", default=3)
+    lvalert_max_deliveries: int = _doc("A message whose handler never returned this many times "
+                                       "(the worker died in it) goes to the dead-letter stream. "
+                                       "Transient failures and bugs never count: they stay "
+                                       "pending.", default=3)
     listener_down_alarm_s: float = _doc("The health DAG fails when a listener has been "
                                         "disconnected longer than this (s).", default=300.0)
 
