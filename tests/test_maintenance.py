@@ -88,3 +88,21 @@ def test_delayed_action_waits_out_an_outage_of_any_length(fresh_prefix_settings,
     assert waits == sorted(waits) and max(waits) == delayed.RETRY_CAP_S, waits
     alarm = read_health(redis_client, settings, "delayed")
     assert alarm["state"] == "retrying" and "second_preliminary" in alarm["detail"], alarm
+
+
+def test_lane_alarm_in_redis_fails_the_health_dag_and_shows_in_status(fresh_prefix_settings, redis_client):
+    from gw_ops.airflow.maintenance import check_listeners
+    from gw_ops.ops.stack import status
+    from gw_ops.transport.redis_client import record_health
+    settings = fresh_prefix_settings
+    for listener in ("lvalert", "gcn", "broker"):
+        record_health(redis_client, settings, listener, "connected", "fine")
+    record_health(redis_client, settings, "lane:gw_ops_superevents", "failing", "KeyError: 'uid'")
+    with pytest.raises(RuntimeError, match="lane:gw_ops_superevents: failing"):
+        check_listeners(settings)
+    lines: list[str] = []
+    status(settings, out=lines.append)
+    assert any(line.startswith("ALARM lane:gw_ops_superevents failing") and "KeyError" in line
+               for line in lines), lines
+    record_health(redis_client, settings, "lane:gw_ops_superevents", "ok", "")
+    assert "lane:gw_ops_superevents" in check_listeners(settings)

@@ -64,6 +64,21 @@ def listener_problems(records: dict[str, dict[str, str]], now: float, down_alarm
     return problems
 
 
+def alarm_records(client, settings: Settings) -> dict[str, dict[str, str]]:
+    """Health records of the lanes (``lane:<group>``) and of the delayed actions (``delayed``).
+
+    They are alarms: written by a drain or a run of the delayed actions, ``retrying`` (a
+    transient failure waits out an outage), ``failing`` (a handler bug) or ``ok``.
+    """
+    from gw_ops.transport.redis_client import read_health
+
+    prefix = settings.key("health", "")
+    names = sorted(key.decode().removeprefix(prefix)
+                   for key in client.scan_iter(match=prefix + "lane:*", count=1000))
+    records = {name: read_health(client, settings, name) for name in [*names, "delayed"]}
+    return {name: record for name, record in records.items() if record}
+
+
 def check_listeners(settings: Settings | None = None) -> dict[str, dict[str, str]]:
     """Fail (raise) when a listener has been down, or a lane or the delayed actions have been
     retrying a transient failure, longer than ``listener_down_alarm_s``; or a lane fails on a bug."""
@@ -72,14 +87,7 @@ def check_listeners(settings: Settings | None = None) -> dict[str, dict[str, str
     settings = settings or get_settings()
     client = get_redis(settings)
     records = {name: read_health(client, settings, name) for name in LISTENERS}
-    # the alarms of the lanes (transient failures, bugs) and of the delayed actions
-    alarm_prefix = settings.key("health", "")
-    for key in client.scan_iter(match=alarm_prefix + "lane:*", count=1000):
-        name = key.decode().removeprefix(alarm_prefix)
-        records[name] = read_health(client, settings, name)
-    delayed = read_health(client, settings, "delayed")
-    if delayed:
-        records["delayed"] = delayed
+    records.update(alarm_records(client, settings))
     problems = listener_problems(records, time.time(), settings.listener_down_alarm_s)
     if problems:
         raise RuntimeError("listeners unhealthy: " + "; ".join(problems))
