@@ -256,3 +256,20 @@ def test_forged_alert_from_a_subscriber_only_peer_is_refused(broker_factory, red
     with pytest.raises(vtp.PublishError, match="may not author"):
         asyncio.run(vtp.publish([numbered(667)], broker.host, broker.port, timeout=5))
     assert subscriber.ivorns() == [ivorn(genuine)]
+
+
+def test_broker_started_while_redis_is_down_serves_once_it_is_up(
+        broker_factory, listener_factory, private_redis):  # noqa: F811
+    private_redis.kill()
+    broker = broker_factory(redis_url=private_redis.url)  # it starts and listens regardless
+    ours = listener_factory(broker.settings, [broker.address], use_redis=False)
+    wait_for(lambda: sum("(iamalive)" in d for _, _, d in ours.states) >= 3, timeout=15,
+             what="iamalives from a broker without Redis")
+    assert "Redis unavailable" in broker.log_text() and broker.proc.poll() is None
+    private_redis.start()
+    client = private_redis.client()
+    try:
+        append_voevent(client, broker.settings, numbered(1))
+        wait_for(lambda: ours.ivorns() == [ivorn(numbered(1))], timeout=20, what="the first alert")
+    finally:
+        client.close()

@@ -186,6 +186,8 @@ class Peer:
         self.closed = False
         #: Subscriber identity (see gw_ops.vtp.subscribers), set by its first answer.
         self.identity: str | None = None
+        #: The task sending it the stream (Broker.deliver), once it is identified.
+        self.session: asyncio.Task | None = None
         #: Futures of VOEvents sent and not yet answered, per IVORN, oldest first.
         self.awaiting: dict[str, deque[asyncio.Future]] = {}
         #: Monotonic time (s) of the oldest unanswered iamalive, None when all answered.
@@ -353,41 +355,38 @@ class Broker:
         self.peers.add(peer)
         log.info("peer %s connected (%d subscribers)", name, len(self.subscribers))
         await self.record()
-        session = None
         try:
             # The answer to this first iamalive tells who the peer is (its Response IVORN).
             peer.iamalive_unanswered_since = time.monotonic()
             if await self._send_quietly(peer, vtp.make_transport(vtp.IAMALIVE, BROKER_IVORN)):
                 self.stats["iamalive_sent"] += 1
-            session = await self.serve_peer(peer)
+            await self.serve_peer(peer)
         finally:
             peer.close("connection ended")
             self.peers.discard(peer)
-            if session is not None:  # it ends once it sees the peer closed
+            if peer.session is not None:  # it ends once it sees the peer closed
                 try:
-                    await asyncio.wait_for(session, _XREAD_BLOCK_MS / 1000 + 5)
+                    await asyncio.wait_for(peer.session, _XREAD_BLOCK_MS / 1000 + 5)
                 except TimeoutError:
                     pass  # wait_for cancelled it (it was waiting out a Redis outage)
             log.info("peer %s gone (%d subscribers)", name, len(self.subscribers))
             await self.record()
             self.peer_tasks.discard(task)
 
-    async def serve_peer(self, peer: Peer) -> asyncio.Task | None:
-        """Read the peer's packets until it leaves; return its delivery session, if any."""
-        session = None
+    async def serve_peer(self, peer: Peer) -> None:
+        """Read the peer's packets until it leaves; start its delivery once it is known."""
         while not peer.closed:
             try:
                 payload = await vtp.read_packet(peer.reader, self.settings.gcn_max_packet_bytes)
             except vtp.PacketTooLarge as exc:
                 await self.dead_letter(f"from {peer.name}: {exc}", b"")
                 self.stats["dropped"] += 1
-                return session
+                return
             except (asyncio.IncompleteReadError, OSError):
-                return session
+                return
             await self.handle_packet(peer, payload)
-            if session is None and peer.identity is not None and peer.is_subscriber:
-                session = asyncio.ensure_future(self.deliver(peer))
-        return session
+            if peer.session is None and peer.identity is not None and peer.is_subscriber:
+                peer.session = asyncio.ensure_future(self.deliver(peer))
 
     def identify(self, peer: Peer, response_ivorn: str) -> None:
         """Give ``peer`` its subscriber identity (see gw_ops.vtp.subscribers)."""
