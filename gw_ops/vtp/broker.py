@@ -89,9 +89,10 @@ _XREAD_BLOCK_MS = 1000
 _XREAD_COUNT = 100
 #: Entries sent to one subscriber and not yet answered, at most.
 _MAX_INFLIGHT = 1000
-#: Validated entries kept in memory, so an entry is parsed (and dead-lettered) once, not
-#: once per subscriber.
+#: Validated entries kept in memory (at most this many, and this many bytes), so an entry is
+#: parsed (and dead-lettered) once, not once per subscriber.
 _PREPARED_CACHE = 4096
+_PREPARED_CACHE_BYTES = 64 * 1024 * 1024
 #: First wait (s) before retrying Redis; it doubles up to ``settings.redis_retry_cap_s``.
 _REDIS_RETRY_START_S = 0.5
 #: Health state while Redis does not answer.
@@ -257,6 +258,7 @@ class Broker:
         self.stream = voevent_outgoing_stream(settings)
         self.cursors = SubscriberCursors(self.async_client, settings, self.stream, cursor_key(settings))
         self.prepared: OrderedDict[str, tuple[str, bytes] | None] = OrderedDict()
+        self.prepared_bytes = 0
         #: Monotonic time (s) Redis stopped answering, None while it answers.
         self.redis_down_since: float | None = None
 
@@ -556,8 +558,10 @@ class Broker:
             await self.dead_letter(f"outgoing entry {entry_id}: {exc}", xml)
             prepared = None
         self.prepared[entry_id] = prepared
-        while len(self.prepared) > _PREPARED_CACHE:
-            self.prepared.popitem(last=False)
+        self.prepared_bytes += len(prepared[1]) if prepared else 0
+        while len(self.prepared) > _PREPARED_CACHE or self.prepared_bytes > _PREPARED_CACHE_BYTES:
+            _, dropped = self.prepared.popitem(last=False)
+            self.prepared_bytes -= len(dropped[1]) if dropped else 0
         return prepared
 
     async def send_entry(self, peer: Peer, entry_id: str, fields: dict[bytes, bytes]) -> asyncio.Future:
