@@ -70,9 +70,11 @@ def test_lane_alarms_are_problems_of_the_health_dag(records, problem):
         assert len(problems) == 1 and problem in problems[0]
 
 
-def test_delayed_action_waits_out_an_outage_of_any_length(fresh_prefix_settings, redis_client):
+def test_delayed_action_waits_out_an_outage_of_any_length(fresh_prefix_settings, redis_client, monkeypatch):
     """Transient failures never count toward dead-lettering; the backoff is capped; an alarm shows."""
     import dataclasses
+    # the action reads its settings from the environment: nothing listens on port 9
+    monkeypatch.setenv("GW_OPS_GRACEDB_URL", "http://127.0.0.1:9/api/")
 
     from gw_ops.transport import delayed
     from gw_ops.transport.redis_client import deadletter_stream, read_health
