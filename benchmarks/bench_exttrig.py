@@ -72,7 +72,8 @@ def main() -> None:
 
     from gw_ops.config import get_settings
     from gw_ops.handlers import raven
-    from gw_ops.handlers.external_triggers import make_mock_grb_notice, process_notice
+    from gw_ops.handlers.external_triggers import process_notice
+    from gw_ops.mock.notices import make_mock_grb_notice
     from tests.coinc_factory import coinc_xml
     from tests.fixtures.gracedb import start_gracedb
     from tests.helpers import free_port, stop_process

@@ -21,7 +21,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1.0)
     args = parser.parse_args()
     from gw_ops.gracedb_client import gracedb_client
-    from gw_ops.handlers.external_triggers import make_mock_grb_notice
+    from gw_ops.mock.notices import make_mock_grb_notice
     from gw_ops.vtp.protocol import publish
 
     with running_stack() as (settings, _):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gw_ops.formats.alerts import validate_voevent, voevent_params
+from gw_ops.formats.voevent import validate_voevent, voevent_params
 from gw_ops.ops.demo import AlertReceiver
 from tests.helpers import wait_for
 

@@ -13,7 +13,9 @@ import pytest
 
 from gw_ops.handlers import external_triggers as X
 from gw_ops.handlers import raven
-from gw_ops.handlers.external_triggers import InvalidNotice, make_mock_grb_notice, process_notice
+from gw_ops.handlers.external_triggers import InvalidNotice, process_notice
+from gw_ops.mock.notices import make_mock_grb_notice
+from gw_ops.rules import raven as raven_rules
 
 DATA = Path(__file__).resolve().parent / "data" / "gcn"
 YEAR = 365.25 * 86400
@@ -164,7 +166,7 @@ def test_grb_half_second_before_cbc_superevent(client, settings):
     assert fresh["em_type"] == graceid
     assert graceid in fresh["em_events"]
     assert fresh["time_coinc_far"] == pytest.approx(expected, rel=1e-9)
-    record = json.loads(client.files(sid, raven.COINCIDENCE_FILE).read())
+    record = json.loads(client.files(sid, raven_rules.COINCIDENCE_FILE).read())
     assert record["temporal_coinc_far"] == pytest.approx(expected, rel=1e-9)
     assert record["dt"] == pytest.approx(-0.5, abs=1e-3)
     assert record["external_id"] == graceid

@@ -13,7 +13,9 @@ import pytest
 
 from gw_ops.config import get_settings
 from gw_ops.handlers import external_triggers as X
-from gw_ops.handlers.external_triggers import InvalidNotice, make_mock_grb_notice, parse_notice
+from gw_ops.handlers.external_triggers import InvalidNotice, parse_notice
+from gw_ops.mock.notices import make_mock_grb_notice
+from gw_ops.rules import external as external_rules
 
 DATA = Path(__file__).resolve().parent / "data" / "gcn"
 SETTINGS = get_settings(env={})
@@ -180,9 +182,9 @@ def test_parser_does_not_expand_entities():
 def test_test_notice_policy(policy, expected):
     settings = get_settings(env={"GW_OPS_EXTTRIG_TEST_NOTICES": policy})
     notice = parse_notice(notice_bytes("snews_test.xml"), settings=settings)
-    assert X.gracedb_group_and_search(notice, settings) == expected
+    assert external_rules.gracedb_group_and_search(notice, settings) == expected
     observation = parse_notice(notice_bytes("snews.xml"), settings=settings)
-    assert X.gracedb_group_and_search(observation, settings) == ("External", "Supernova")
+    assert external_rules.gracedb_group_and_search(observation, settings) == ("External", "Supernova")
 
 
 def test_mock_notice_round_trip():
@@ -210,7 +212,7 @@ def test_mock_notice_rejects_bad_arguments(kwargs):
 def test_handlers_are_registered_with_the_exttrig_pool():
     from gw_ops.transport.registry import handlers_for
 
-    for notice_type in X.NOTICE_KINDS:
+    for notice_type in external_rules.NOTICE_KINDS:
         specs = handlers_for("gcn", notice_type)
         assert [s.func for s in specs] == [X.handle_notice]
         assert specs[0].task_kwargs["pool"] == "exttrig"
@@ -234,6 +236,6 @@ def test_import_is_light():
 def test_trigger_id_from_ivorn_matches_parsed_id(name):
     """GraceDB records TrigID only; these notices' ids are recovered from the IVORN."""
     notice = parse(name)
-    assert X.trigger_id_from_ivorn(notice.pipeline, notice.search, notice.ivorn) == \
+    assert external_rules.trigger_id_from_ivorn(notice.pipeline, notice.search, notice.ivorn) == \
         notice.trigger_id
-    assert X.trigger_id_from_ivorn("Swift", "GRB", parse("swift_bat_grb_pos.xml").ivorn) is None
+    assert external_rules.trigger_id_from_ivorn("Swift", "GRB", parse("swift_bat_grb_pos.xml").ivorn) is None

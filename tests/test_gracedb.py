@@ -12,6 +12,7 @@ import requests
 from ligo.gracedb.exceptions import HTTPError
 from ligo.gracedb.rest import GraceDb
 
+from gw_ops.formats.voevent import validate_voevent
 from gw_ops.local_gracedb import auth
 from gw_ops.local_gracedb.constants import suffix_letters
 from gw_ops.transport.redis_client import lvalert_stream
@@ -208,6 +209,7 @@ def test_superevent_lifecycle(client, gracedb_service, redis_client):
     assert voevent["ivorn"] == f"ivo://gwnet/LVC#{sid}-1-Preliminary"
     xml = client.files(sid, voevent["filename"]).read()
     assert b'name="Packet_Type" value="150"' in xml and sid.encode() in xml
+    assert validate_voevent(xml) == voevent["ivorn"]  # the pipeline's builder: schema-valid
     assert [v["N"] for v in client.voevents(sid).json()["voevents"]] == [1]
 
     confirmed = client.confirm_superevent_as_gw(sid).json()

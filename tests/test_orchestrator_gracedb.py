@@ -8,6 +8,9 @@ actions).  Superevent labels and files are written through the real client and t
 LVAlert messages the service publishes for them are handed to the orchestrator.
 Dropped connections are simulated in the test's own client only
 (:class:`tests.test_superevents_handle.RecordingGraceDb`).
+
+Over 400 lines because every scenario shares the ``live`` superevent fixture and its
+helpers; splitting it would copy them or move them to conftest for one module.
 """
 from __future__ import annotations
 
@@ -20,8 +23,10 @@ import uuid
 import pytest
 import requests
 
-from gw_ops.formats import alerts
+from gw_ops.formats import voevent
+from gw_ops.handlers import alert_sender, localization
 from gw_ops.handlers import orchestrator as orc
+from gw_ops.rules import alert_policy as policy
 from gw_ops.transport.delayed import next_due
 from gw_ops.transport.redis_client import voevent_outgoing_stream
 from tests.coinc_factory import coinc_xml
@@ -120,7 +125,9 @@ def upload_mdc_event(client, gpstime, far):
     ).json()["graceid"]
     for name, contents in (("bayestar.multiorder.fits", SKYMAP + graceid.encode()),
                            ("p_astro.json", json.dumps(PASTRO).encode()),
-                           ("em_bright.json", json.dumps(EMBRIGHT).encode())):
+                           ("em_bright.json", json.dumps(EMBRIGHT).encode()),
+                           ("bayestar.png", b"PNG of " + graceid.encode()),
+                           ("p_astro.png", b"p_astro PNG of " + graceid.encode())):
         client.write_log(graceid, f"test {name}", filename=name, filecontents=contents)
     return graceid
 
@@ -149,7 +156,7 @@ def test_preliminary_initial_retraction_through_local_gracedb(live):
     assert live.deliver(live.label("LOW_SIGNIF_LOCKED")) is None  # second lock: no alert
     sent = live.outgoing()
     assert len(sent) == 1
-    alerts.validate_voevent(sent[0][b"xml"])
+    voevent.validate_voevent(sent[0][b"xml"])
     files = live.client.files(live.superevent_id).json()
     assert f"{live.superevent_id}-1-Preliminary.xml" in files
     assert "bayestar.multiorder.fits" in files
@@ -168,8 +175,8 @@ def test_preliminary_path_sends_once(live):
     assert len(sent) == 1
     assert sent[0][b"ivorn"] == ivorn(live, 1, "Preliminary").encode()
     xml = sent[0][b"xml"]
-    alerts.validate_voevent(xml)
-    params = alerts.voevent_params(xml)
+    voevent.validate_voevent(xml)
+    params = voevent.voevent_params(xml)
     assert params["skymap_fits"] == (
         f"{live.settings.gracedb_api_url}superevents/{sid}/files/bayestar.multiorder.fits,0")
     assert params["BNS"] == "0.9" and params["HasRemnant"] == "0.9"
@@ -183,6 +190,11 @@ def test_preliminary_path_sends_once(live):
     assert alert["alert_type"] == "PRELIMINARY" and alert["event"]["pipeline"] == "gstlal"
     assert live.uploaded(".circular.txt")
     assert "GCN_PRELIM_SENT" in live.labels()
+    # the preferred event's images reach the superevent after the alert, never before it
+    assert live.versions("bayestar.png") == [b"PNG of " + live.preferred.encode()]
+    assert live.versions("p_astro.png") == [b"p_astro PNG of " + live.preferred.encode()]
+    log_order = [entry["filename"] for entry in live.client.logs(sid).json()["log"]]
+    assert log_order.index("bayestar.png") > log_order.index(f"{sid}-1-Preliminary.xml")
     # the same message again (redelivery), and the other lock label: no second alert
     assert live.deliver(locked) is None
     assert live.deliver(live.label("LOW_SIGNIF_LOCKED")) is None
@@ -200,7 +212,7 @@ def test_initial_update_retraction_sequence(live):
     advok = live.label("ADVOK")
     initial = live.deliver(advok)
     assert initial["ivorn"] == ivorn(live, 2, "Initial")
-    params = alerts.voevent_params(live.outgoing()[-1][b"xml"])
+    params = voevent.voevent_params(live.outgoing()[-1][b"xml"])
     assert params["AlertType"] == "Initial" and params["Pkt_Ser_Num"] == "2"
     assert params["skymap_fits"].endswith("/Bilby.multiorder.fits,0")
     assert live.deliver(advok) is None
@@ -209,13 +221,13 @@ def test_initial_update_retraction_sequence(live):
     assert new_skymap["data"]["file_version"] == 1
     update = live.deliver(new_skymap)
     assert update["ivorn"] == ivorn(live, 3, "Update")
-    assert alerts.voevent_params(live.outgoing()[-1][b"xml"])["skymap_fits"].endswith(",1")
+    assert voevent.voevent_params(live.outgoing()[-1][b"xml"])["skymap_fits"].endswith(",1")
     assert live.deliver(new_skymap) is None
     advno = live.label("ADVNO")
     retraction = live.deliver(advno)
     assert retraction["ivorn"] == ivorn(live, 4, "Retraction")
     xml = live.outgoing()[-1][b"xml"]
-    alerts.validate_voevent(xml)
+    voevent.validate_voevent(xml)
     assert b'cite="retraction"' in xml and f"{sid}-1-Preliminary".encode() in xml
     assert live.deliver(advno) is None and live.deliver(advok) is None
     assert [f[b"ivorn"].decode().rsplit("-", 1)[-1] for f in live.outgoing()] == [
@@ -245,7 +257,7 @@ def test_second_preliminary_reselects_preferred_event(live):
     kwargs = dict(settings=live.settings, client=live.client, redis_client=live.redis)
     second = orc.second_preliminary(live.superevent_id, **kwargs)
     assert second["ivorn"] == ivorn(live, 2, "Preliminary")
-    params = alerts.voevent_params(live.outgoing()[-1][b"xml"])
+    params = voevent.voevent_params(live.outgoing()[-1][b"xml"])
     assert float(params["FAR"]) == pytest.approx(1e-12)
     assert params["skymap_fits"].endswith("bayestar.multiorder.fits,1")
     assert live.versions("bayestar.multiorder.fits") == [SKYMAP + live.preferred.encode(),
@@ -313,7 +325,7 @@ def test_concurrent_deliveries_send_one_alert(live):
     # four threads importing it at once for the first time can trip over each other
     import gw_ops.vtp.broker  # noqa: F401
     live.client.write_label(live.superevent_id, "SIGNIF_LOCKED")
-    decision = orc.decide_on_label("SIGNIF_LOCKED", [], [])
+    decision = policy.decide_on_label("SIGNIF_LOCKED", [], [])
     clients = [live.service.client() for _ in range(4)]  # one per worker, as in the lanes
     start = threading.Barrier(len(clients))
     results, errors = [], []
@@ -321,8 +333,9 @@ def test_concurrent_deliveries_send_one_alert(live):
     def worker(client):
         start.wait()
         try:
-            results.append(orc.send_alert(decision, live.superevent_id, settings=live.settings,
-                                          client=client, redis_client=live.redis))
+            results.append(alert_sender.send_alert(decision, live.superevent_id,
+                                                   settings=live.settings,
+                                                   client=client, redis_client=live.redis))
         except Exception as exc:  # reported below
             errors.append(exc)
 
@@ -370,8 +383,15 @@ def test_handle_cbc_event_uploads_each_product_once(gracedb_service, settings, r
         em_bright_args.append((m1, m2, s1, s2))
         return {"HasNS": 1.0, "HasRemnant": 1.0, "HasMassGap": 0.0}
 
+    chart_inputs = []
+
+    def classification_plots(probabilities, properties):
+        chart_inputs.append((probabilities, properties))
+        return {"p_astro.png": b"PASTRO-PNG", "em_bright.png": b"EMBRIGHT-PNG"}
+
     products = {
         "localize": localize,
+        "classification_plots": classification_plots,
         "plot_allsky": lambda fits: b"PNG",
         "flatten": lambda fits: b"FLAT",
         "p_astro": lambda event: {"BNS": 1.0, "NSBH": 0.0, "BBH": 0.0, "Terrestrial": 0.0},
@@ -379,18 +399,22 @@ def test_handle_cbc_event_uploads_each_product_once(gracedb_service, settings, r
     }
     kwargs = dict(settings=settings, client=client, redis_client=redis_client,
                   products=products)
-    assert orc.handle_cbc_event(new, **kwargs) == []          # no PSD yet
+    assert localization.handle_cbc_event(new, **kwargs) == []          # no PSD yet
     after = last_lvalert_id(redis_client, gracedb_service.settings, node)
     client.write_log(graceid, "psd", filename="psd.xml.gz", filecontents=b"psd")
     (psd_log,) = messages_after(redis_client, gracedb_service, node, after, graceid)
     assert psd_log["alert_type"] == "log" and psd_log["data"]["filename"] == "psd.xml.gz"
     # cheap classifications first, the sky map (which completes the event) next, plots last
-    assert orc.handle_cbc_event(psd_log, **kwargs) == [
+    assert localization.handle_cbc_event(psd_log, **kwargs) == [
         "p_astro.json", "em_bright.json", "bayestar.multiorder.fits", "bayestar.png",
-        "bayestar.fits.gz"]
+        "bayestar.fits.gz", "p_astro.png", "em_bright.png"]
+    # the charts show the classification the event holds
+    assert chart_inputs == [({"BNS": 1.0, "NSBH": 0.0, "BBH": 0.0, "Terrestrial": 0.0},
+                             {"HasNS": 1.0, "HasRemnant": 1.0, "HasMassGap": 0.0})]
+    assert client.files(graceid, "p_astro.png").read() == b"PASTRO-PNG"
     labels = {entry["name"] for entry in client.labels(graceid).json()["labels"]}
     assert labels == {"SKYMAP_READY", "PASTRO_READY", "EMBRIGHT_READY"}
-    assert orc.handle_cbc_event(psd_log, **kwargs) == []      # redelivery: nothing again
+    assert localization.handle_cbc_event(psd_log, **kwargs) == []      # redelivery: nothing again
     assert calls == ["localize"]
     assert json.loads(client.files(graceid, "em_bright.json").read())["HasNS"] == 1.0
     assert client.files(graceid, "bayestar.multiorder.fits").read() == b"FITS"
@@ -398,3 +422,28 @@ def test_handle_cbc_event_uploads_each_product_once(gracedb_service, settings, r
     assert masses == pytest.approx((1.4, 1.3, 0.0, 0.0), abs=1e-6)
     listing = client.files(graceid).json()
     assert "bayestar.multiorder.fits,1" not in listing and "em_bright.json,1" not in listing
+
+
+def test_preliminary_with_a_mock_grb_coincidence(live):
+    """Issue 11: the mock GRB's trigger id ``mock<gps>`` is not a number; the Preliminary
+    alert of its superevent must still go out (it was dead-lettered by ``int()``)."""
+    from gw_ops.mock.notices import make_mock_grb_notice
+
+    superevent = live.client.superevent(live.superevent_id).json()
+    trigger_id = f"mock{int(superevent['t_0'])}"
+    notice = make_mock_grb_notice(trigger_id, superevent["t_0"] - 0.5, 10.0, 20.0, 5.0)
+    external = live.client.create_event("External", "Fermi", "fermi_gbm_gnd_pos.xml",
+                                        search="MDC", filecontents=notice).json()
+    assert external["extra_attributes"]["GRB"]["trigger_id"] == trigger_id
+    live.client.update_superevent(live.superevent_id, em_type=external["graceid"],
+                                  time_coinc_far=1e-12)
+    result = live.deliver(live.label("SIGNIF_LOCKED"))
+    assert result["status"] == "sent" and result["serial_number"] == 1
+    (sent,) = live.outgoing()
+    voevent.validate_voevent(sent[b"xml"])
+    params = voevent.voevent_params(sent[b"xml"])
+    assert params["External_GCN_Notice_Id"] == "0"
+    assert params["External_Ivorn"] == external["extra_attributes"]["GRB"]["ivorn"]
+    stem = f"{live.superevent_id}-1-Preliminary"
+    alert_json = json.loads(live.client.files(live.superevent_id, f"{stem}.json").read())
+    assert alert_json["external_coinc"]["gcn_notice_id"] == 0

@@ -6,7 +6,8 @@ import math
 import pytest
 
 from gw_ops.config import get_settings
-from gw_ops.handlers import raven
+from gw_ops.handlers import raven as raven_handler
+from gw_ops.rules import raven
 from gw_ops.science import ext_skymaps
 
 SETTINGS = get_settings(env={})
@@ -239,4 +240,4 @@ def test_superevent_alerts_that_do_not_search(message):
         def __getattr__(self, name):
             raise AssertionError(f"GraceDB called: {name}")
 
-    assert raven.handle_superevent_message(message, client=NoClient(), settings=SETTINGS) == []
+    assert raven_handler.handle_superevent_message(message, client=NoClient(), settings=SETTINGS) == []

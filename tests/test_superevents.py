@@ -5,11 +5,14 @@ import dataclasses
 
 import pytest
 
+from gw_ops import vocabulary
 from gw_ops.config import get_settings
-from gw_ops.handlers import superevents as se
+from gw_ops.handlers import superevents as handler
+from gw_ops.rules import events, thresholds
+from gw_ops.rules import superevents as se
 
 SETTINGS = get_settings(env={})
-THRESHOLDS = se.parse_alert_thresholds(SETTINGS.superevent_alert_thresholds)
+THRESHOLDS = thresholds.parse_alert_thresholds(SETTINGS.superevent_alert_thresholds)
 CBC_COMPLETE = ["PASTRO_READY", "EMBRIGHT_READY", "SKYMAP_READY"]
 DAY, MONTH, YEAR = 86400.0, 30 * 86400.0, 365 * 86400.0
 
@@ -61,7 +64,7 @@ def test_event_window(event, settings_changes, expected):
 def test_burst_without_duration_is_a_clear_error():
     event = burst(graceid="G77")
     event["extra_attributes"] = {}
-    with pytest.raises(se.SupereventError, match="G77.*duration"):
+    with pytest.raises(events.SupereventError, match="G77.*duration"):
         se.event_window(event, SETTINGS)
 
 
@@ -87,8 +90,8 @@ def test_window_overlap_and_union(a, b, overlaps, union):
     (burst(), "production", "S"),
 ])
 def test_category(event, category, prefix):
-    assert se.event_category(event) == category
-    assert se.CATEGORY_PREFIX[category] == prefix
+    assert events.event_category(event) == category
+    assert vocabulary.CATEGORY_PREFIX[category] == prefix
 
 
 @pytest.mark.parametrize("graceid, window, category, candidates, action, sid", [
@@ -118,12 +121,12 @@ def test_place_event(graceid, window, category, candidates, action, sid):
 
 def test_default_thresholds_match_the_documented_table():
     assert THRESHOLDS == {
-        ("cbc", "allsky"): se.AlertThreshold(7, 1 / MONTH, 2 / DAY),
-        ("cbc", "earlywarning"): se.AlertThreshold(4, 1 / MONTH, None),
-        ("cbc", "mdc"): se.AlertThreshold(7, 1 / MONTH, None),
-        ("cbc", "ssm"): se.AlertThreshold(3, 1 / YEAR, None),
-        ("burst", "allsky"): se.AlertThreshold(3, 1 / YEAR, 2 / DAY),
-        ("burst", "bbh"): se.AlertThreshold(7, 1 / MONTH, 2 / DAY),
+        ("cbc", "allsky"): thresholds.AlertThreshold(7, 1 / MONTH, 2 / DAY),
+        ("cbc", "earlywarning"): thresholds.AlertThreshold(4, 1 / MONTH, None),
+        ("cbc", "mdc"): thresholds.AlertThreshold(7, 1 / MONTH, None),
+        ("cbc", "ssm"): thresholds.AlertThreshold(3, 1 / YEAR, None),
+        ("burst", "allsky"): thresholds.AlertThreshold(3, 1 / YEAR, 2 / DAY),
+        ("burst", "bbh"): thresholds.AlertThreshold(7, 1 / MONTH, 2 / DAY),
     }
 
 
@@ -131,7 +134,7 @@ def test_default_thresholds_match_the_documented_table():
                                    "cbc:allsky:7:1/0:off"])
 def test_malformed_threshold_entries_are_rejected(entry):
     with pytest.raises(ValueError, match="superevent_alert_thresholds"):
-        se.parse_alert_thresholds((entry,))
+        thresholds.parse_alert_thresholds((entry,))
 
 
 @pytest.mark.parametrize("event, significant, less_significant", [
@@ -153,7 +156,7 @@ def test_malformed_threshold_entries_are_rejected(entry):
     (cbc(far=1e-20, search="IMBH"), False, False),   # a search without thresholds
 ])
 def test_passes_thresholds(event, significant, less_significant):
-    assert se.passes_thresholds(event, THRESHOLDS) == (significant, less_significant)
+    assert thresholds.passes_thresholds(event, THRESHOLDS) == (significant, less_significant)
 
 
 @pytest.mark.parametrize("event, complete", [
@@ -303,7 +306,7 @@ def _message(event, alert_type="new", label=None):
 ])
 def test_skip_reason(message, settings_changes, reason):
     settings = dataclasses.replace(SETTINGS, **settings_changes)
-    event = se.with_label(message["object"], (message.get("data") or {}).get("name"))
+    event = events.with_label(message["object"], (message.get("data") or {}).get("name"))
     found = se.skip_reason(message, event, settings)
     if reason is None:
         assert found is None
@@ -314,7 +317,7 @@ def test_skip_reason(message, settings_changes, reason):
 def test_label_of_a_label_added_message_counts_even_if_the_object_lacks_it():
     message = _message(cbc(labels=["SKYMAP_READY", "PASTRO_READY"]), "label_added",
                        "EMBRIGHT_READY")
-    event = se.with_label(message["object"], "EMBRIGHT_READY")
+    event = events.with_label(message["object"], "EMBRIGHT_READY")
     assert se.is_complete(event)
     assert se.skip_reason(message, event, SETTINGS) is None
 
@@ -326,7 +329,7 @@ def test_sort_key_puts_labels_first_and_keeps_arrival_order():
 
 
 def test_handler_registration():
-    spec = se.handle.handler_spec
+    spec = handler.handle.handler_spec
     assert spec.kind == "lvalert"
     assert set(spec.keys) >= {"cbc_gstlal", "cbc_pycbc", "cbc_spiir", "cbc_mbta", "burst_cwb",
                               "burst_olib", "test_gstlal", "test_cwb"}

@@ -99,12 +99,14 @@ def test_external_entity_not_resolved(tmp_path):
 def test_parser_itself_does_not_expand_entities(tmp_path):
     """Second line of defence: even without the DOCTYPE check nothing expands."""
     from lxml import etree
+
+    from gw_ops.formats.xml import hardened_parser
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP-SECRET")
-    root = etree.fromstring(external_entity(secret), parser=vtp._hardened_parser())
+    root = etree.fromstring(external_entity(secret), parser=hardened_parser())
     assert "TOP-SECRET" not in etree.tostring(root).decode()
     try:
-        root = etree.fromstring(BILLION_LAUGHS, parser=vtp._hardened_parser())
+        root = etree.fromstring(BILLION_LAUGHS, parser=hardened_parser())
     except etree.XMLSyntaxError as exc:  # libxml2's own amplification guard
         assert "amplification" in str(exc)
     else:

@@ -19,15 +19,7 @@ from typing import Any
 from airflow.sdk.bases.sensor import BaseSensorOperator
 
 from gw_ops.airflow.triggers import StreamMatchTrigger
-
-#: LVAlert node of each superevent category prefix.
-SUPEREVENT_NODE_OF_PREFIX = {"S": "superevent", "MS": "mdc_superevent", "TS": "test_superevent"}
-
-
-def superevent_node(superevent_id: str) -> str:
-    """LVAlert node of a superevent id (``S...``, ``MS...``, ``TS...``)."""
-    prefix = superevent_id[:2] if superevent_id[:2] in ("MS", "TS") else superevent_id[:1]
-    return SUPEREVENT_NODE_OF_PREFIX[prefix]
+from gw_ops.vocabulary import superevent_node
 
 
 def _last_ids(client, streams: list[str]) -> dict[str, str]:
@@ -93,10 +85,9 @@ class LVAlertSensor(BaseSensorOperator):
                    method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
 
     def _label_present(self, settings) -> bool:
-        from gw_ops.gracedb_client import gracedb_client
+        from gw_ops import gracedb_client as gateway
 
-        labels = gracedb_client(settings).labels(self.uid).json()["labels"]
-        return any(entry["name"] == self.label_name for entry in labels)
+        return self.label_name in gateway.labels(gateway.pipeline_client(settings), self.uid)
 
     def execute_complete(self, context, event: dict[str, Any]) -> Any:
         return event["message"]

@@ -7,6 +7,8 @@ real service.
 """
 from __future__ import annotations
 
+from gw_ops import vocabulary
+
 #: Analysis groups.  ``Test`` events get ``T`` ids, ``External`` ones ``E``.
 GROUPS = ["CBC", "Burst", "External", "Test", "Detchar"]
 
@@ -40,14 +42,17 @@ LABELS = [
     "SIGNIF_LOCKED", "SKYMAP_READY", "SNR_OPTIMIZED", "SWIFT_GO", "SWIFT_NO",
 ]
 
+#: Category code the client sends -> gw-ops' category name (:mod:`gw_ops.vocabulary`).
+_CATEGORY_OF_CODE = {"P": "production", "T": "test", "M": "mdc"}
+
 #: Superevent categories: code sent by the client -> display name stored.
-SUPEREVENT_CATEGORIES = {"P": "Production", "T": "Test", "M": "MDC"}
+SUPEREVENT_CATEGORIES = {code: vocabulary.CATEGORY_NAME[c] for code, c in _CATEGORY_OF_CODE.items()}
 
 #: Superevent id prefix per category code.
-SUPEREVENT_PREFIX = {"P": "S", "T": "TS", "M": "MS"}
+SUPEREVENT_PREFIX = {code: vocabulary.CATEGORY_PREFIX[c] for code, c in _CATEGORY_OF_CODE.items()}
 
 #: LVAlert node of the superevents of each category code.
-SUPEREVENT_NODE = {"P": "superevent", "T": "test_superevent", "M": "mdc_superevent"}
+SUPEREVENT_NODE = {code: vocabulary.SUPEREVENT_NODE[c] for code, c in _CATEGORY_OF_CODE.items()}
 
 #: VOEvent types: code -> name.
 VOEVENT_TYPES = {"PR": "preliminary", "IN": "initial", "UP": "update",

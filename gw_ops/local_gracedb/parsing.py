@@ -19,6 +19,8 @@ from typing import Any
 
 from lxml import etree
 
+from gw_ops.config import Settings
+from gw_ops.formats import xml as safe_xml
 from gw_ops.formats.gpstime import utc_to_gps
 
 
@@ -55,26 +57,28 @@ class EventData:
     extra_attributes: dict[str, Any] = field(default_factory=dict)
 
 
-def safe_xml_parser() -> etree.XMLParser:
-    """lxml parser that resolves no entities, loads no DTD and never touches the network."""
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                           dtd_validation=False, huge_tree=False, remove_comments=True)
+#: Largest event file parsed when the caller names no limit (bytes): the default
+#: ``gracedb_max_upload_bytes``; the service refuses larger uploads before parsing.
+DEFAULT_MAX_XML_BYTES: int = Settings.__dataclass_fields__["gracedb_max_upload_bytes"].default
 
 
-def parse_xml(content: bytes) -> etree._Element:
-    """Parse XML safely; reject documents that declare entities (billion-laughs style)."""
+def parse_xml(content: bytes, *, max_bytes: int = DEFAULT_MAX_XML_BYTES) -> etree._Element:
+    """Parse an uploaded XML file safely (:func:`gw_ops.formats.xml.parse_xml`).
+
+    A DOCTYPE is accepted (LIGO-LW files name an external DTD, never loaded); entity
+    declarations and references (billion laughs, XXE) are refused.
+
+    Raises
+    ------
+    EventFileError
+        Too large, malformed, or declaring or using entities.
+    """
     try:
-        root = etree.fromstring(content, parser=safe_xml_parser())
-    except etree.XMLSyntaxError as exc:
-        raise EventFileError(f"malformed XML: {exc}") from None
-    docinfo = root.getroottree().docinfo
-    if docinfo.internalDTD is not None and any(
-            isinstance(node, etree._Entity) or getattr(node, "tag", None) is etree.Entity
-            for node in root.iter()):
-        raise EventFileError("XML entities are not allowed")
-    if docinfo.internalDTD is not None and list(docinfo.internalDTD.iterentities()):
-        raise EventFileError("XML entity declarations are not allowed")
-    return root
+        return safe_xml.parse_xml(content, max_bytes=max_bytes, allow_doctype=True)
+    except safe_xml.MalformedXML as exc:
+        raise EventFileError(f"malformed XML: {exc.detail}") from None
+    except safe_xml.XMLRejected as exc:
+        raise EventFileError(str(exc)) from None
 
 
 # --- LIGO-LW -------------------------------------------------------------------------------

@@ -91,7 +91,7 @@ def upload_mock_event(settings: Settings | None = None, *, uploads: int | None =
 
 def publish_mock_grb(settings: Settings, event, redis_client) -> str:
     """Send a mock Fermi GBM notice for ``event`` through the VOEvent broker; return its id."""
-    from gw_ops.handlers.external_triggers import make_mock_grb_notice
+    from gw_ops.mock.notices import make_mock_grb_notice
     from gw_ops.vtp.broker import append_voevent
 
     trigger_id = f"mock{int(event.gps_time)}"

@@ -50,7 +50,7 @@ class AlertReceiver:
 
     def preliminary_for(self, superevent_id: str) -> tuple[float, bytes] | None:
         """The first Preliminary VOEvent of ``superevent_id`` received, with its arrival time."""
-        from gw_ops.formats.alerts import voevent_params
+        from gw_ops.formats.voevent import voevent_params
 
         for arrived, payload in self.received:
             try:

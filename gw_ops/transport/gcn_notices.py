@@ -49,15 +49,16 @@ def decode_notice(fields: dict[str, bytes]) -> tuple[str, bytes, Any]:
     gw_ops.errors.PermanentError
         When the entry has no XML, the XML does not parse (safely), or the type is unknown.
     """
+    from gw_ops.config import get_settings
     from gw_ops.errors import PermanentError
-    from gw_ops.vtp.protocol import parse_xml
+    from gw_ops.formats import xml as safe_xml
 
     payload = fields.get("xml")
     if not payload:
         raise PermanentError("GCN stream entry without xml")
     try:
-        root = parse_xml(payload)
-    except Exception as exc:  # noqa: BLE001 (any parse failure is permanent)
+        root = safe_xml.parse_xml(payload, max_bytes=get_settings().gcn_max_packet_bytes)
+    except safe_xml.XMLRejected as exc:  # malformed, too large or carrying a DTD: bad input
         raise PermanentError(f"GCN notice does not parse: {exc}") from exc
     raw_type = fields.get("notice_type", b"").decode()
     try:

@@ -69,6 +69,7 @@ from typing import TypeVar
 import redis
 
 from gw_ops.config import Settings
+from gw_ops.formats.voevent import validate_voevent
 from gw_ops.transport.redis_client import (
     dead_letter,
     get_async_redis,
@@ -112,18 +113,20 @@ def cursor_key(settings: Settings) -> str:
     return settings.key("broker", "cursor")
 
 
-def validate_voevent(xml: bytes) -> str:
-    """Check that ``xml`` is a VOEvent we can send and return its IVORN.
+def outgoing_ivorn(xml: bytes) -> str:
+    """IVORN of a VOEvent to send, checked by :func:`gw_ops.formats.voevent.validate_voevent`.
+
+    Not against the schema: the broker relays other authors' notices as they are.
 
     Raises
     ------
     gw_ops.vtp.protocol.BadPacket
         Not well-formed, has a DTD, is not a VOEvent, or has no ivorn.
     """
-    root = vtp.parse_xml(xml)
-    if vtp.classify(root) != vtp.VOEVENT:
-        raise vtp.BadPacket(f"not a VOEvent but a {vtp.classify(root)} message")
-    return vtp.ivorn_of(root)
+    try:
+        return validate_voevent(xml, against_schema=False)
+    except ValueError as exc:
+        raise vtp.BadPacket(str(exc)) from None
 
 
 def append_voevent(client: redis.Redis, settings: Settings, xml_bytes: bytes | str) -> bytes:
@@ -151,7 +154,7 @@ def append_voevent(client: redis.Redis, settings: Settings, xml_bytes: bytes | s
         The document is not a valid VOEvent; nothing is appended.
     """
     xml = xml_bytes.encode() if isinstance(xml_bytes, str) else bytes(xml_bytes)
-    ivorn = validate_voevent(xml)
+    ivorn = outgoing_ivorn(xml)
     return client.xadd(voevent_outgoing_stream(settings), {"xml": xml, "ivorn": ivorn},
                        maxlen=OUTGOING_MAXLEN, approximate=True)
 
@@ -553,7 +556,7 @@ class Broker:
             return self.prepared[entry_id]
         xml = fields.get(b"xml", b"")
         try:
-            prepared = (validate_voevent(xml), vtp.encode_packet(xml))
+            prepared = (outgoing_ivorn(xml), vtp.encode_packet(xml))
         except vtp.BadPacket as exc:
             await self.dead_letter(f"outgoing entry {entry_id}: {exc}", xml)
             prepared = None
