@@ -94,8 +94,10 @@ class Settings:
                                    "merged or lost cannot strand a message.", default=15.0)
     lvalert_claim_idle_s: float = _doc("A message delivered to a handler but not acknowledged for "
                                        "this long (s) is reclaimed by the next run.", default=60.0)
-    lvalert_max_deliveries: int = _doc("A message that failed this many handler attempts goes to "
-                                       "the dead-letter stream.", default=3)
+    lvalert_max_deliveries: int = _doc("A message whose handler never returned this many times "
+                                       "(the worker died in it) goes to the dead-letter stream. "
+                                       "Transient failures and bugs never count: they stay "
+                                       "pending.", default=3)
     listener_down_alarm_s: float = _doc("The health DAG fails when a listener has been "
                                         "disconnected longer than this (s).", default=300.0)
 
@@ -103,6 +105,21 @@ class Settings:
     broker_port: int = _doc("TCP port of the gw-ops VOEvent broker (VTP server).", default=8099)
     broker_allow: tuple[str, ...] = _doc("Subscriber addresses or networks (CIDR) the broker "
                                          "admits.", default=("127.0.0.0/8", "::1/128"))
+    broker_authors: tuple[str, ...] = _doc("Addresses or networks (CIDR) allowed to author: to "
+                                           "publish VOEvents through the broker (`gw-ops gcn "
+                                           "publish`). A separate permission: broker_allow only "
+                                           "admits a peer as a subscriber; an author must be in "
+                                           "both. Empty: nobody may author.", default=())
+    broker_replay_window_s: float = _doc("A subscriber that reconnects within this time (s) of "
+                                         "its last contact gets the alerts it missed, in order, "
+                                         "from its own cursor (it is known by the IVORN it answers "
+                                         "with and its address).", default=3600.0)
+    broker_replay_max_entries: int = _doc("At most this many missed alerts are sent again to a "
+                                          "reconnecting subscriber (the newest ones).",
+                                          default=1000)
+    redis_retry_cap_s: float = _doc("Longest wait (s) between attempts of a long-lived service "
+                                    "(broker, triggers) to reach Redis again; the wait starts at "
+                                    "0.5 s and doubles.", default=30.0)
     broker_iamalive_s: float = _doc("Interval (s) between the broker's iamalive packets.",
                                     default=60.0)
     broker_ack_timeout_s: float = _doc("A subscriber that does not ack a VOEvent within this "
@@ -301,7 +318,11 @@ class Settings:
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
     # The volume rendering takes ~10 min on 2 cores and would hold the only openmp slot
     # of a small machine: off by default locally, on where there are cores to spare.
-    "local": {"plot_volume": False},
+    # Loopback may author locally (`gw-ops gcn publish` in demos and tests; the mock GRB of
+    # the demo is appended to the outgoing stream directly and needs no permission).  On
+    # one machine anyone who can reach loopback can also write to Redis, so this opens
+    # nothing new; the other presets let nobody author until a setting says who.
+    "local": {"plot_volume": False, "broker_authors": ("127.0.0.0/8", "::1/128")},
     "playground": {
         "gracedb_url": "https://gracedb-playground.ligo.org/api/",
         "superevent_categories": ("production", "mdc", "test"),

@@ -3,9 +3,9 @@
 Handlers raise :class:`PermanentError` (or a subclass, e.g. an invalid notice) for input
 that will never succeed: the lane dead-letters it at once.  Anything that looks like a
 passing outage (a dropped connection, a timeout, an HTTP 5xx from GraceDB, Redis
-unavailable) is *transient*: the lane retries it and, if it persists, leaves the message
-pending for the next run.  Every other exception counts as permanent, so one bad
-message never blocks a lane.
+unavailable) is *transient*: the lane retries it for as long as the outage lasts, never
+dead-letters it, and raises an alarm.  Every other exception is a bug: the lane's task
+fails and the message stays pending (see :func:`gw_ops.transport.streams.drain`).
 """
 from __future__ import annotations
 

@@ -1,8 +1,14 @@
 """docker-compose.yaml agrees with the code (no Docker engine runs here, so we check the file):
 every queue a task names has a worker, the pools are created by airflow-init, services
-wait for healthy Redis and PostgreSQL, all Airflow processes share one JWT secret."""
+wait for healthy Redis and PostgreSQL, all Airflow processes share one JWT secret, secrets
+come only from the environment (.env) and Flower is off by default."""
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+
+import pytest
 import yaml
 
 from tests.helpers import REPO_ROOT
@@ -75,3 +81,55 @@ def test_airflow_processes_share_executor_jwt_secret_and_build_from_the_repo():
     expected = {"gracedb", "broker", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
                 "airflow-triggerer", "flower", "airflow-init"}
     assert expected <= set(SERVICES)
+
+
+# --- secrets and exposure (issue 12 item 7) ----------------------------------------------
+COMPOSE_TEXT = (REPO_ROOT / "docker-compose.yaml").read_text()
+SECRET_VARIABLES = ("POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET")
+DUMMY_ENV = {"POSTGRES_PASSWORD": "dummy0pass", "AIRFLOW_FERNET_KEY": "dummy-fernet",
+             "AIRFLOW_JWT_SECRET": "dummy-jwt"}
+
+
+def test_secrets_are_required_variables_without_defaults():
+    references = re.findall(r"\$\{(\w+)([^}]*)\}", COMPOSE_TEXT)
+    secret_refs = [(name, rest) for name, rest in references
+                   if any(word in name for word in ("SECRET", "PASSWORD", "FERNET", "KEY"))]
+    assert {name for name, _ in secret_refs} == set(SECRET_VARIABLES)
+    for name, rest in secret_refs:
+        assert rest.startswith(":?"), f"${{{name}{rest}}} must be required (:?), with no default"
+    # no credential written in the file itself
+    assert "airflow:airflow@" not in COMPOSE_TEXT and "password=airflow" not in COMPOSE_TEXT
+    assert SERVICES["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+    example = (REPO_ROOT / ".env.example").read_text()
+    for name in SECRET_VARIABLES:
+        assert re.search(rf"^{name}=$", example, re.M), f".env.example must list {name} empty"
+    assert ".env" in (REPO_ROOT / ".gitignore").read_text().split()
+
+
+def test_flower_is_off_by_default_and_never_published_to_all_interfaces():
+    flower = SERVICES["flower"]
+    assert flower.get("profiles") == ["flower"]
+    for port in flower.get("ports", []):
+        assert str(port).startswith("127.0.0.1:"), port
+
+
+def docker_compose_config(env: dict[str, str]) -> subprocess.CompletedProcess:
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.skip("Debian's docker-compose is not installed (apt-get install docker-compose)")
+    return subprocess.run([binary, "-f", str(REPO_ROOT / "docker-compose.yaml"), "config"],
+                          env={"PATH": "/usr/bin:/bin", **env}, cwd="/", capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_docker_compose_config_is_valid_with_secrets_and_refuses_without():
+    result = docker_compose_config(DUMMY_ENV)
+    assert result.returncode == 0, result.stderr
+    rendered = yaml.safe_load(result.stdout)
+    env = rendered["services"]["airflow-scheduler"]["environment"]
+    assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == "dummy-jwt"
+    assert env["AIRFLOW__CORE__FERNET_KEY"] == "dummy-fernet"
+    assert rendered["services"]["flower"]["profiles"] == ["flower"]  # not started by default
+    for name in SECRET_VARIABLES:
+        missing = docker_compose_config({k: v for k, v in DUMMY_ENV.items() if k != name})
+        assert missing.returncode != 0 and f"set {name}" in missing.stderr, (name, missing.stderr)

@@ -52,3 +52,59 @@ def test_failing_delayed_action_is_dead_lettered(fresh_prefix_settings, redis_cl
     counts = run_due(redis_client, settings, now=NOW)
     assert counts["dead_lettered"] == 1
     assert redis_client.xlen(deadletter_stream(settings, "delayed")) == 1
+
+
+@pytest.mark.parametrize("records,problem", [
+    ({"lane:gw_ops_superevents": {"state": "retrying", "since": repr(NOW - 600), "updated": repr(NOW - 600),
+                                  "detail": "ConnectionError: GraceDB refused"}}, "retrying for 600 s"),
+    ({"lane:gw_ops_superevents": {"state": "retrying", "since": repr(NOW - 10), "updated": repr(NOW - 10)}}, None),
+    ({"lane:gw_ops_superevents": {"state": "failing", "since": repr(NOW - 1), "updated": repr(NOW - 1),
+                                  "detail": "KeyError"}}, "failing"),
+    ({"lane:gw_ops_superevents": {"state": "ok", "since": "0", "updated": "0"}}, None),
+])
+def test_lane_alarms_are_problems_of_the_health_dag(records, problem):
+    problems = listener_problems(records, NOW, down_alarm_s=300)
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and problem in problems[0]
+
+
+def test_delayed_action_waits_out_an_outage_of_any_length(fresh_prefix_settings, redis_client, monkeypatch):
+    """Transient failures never count toward dead-lettering; the backoff is capped; an alarm shows."""
+    import dataclasses
+    # the action reads its settings from the environment: nothing listens on port 9
+    monkeypatch.setenv("GW_OPS_GRACEDB_URL", "http://127.0.0.1:9/api/")
+
+    from gw_ops.transport import delayed
+    from gw_ops.transport.redis_client import deadletter_stream, read_health
+    settings = dataclasses.replace(fresh_prefix_settings, gracedb_url="http://127.0.0.1:9/api/")
+    schedule(redis_client, settings, "second_preliminary", {"superevent_id": "S1"}, NOW)
+    now, waits = NOW, []
+    for _ in range(12):  # far more than the 5 attempts that used to dead-letter it
+        assert run_due(redis_client, settings, now=now) == {"done": 0, "retried": 1, "dead_lettered": 0}
+        due = next_due(redis_client, settings)
+        waits.append(due - now)
+        now = due
+    assert redis_client.xlen(deadletter_stream(settings, "delayed")) == 0
+    assert waits == sorted(waits) and max(waits) == delayed.RETRY_CAP_S, waits
+    alarm = read_health(redis_client, settings, "delayed")
+    assert alarm["state"] == "retrying" and "second_preliminary" in alarm["detail"], alarm
+
+
+def test_lane_alarm_in_redis_fails_the_health_dag_and_shows_in_status(fresh_prefix_settings, redis_client):
+    from gw_ops.airflow.maintenance import check_listeners
+    from gw_ops.ops.stack import status
+    from gw_ops.transport.redis_client import record_health
+    settings = fresh_prefix_settings
+    for listener in ("lvalert", "gcn", "broker"):
+        record_health(redis_client, settings, listener, "connected", "fine")
+    record_health(redis_client, settings, "lane:gw_ops_superevents", "failing", "KeyError: 'uid'")
+    with pytest.raises(RuntimeError, match="lane:gw_ops_superevents: failing"):
+        check_listeners(settings)
+    lines: list[str] = []
+    status(settings, out=lines.append)
+    assert any(line.startswith("ALARM lane:gw_ops_superevents failing") and "KeyError" in line
+               for line in lines), lines
+    record_health(redis_client, settings, "lane:gw_ops_superevents", "ok", "")
+    assert "lane:gw_ops_superevents" in check_listeners(settings)

@@ -152,3 +152,107 @@ def test_permanent_error_dead_letters_once(lane, redis_client):
     report = drain(redis_client, settings, streams, GROUP, "c1", reject)
     assert len(report.dead_lettered) == 1
     assert waiting_work(redis_client, streams, GROUP, claim_idle_s=0) == {}
+
+
+# --- transient, permanent and unexpected failures (issue 12 item 2, issue 11 item 3) -----
+def test_transient_outage_longer_than_max_deliveries_is_never_dead_lettered(lane, redis_client,
+                                                                            monkeypatch):
+    """A GraceDB outage spanning many runs: the message waits, the alarm says why, then it works."""
+    import dataclasses
+
+    import gw_ops.transport.streams as streams_module
+    from gw_ops.transport.redis_client import read_health
+    monkeypatch.setattr(streams_module, "TRANSIENT_RETRY_WAITS_S", (0.01,))
+    settings, streams = lane
+    settings = dataclasses.replace(settings, lvalert_claim_idle_s=0, lvalert_max_deliveries=2)
+    publish(redis_client, streams[0], "G1")
+    publish(redis_client, streams[1], "G2")
+    outage = {"on": True}
+    attempts = []
+
+    def through_graceDB(message):
+        attempts.append(message.message_id)
+        if outage["on"]:
+            raise ConnectionError("GraceDB: connection refused")
+
+    runs_during_outage = settings.lvalert_max_deliveries * 3
+    for run in range(runs_during_outage):
+        report = drain(redis_client, settings, streams, GROUP, f"c{run}", through_graceDB)
+        assert sorted(report.left_pending) == sorted(
+            m.decode() for s in streams for m, _ in redis_client.xrange(s)), report
+        assert not report.dead_lettered
+        alarm = read_health(redis_client, settings, streams_module.lane_health_component(GROUP))
+        assert alarm["state"] == "retrying" and "connection refused" in alarm["detail"], alarm
+    deliveries = max(int(p["times_delivered"]) for p in redis_client.xpending_range(
+        streams[0], GROUP, min="-", max="+", count=10))
+    assert deliveries > settings.lvalert_max_deliveries  # the old rule would have dead-lettered it
+    outage["on"] = False
+    report = drain(redis_client, settings, streams, GROUP, "after", through_graceDB)
+    assert len(report.handled) == 2 and not report.dead_lettered and not report.left_pending
+    assert redis_client.xlen(deadletter_stream(settings, "lvalert")) == 0
+    assert redis_client.xpending(streams[0], GROUP)["pending"] == 0
+    alarm = read_health(redis_client, settings, streams_module.lane_health_component(GROUP))
+    assert alarm["state"] == "ok", alarm
+    print(f"outage over {runs_during_outage} runs (max_deliveries {settings.lvalert_max_deliveries}): "
+          f"{len(attempts)} attempts, 2/2 handled, 0 dead letters")
+
+
+def test_handler_bug_fails_the_drain_and_stays_pending(lane, redis_client):
+    from gw_ops.transport.redis_client import read_health
+    from gw_ops.transport.streams import LaneFailed, lane_health_component
+    settings, streams = lane
+    publish(redis_client, streams[0], "G-bug")
+    publish(redis_client, streams[0], "G-fine")
+    seen = []
+
+    def buggy(message):
+        payload = json.loads(message.fields["payload"])
+        if payload["uid"] == "G-bug":
+            return {}["missing"]  # a KeyError: a bug, not bad input
+        seen.append(payload["uid"])
+
+    with pytest.raises(LaneFailed) as failure:
+        drain(redis_client, settings, streams, GROUP, "c1", buggy)
+    assert seen == ["G-fine"]  # the rest of the batch was handled
+    assert len(failure.value.report.failed) == 1 and "KeyError" in str(failure.value)
+    assert redis_client.xpending(streams[0], GROUP)["pending"] == 1
+    assert redis_client.xlen(deadletter_stream(settings, "lvalert")) == 0
+    assert read_health(redis_client, settings, lane_health_component(GROUP))["state"] == "failing"
+    # it stays visible: the doorbell sees it as work once it has been idle long enough
+    assert waiting_work(redis_client, streams, GROUP, claim_idle_s=0) == {streams[0]: 1}
+
+
+def test_permanent_error_is_dead_lettered_with_its_reason(lane, redis_client):
+    settings, streams = lane
+    publish(redis_client, streams[0], "G1")
+
+    def reject(message):
+        raise PermanentError("instrument X1 is not configured")
+
+    report = drain(redis_client, settings, streams, GROUP, "c1", reject)
+    assert len(report.dead_lettered) == 1
+    [(_, letter)] = redis_client.xrange(deadletter_stream(settings, "lvalert"))
+    assert b"PermanentError: instrument X1 is not configured" in letter[b"reason"]
+    assert letter[b"source"] == f"lvalert:{GROUP}".encode()
+
+
+class WorkerDied(BaseException):
+    """Stands for a kill inside the handler: nothing after the call runs."""
+
+
+def test_message_whose_handler_never_returns_is_dead_lettered_after_max(lane, redis_client):
+    import dataclasses
+    settings, streams = lane
+    settings = dataclasses.replace(settings, lvalert_claim_idle_s=0, lvalert_max_deliveries=2)
+    publish(redis_client, streams[0], "G-poison")
+
+    def dies(message):
+        raise WorkerDied()
+
+    for run in range(settings.lvalert_max_deliveries):
+        with pytest.raises(WorkerDied):
+            drain(redis_client, settings, streams, GROUP, f"c{run}", dies)
+    report = drain(redis_client, settings, streams, GROUP, "last", dies)
+    assert len(report.dead_lettered) == 1
+    [(_, letter)] = redis_client.xrange(deadletter_stream(settings, "lvalert"))
+    assert b"never returned in 2 attempts" in letter[b"reason"]

@@ -4,7 +4,10 @@
 handler from the registry, works out its streams and message decoding, drains every
 waiting message (ordered by the handler's ``sort_key``) and returns a small summary for
 XCom.  It fails visibly when a message had to be left pending after persistent
-transient failures, so the retry (and the doorbell) pick it up again.
+transient failures (the lane's alarm record says why; the message is retried, never
+dead-lettered), or when a handler raised an unexpected exception (a bug:
+:class:`gw_ops.transport.streams.LaneFailed`; the message stays pending and visible), so
+the retry (and the doorbell) pick it up again.
 """
 from __future__ import annotations
 

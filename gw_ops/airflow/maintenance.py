@@ -8,6 +8,9 @@ from gw_ops.config import Settings, get_settings
 
 #: Listeners whose health records the health DAG checks.
 LISTENERS = ("lvalert", "gcn", "broker")
+#: States of a health record that mean "working" (listeners say connected; lanes and the
+#: delayed actions say ok; see gw_ops.transport.streams.drain for the lane alarms).
+HEALTHY_STATES = ("connected", "ok")
 
 
 def smoke(settings: Settings | None = None) -> dict[str, Any]:
@@ -47,20 +50,44 @@ def listener_problems(records: dict[str, dict[str, str]], now: float, down_alarm
             continue
         since = float(record.get("since", now))
         updated = float(record.get("updated", now))
-        if record.get("state") != "connected" and now - since > down_alarm_s:
+        if record.get("state") == "failing":  # a handler bug: no grace period
+            problems.append(f"{name}: failing since {now - since:.0f} s ({record.get('detail', '')})")
+        elif name.startswith("lane:") or name == "delayed":
+            # alarms, written when something happens: an old "ok" is not a silence
+            if record.get("state") not in HEALTHY_STATES and now - since > down_alarm_s:
+                problems.append(f"{name}: {record.get('state')} for {now - since:.0f} s "
+                                f"({record.get('detail', '')})")
+        elif record.get("state") not in HEALTHY_STATES and now - since > down_alarm_s:
             problems.append(f"{name}: {record.get('state')} for {now - since:.0f} s ({record.get('detail', '')})")
         elif now - updated > down_alarm_s:
             problems.append(f"{name}: no heartbeat for {now - updated:.0f} s")
     return problems
 
 
+def alarm_records(client, settings: Settings) -> dict[str, dict[str, str]]:
+    """Health records of the lanes (``lane:<group>``) and of the delayed actions (``delayed``).
+
+    They are alarms: written by a drain or a run of the delayed actions, ``retrying`` (a
+    transient failure waits out an outage), ``failing`` (a handler bug) or ``ok``.
+    """
+    from gw_ops.transport.redis_client import read_health
+
+    prefix = settings.key("health", "")
+    names = sorted(key.decode().removeprefix(prefix)
+                   for key in client.scan_iter(match=prefix + "lane:*", count=1000))
+    records = {name: read_health(client, settings, name) for name in [*names, "delayed"]}
+    return {name: record for name, record in records.items() if record}
+
+
 def check_listeners(settings: Settings | None = None) -> dict[str, dict[str, str]]:
-    """Fail (raise) when a listener has been down longer than ``listener_down_alarm_s``."""
+    """Fail (raise) when a listener has been down, or a lane or the delayed actions have been
+    retrying a transient failure, longer than ``listener_down_alarm_s``; or a lane fails on a bug."""
     from gw_ops.transport.redis_client import get_redis, read_health
 
     settings = settings or get_settings()
     client = get_redis(settings)
     records = {name: read_health(client, settings, name) for name in LISTENERS}
+    records.update(alarm_records(client, settings))
     problems = listener_problems(records, time.time(), settings.listener_down_alarm_s)
     if problems:
         raise RuntimeError("listeners unhealthy: " + "; ".join(problems))

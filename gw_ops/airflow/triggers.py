@@ -17,7 +17,10 @@
     Fires when a delayed action (e.g. the second preliminary alert) falls due.
 
 All take only JSON-serialisable arguments; settings come from the ``GW_OPS_*``
-environment of the triggerer, like everything else.
+environment of the triggerer, like everything else.  None of them dies when Redis
+restarts or drops its connection: each retries with backoff (:class:`RedisBackoff`, capped
+at ``redis_retry_cap_s``) and carries on from where it was; only an unexpected exception
+(a bug) ends a trigger.
 """
 from __future__ import annotations
 
@@ -39,6 +42,57 @@ def _settings():
     return get_settings()
 
 
+class RedisBackoff:
+    """Waits between attempts of a trigger to reach Redis again, and the outage's log lines.
+
+    The first wait is 0.5 s; each failed attempt doubles it, up to ``cap_s`` (setting
+    ``redis_retry_cap_s``).  The first failure of an outage is logged as an error, the
+    others as warnings, and the end of the outage with its length.
+
+    Parameters
+    ----------
+    what : str
+        Who waits, for the log (e.g. ``"doorbell gw_ops_superevents"``).
+    cap_s : float
+        Longest wait (s).
+    """
+
+    FIRST_WAIT_S = 0.5
+
+    def __init__(self, what: str, cap_s: float):
+        self.what, self.cap_s = what, cap_s
+        self.wait_s = self.FIRST_WAIT_S
+        #: Monotonic time (s) the outage began, None while Redis answers.
+        self.down_since: float | None = None
+
+    async def failed(self, exc: BaseException) -> None:
+        """Log the failure and sleep the next wait."""
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            log.error("%s: Redis unavailable (%s); retrying with backoff up to %g s",
+                      self.what, exc, self.cap_s)
+        else:
+            log.warning("%s: Redis still unavailable after %.0f s (%s); next try in %g s",
+                        self.what, time.monotonic() - self.down_since, exc, self.wait_s)
+        await asyncio.sleep(self.wait_s)
+        self.wait_s = min(self.wait_s * 2, self.cap_s)
+
+    def answered(self) -> float | None:
+        """Redis answered: reset the backoff; return how long (s) the outage lasted, if any."""
+        self.wait_s = self.FIRST_WAIT_S
+        if self.down_since is None:
+            return None
+        outage_s, self.down_since = time.monotonic() - self.down_since, None
+        log.warning("%s: Redis answers again after %.1f s", self.what, outage_s)
+        return outage_s
+
+
+def _redis_down(exc: BaseException) -> bool:
+    """Whether ``exc`` means Redis is unreachable or not ready (anything else is a bug)."""
+    import redis
+
+    return isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError)) or (
+        isinstance(exc, redis.ResponseError) and str(exc).startswith(("LOADING", "MASTERDOWN", "TRYAGAIN")))
 
 
 class StreamDoorbellTrigger(BaseEventTrigger):
@@ -78,8 +132,10 @@ class StreamDoorbellTrigger(BaseEventTrigger):
 
         settings = _settings()
         rering_s = self.rering_s if self.rering_s is not None else settings.lvalert_rering_s
-        client = get_redis(settings, socket_timeout=settings.lvalert_poll_block_ms / 1000 + 5)
+        client = get_redis(settings, socket_timeout=settings.lvalert_poll_block_ms / 1000 + 5,
+                           socket_connect_timeout=5)
         detail = f"watching {len(self.streams)} streams for {self.group}"
+        backoff = RedisBackoff(f"doorbell {self.group}", settings.redis_retry_cap_s)
         last_seen = {stream: "$" for stream in self.streams}
         last_signature: tuple | None = None
         last_ring = 0.0
@@ -103,12 +159,16 @@ class StreamDoorbellTrigger(BaseEventTrigger):
             while True:
                 try:
                     work = await asyncio.to_thread(check_work)
+                    outage_s = backoff.answered()
                     if healthy is not True:
-                        await asyncio.to_thread(record_health, client, settings, self.component,
-                                                "connected", detail)
+                        await asyncio.to_thread(
+                            record_health, client, settings, self.component, "connected",
+                            detail if outage_s is None else f"{detail} (Redis was down {outage_s:.0f} s)")
                         healthy = True
                     now = time.time()
-                    signature = tuple(sorted(work.items()))
+                    # the newest ids belong to the signature: "1 waiting" after one message
+                    # was drained and the next one arrived is new work, to ring for now
+                    signature = (tuple(sorted(work.items())), tuple(sorted(last_seen.items())))
                     if work and (signature != last_signature or now - last_ring >= rering_s):
                         last_signature, last_ring = signature, now
                         yield TriggerEvent({"group": self.group, "work": dict(work), "rung_at": now})
@@ -118,11 +178,11 @@ class StreamDoorbellTrigger(BaseEventTrigger):
                         await asyncio.to_thread(record_health, client, settings, self.component,
                                                 "connected", detail, True)
                 except Exception as exc:  # noqa: BLE001 (a listener must keep running)
-                    if not type(exc).__module__.startswith("redis") and not isinstance(exc, OSError):
-                        raise
-                    log.error("doorbell %s: Redis unavailable (%s); retrying in 1 s", self.group, exc)
+                    if not _redis_down(exc):
+                        raise  # a bug: the trigger fails red
                     healthy = False
-                    await asyncio.sleep(1.0)
+                    last_signature = None  # what happened meanwhile is unknown: ring if work waits
+                    await backoff.failed(exc)
         finally:
             client.close()
 
@@ -228,8 +288,10 @@ class StreamMatchTrigger(BaseTrigger):
         from gw_ops.transport.redis_client import get_redis
 
         settings = _settings()
-        client = get_redis(settings, socket_timeout=settings.lvalert_poll_block_ms / 1000 + 5)
+        client = get_redis(settings, socket_timeout=settings.lvalert_poll_block_ms / 1000 + 5,
+                           socket_connect_timeout=5)
         cursor = dict(self.after_ids)
+        backoff = RedisBackoff("stream match", settings.redis_retry_cap_s)
 
         def read():
             return client.xread(cursor, block=settings.lvalert_poll_block_ms, count=100)
@@ -239,9 +301,11 @@ class StreamMatchTrigger(BaseTrigger):
                 try:
                     reply = await asyncio.to_thread(read)
                 except Exception as exc:  # noqa: BLE001 (wait through Redis outages)
-                    log.error("stream match: Redis unavailable (%s); retrying in 1 s", exc)
-                    await asyncio.sleep(1.0)
+                    if not _redis_down(exc):
+                        raise
+                    await backoff.failed(exc)
                     continue
+                backoff.answered()
                 for stream, entries in reply or []:
                     for message_id, fields in entries:
                         cursor[_text(stream)] = _text(message_id)
@@ -273,16 +337,20 @@ class DueActionTrigger(BaseEventTrigger):
         from gw_ops.transport.redis_client import get_redis
 
         settings = _settings()
-        client = get_redis(settings)
+        client = get_redis(settings, socket_timeout=10, socket_connect_timeout=5)
         last_fired_for: float | None = None
         last_ring = 0.0
+        backoff = RedisBackoff("delayed actions", settings.redis_retry_cap_s)
         try:
             while True:
                 try:
                     due = await asyncio.to_thread(next_due, client, settings)
                 except Exception as exc:  # noqa: BLE001 (keep waiting through Redis outages)
-                    log.error("delayed actions: Redis unavailable (%s)", exc)
-                    due = None
+                    if not _redis_down(exc):
+                        raise
+                    await backoff.failed(exc)
+                    continue
+                backoff.answered()
                 now = time.time()
                 # ring once per due action, and again while it stays overdue (a run that
                 # Airflow merged away or that failed must not strand it)

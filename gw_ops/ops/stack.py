@@ -513,6 +513,15 @@ def status(settings: Settings, out=print) -> int:
             out(f"listener {listener:<5} {record.get('state', '?'):<12} last message {age}  {record.get('detail', '')}")
         else:
             out(f"listener {listener:<5} no record yet")
+    try:  # lanes waiting out an outage, or failing on a bug (gw_ops.transport.streams.drain)
+        from gw_ops.airflow.maintenance import alarm_records
+        from gw_ops.transport.redis_client import get_redis
+        for name, record in alarm_records(get_redis(settings, socket_timeout=2), settings).items():
+            if record.get("state") != "ok":
+                out(f"ALARM {name} {record.get('state')} since {time.time() - float(record['since']):.0f} s: "
+                    f"{record.get('detail', '')}")
+    except Exception:  # noqa: BLE001 - Redis down is reported above
+        pass
     return 0 if all_ok else 1
 
 

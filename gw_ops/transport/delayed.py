@@ -9,8 +9,10 @@ every due action with :func:`run_due`.
 
 Actions are named functions from :data:`ACTIONS` (no arbitrary imports from Redis
 data).  Scheduling is idempotent: the same action with the same arguments is kept once.
-An action is removed only after it ran; a failing one is retried later with backoff
-and dead-lettered after :data:`MAX_ATTEMPTS`.
+An action is removed only after it ran.  A transient failure (GraceDB or Redis down) is
+retried with backoff, capped at :data:`RETRY_CAP_S`, for as long as the outage lasts and
+never gives up; the health record ``delayed`` is the alarm meanwhile.  Any other failure
+(an unknown action, wrong arguments) is dead-lettered with its reason at once.
 """
 from __future__ import annotations
 
@@ -32,10 +34,10 @@ ACTIONS: dict[str, str] = {
     "second_preliminary": "gw_ops.handlers.orchestrator.second_preliminary",
     "mock_signoff": "gw_ops.mock.pipeline.mock_signoff",
 }
-#: Attempts before a failing action goes to the dead-letter stream.
-MAX_ATTEMPTS = 5
 #: Wait (s) before retrying a failed action, doubled per attempt.
 RETRY_BASE_S = 10.0
+#: Longest wait (s) between retries of an action that fails transiently.
+RETRY_CAP_S = 300.0
 
 
 def queue_key(settings: Settings) -> str:
@@ -71,20 +73,24 @@ def run_due(client: redis.Redis, settings: Settings, now: float | None = None) -
 
     now = time.time() if now is None else now
     counts = {"done": 0, "retried": 0, "dead_lettered": 0}
+    transient_reason = ""
     for raw, _ in client.zrangebyscore(queue_key(settings), "-inf", now, withscores=True):
         member = raw.decode()
         entry = json.loads(member)
-        attempts_key = settings.key("delayed", "attempts", member)
+        transient_key = settings.key("delayed", "transient", member)
         try:
             module, _, name = ACTIONS[entry["action"]].rpartition(".")
             getattr(importlib.import_module(module), name)(**entry["args"])
         except Exception as exc:  # noqa: BLE001 (classified below)
-            attempts = client.incr(attempts_key)
-            client.expire(attempts_key, 7 * 24 * 3600)
-            if is_transient(exc) and attempts < MAX_ATTEMPTS:
-                log.warning("delayed action %s failed (%s); retrying", member, exc)
-                client.zadd(queue_key(settings), {member: now + RETRY_BASE_S * 2 ** (attempts - 1)})
+            if is_transient(exc):
+                # an outage: retry with capped backoff as long as it lasts, never give up
+                failures = client.incr(transient_key)
+                client.expire(transient_key, 7 * 24 * 3600)
+                wait = min(RETRY_BASE_S * 2 ** min(failures - 1, 20), RETRY_CAP_S)
+                log.warning("delayed action %s failed transiently (%s); retrying in %.0f s", member, exc, wait)
+                client.zadd(queue_key(settings), {member: now + wait})
                 counts["retried"] += 1
+                transient_reason = f"{member}: {type(exc).__name__}: {exc}"[:500]
                 continue
             log.error("delayed action %s failed for good: %s", member, exc, exc_info=True)
             dead_letter(client, settings, "delayed", f"{type(exc).__name__}: {exc}", member)
@@ -93,5 +99,16 @@ def run_due(client: redis.Redis, settings: Settings, now: float | None = None) -
             counts["done"] += 1
             log.info("delayed action %s done", member)
         client.zrem(queue_key(settings), member)
-        client.delete(attempts_key)
+        client.delete(transient_key)
+    _alarm(client, settings, transient_reason)
     return counts
+
+
+def _alarm(client: redis.Redis, settings: Settings, transient_reason: str) -> None:
+    """Health record ``delayed``: ``retrying`` with the reason during an outage, else ``ok``."""
+    from gw_ops.transport.redis_client import read_health, record_health
+
+    if transient_reason:
+        record_health(client, settings, "delayed", "retrying", transient_reason)
+    elif read_health(client, settings, "delayed").get("state") not in (None, "ok"):
+        record_health(client, settings, "delayed", "ok", "no action waits out a failure")

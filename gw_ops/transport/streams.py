@@ -12,10 +12,20 @@ The design (called *doorbell and drain* in the README):
   lose nothing: the next ring (at most ``lvalert_rering_s`` later) finds the same work.
 * The handler DAG's task *drains*: it reclaims messages abandoned by dead consumers,
   reads everything waiting, orders the batch, calls the handler once per message and
-  acknowledges each message only after its handler returned.  A message whose handling
-  failed permanently is kept in a dead-letter stream and acknowledged; a transient
-  failure (GraceDB 5xx, a dropped connection) is retried and, if it persists, left
-  pending for the next run.
+  acknowledges each message only after its handler returned.
+* Three kinds of failure, three outcomes (see :func:`drain`):
+
+  - *bad input* (:class:`gw_ops.errors.PermanentError`: unparseable, schema-invalid,
+    unknown type) is kept in a dead-letter stream with its reason and acknowledged;
+  - a *transient* failure (GraceDB 5xx, a refused connection, a timeout) never counts
+    toward any limit: the message is retried with backoff and stays pending for as long
+    as the outage lasts, and an alarm (the health record ``lane:<group>``) says so;
+  - any *other* exception is a bug: the message stays pending and visible, the drain
+    raises :class:`LaneFailed` after handling the rest of the batch (the task fails red).
+
+  Only a message whose handler never returned (the worker died in it)
+  ``lvalert_max_deliveries`` times is dead-lettered for that reason: a poison message
+  must not kill every worker forever.
 * Exactly once in effect: before acknowledging, the lane records the message id as done
   (one MULTI with the XACK), and skips ids already done if they come back.  Handlers are
   idempotent as well, for the one window left (a crash between handler and record).
@@ -34,7 +44,7 @@ import redis
 
 from gw_ops.config import Settings
 from gw_ops.errors import PermanentError, is_transient
-from gw_ops.transport.redis_client import dead_letter
+from gw_ops.transport.redis_client import dead_letter, read_health, record_health
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +52,27 @@ log = logging.getLogger(__name__)
 DONE_MARKER_TTL_S = 7 * 24 * 3600
 #: Messages read per XREADGROUP call.
 READ_BATCH = 500
-#: Waits (s) between attempts of a message that failed transiently within one drain.
+#: Waits (s) between attempts of a message that failed transiently within one drain.  After
+#: the last one the message stays pending; the next run retries it (after
+#: ``lvalert_claim_idle_s``), however long the outage lasts.
 TRANSIENT_RETRY_WAITS_S = (0.5, 2.0, 5.0)
+#: Health-record state of a lane waiting out a transient failure, of a lane whose handler
+#: failed unexpectedly, and of a lane that works.
+LANE_RETRYING, LANE_FAILING, LANE_OK = "retrying", "failing", "ok"
+
+
+class LaneFailed(RuntimeError):
+    """A handler raised an unexpected exception (a bug): its messages stay pending.
+
+    Attributes
+    ----------
+    report : DrainReport
+        What the drain did, ``failed`` listing the messages left pending by the bug.
+    """
+
+    def __init__(self, message: str, report: DrainReport):
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass(frozen=True)
@@ -81,13 +110,19 @@ class DrainReport:
     handled: list[str] = field(default_factory=list)
     skipped_duplicates: list[str] = field(default_factory=list)
     dead_lettered: list[str] = field(default_factory=list)
+    #: Left pending after a transient failure (retried later, never dead-lettered).
     left_pending: list[str] = field(default_factory=list)
+    #: Left pending after an unexpected exception (a bug; the drain raises LaneFailed).
+    failed: list[str] = field(default_factory=list)
     reclaimed: int = 0
+    #: Last transient and unexpected failure, one line each ("" when none).
+    transient_reason: str = ""
+    failure_reason: str = ""
 
     def summary(self) -> dict[str, Any]:
         return {"handled": len(self.handled), "duplicates": len(self.skipped_duplicates),
                 "dead_lettered": len(self.dead_lettered), "left_pending": len(self.left_pending),
-                "reclaimed": self.reclaimed}
+                "failed": len(self.failed), "reclaimed": self.reclaimed}
 
 
 def _text(value: bytes | str) -> str:
@@ -197,6 +232,20 @@ def _read_new(client: redis.Redis, streams: list[str], group: str, consumer: str
     return messages
 
 
+def _unfinished_key(settings: Settings, group: str) -> str:
+    """Hash of attempts per message that began and never returned (the worker died)."""
+    return settings.key("lane", "unfinished", group)
+
+
+def _unfinished_field(settings: Settings, message: Message) -> str:
+    return f"{message.stream.removeprefix(settings.key_prefix)} {message.message_id}"
+
+
+def lane_health_component(group: str) -> str:
+    """Name of a lane's health record (its alarm), e.g. ``lane:gw_ops_superevents``."""
+    return f"lane:{group}"
+
+
 def drain(client: redis.Redis, settings: Settings, streams: list[str], group: str, consumer: str,
           handle: Callable[[Message], Any], *, sort_key: Callable[[Message], Any] | None = None,
           source: str = "lvalert", max_rounds: int = 1000) -> DrainReport:
@@ -206,7 +255,7 @@ def drain(client: redis.Redis, settings: Settings, streams: list[str], group: st
     ----------
     client : redis.Redis
     settings : Settings
-        ``lvalert_claim_idle_s`` and ``lvalert_max_deliveries`` apply.
+        ``lvalert_claim_idle_s`` (s) and ``lvalert_max_deliveries`` apply.
     streams : list of str
         Stream keys of the lane.
     group : str
@@ -214,8 +263,12 @@ def drain(client: redis.Redis, settings: Settings, streams: list[str], group: st
     consumer : str
         Name of this consumer (unique per task attempt).
     handle : callable
-        ``handle(message)``; raising :class:`gw_ops.errors.PermanentError` (or any
-        non-transient error) dead-letters the message, a transient error is retried.
+        ``handle(message)``.  Raising :class:`gw_ops.errors.PermanentError` dead-letters
+        the message with the error as reason.  A transient error
+        (:func:`gw_ops.errors.is_transient`) is retried after each of
+        :data:`TRANSIENT_RETRY_WAITS_S`, then left pending for the next run, never
+        dead-lettered.  Any other exception leaves the message pending and makes the
+        drain raise :class:`LaneFailed` once the rest of the batch is handled.
     sort_key : callable, optional
         Orders each batch (e.g. ``label_added`` before ``new``); ties keep arrival order.
     source : str
@@ -226,10 +279,22 @@ def drain(client: redis.Redis, settings: Settings, streams: list[str], group: st
     Returns
     -------
     DrainReport
+
+    Raises
+    ------
+    LaneFailed
+        A handler raised an unexpected exception; its messages stay pending.
+
+    Notes
+    -----
+    The lane's health record ``lane:<group>`` (:func:`lane_health_component`) is the
+    alarm: state ``retrying`` with the last transient reason while messages wait out an
+    outage, ``failing`` after a bug, ``ok`` again once a drain leaves nothing behind.
     """
     report = DrainReport()
     for stream in streams:
         ensure_group(client, stream, group)
+    outage = [False]  # once one message exhausted its waits, the others get one attempt each
     for round_number in range(max_rounds):
         batch: list[Message] = []
         if round_number == 0:
@@ -243,13 +308,33 @@ def drain(client: redis.Redis, settings: Settings, streams: list[str], group: st
         if sort_key is not None:
             batch.sort(key=sort_key)
         for message in batch:
-            outcome = _handle_one(client, settings, group, message, handle, source)
+            outcome = _handle_one(client, settings, group, message, handle, source, report, outage)
             getattr(report, outcome).append(message.message_id)
+    _raise_lane_alarm(client, settings, group, report)
+    if report.failed:
+        raise LaneFailed(f"lane {group}: the handler failed unexpectedly on {len(report.failed)} "
+                         f"messages, left pending: {report.failure_reason}", report)
     return report
 
 
+def _raise_lane_alarm(client: redis.Redis, settings: Settings, group: str, report: DrainReport) -> None:
+    """Write the lane's health record: retrying / failing with the reason, or ok again."""
+    component = lane_health_component(group)
+    if report.failed:
+        record_health(client, settings, component, LANE_FAILING,
+                      f"{len(report.failed)} messages left pending by an unexpected error: "
+                      f"{report.failure_reason}")
+    elif report.left_pending:
+        record_health(client, settings, component, LANE_RETRYING,
+                      f"{len(report.left_pending)} messages waiting out a transient failure: "
+                      f"{report.transient_reason}")
+    elif read_health(client, settings, component).get("state") not in (None, LANE_OK):
+        record_health(client, settings, component, LANE_OK, "the last drain left nothing behind")
+
+
 def _handle_one(client: redis.Redis, settings: Settings, group: str, message: Message,
-                handle: Callable[[Message], Any], source: str) -> str:
+                handle: Callable[[Message], Any], source: str, report: DrainReport,
+                outage: list[bool]) -> str:
     """Handle one message with retries; return the DrainReport list it belongs to."""
     done_key = _done_key(settings, group, message.stream, message.message_id)
     if client.exists(done_key):
@@ -257,19 +342,35 @@ def _handle_one(client: redis.Redis, settings: Settings, group: str, message: Me
         log.info("message %s %s already handled by %s: acknowledged again, not handled twice",
                  message.stream, message.message_id, group)
         return "skipped_duplicates"
-    if message.deliveries > settings.lvalert_max_deliveries:
+    unfinished_key, unfinished_field = _unfinished_key(settings, group), _unfinished_field(settings, message)
+    never_returned = int(client.hget(unfinished_key, unfinished_field) or 0)
+    if never_returned >= settings.lvalert_max_deliveries:
+        client.hdel(unfinished_key, unfinished_field)
         return _dead_letter(client, settings, group, message, source,
-                            f"delivered {message.deliveries} times without success")
-    waits = list(TRANSIENT_RETRY_WAITS_S)
+                            f"its handler never returned in {never_returned} attempts "
+                            "(the worker died each time)")
+    waits = [] if outage[0] else list(TRANSIENT_RETRY_WAITS_S)
     while True:
+        # counted before the call and taken back after any outcome: what remains counts
+        # only attempts that never returned (a crash or a kill inside the handler)
+        client.hincrby(unfinished_key, unfinished_field, 1)
         try:
             handle(message)
         except Exception as exc:  # noqa: BLE001 (every failure is classified below)
-            if isinstance(exc, PermanentError) or not is_transient(exc):
-                log.error("message %s %s rejected by %s: %s", message.stream, message.message_id, group,
-                          exc, exc_info=not isinstance(exc, PermanentError))
+            client.hincrby(unfinished_key, unfinished_field, -1)
+            if isinstance(exc, PermanentError):
+                client.hdel(unfinished_key, unfinished_field)
+                log.error("message %s %s rejected by %s: %s", message.stream, message.message_id,
+                          group, exc)
                 return _dead_letter(client, settings, group, message, source, f"{type(exc).__name__}: {exc}")
+            if not is_transient(exc):
+                log.exception("message %s %s: handler of %s failed unexpectedly; left pending",
+                              message.stream, message.message_id, group)
+                report.failure_reason = f"{message.message_id}: {type(exc).__name__}: {exc}"[:500]
+                return "failed"
+            report.transient_reason = f"{type(exc).__name__}: {exc}"[:500]
             if not waits:
+                outage[0] = True
                 log.error("message %s %s: transient failure persists (%s); left pending for the next run",
                           message.stream, message.message_id, exc)
                 return "left_pending"
@@ -279,9 +380,11 @@ def _handle_one(client: redis.Redis, settings: Settings, group: str, message: Me
             time.sleep(wait)
             continue
         break
+    outage[0] = False  # it worked: the next message gets its full retries again
     with client.pipeline(transaction=True) as pipe:
         pipe.set(done_key, b"1", ex=DONE_MARKER_TTL_S)
         pipe.xack(message.stream, group, message.message_id)
+        pipe.hdel(unfinished_key, unfinished_field)
         pipe.execute()
     return "handled"
 

@@ -437,7 +437,8 @@ async def listen(servers: Sequence[str], on_voevent: Callable[[bytes, Any, Notic
     on_voevent : callable
         ``on_voevent(payload: bytes, root, notice_type: gcn.NoticeType)``, sync or async.
         The VOEvent is acked only after it returns, so it must make the notice durable
-        (delivery is at-least-once).  An exception drops the connection unacked.
+        (delivery is at-least-once).  An exception drops the connection unacked and the
+        next attempt waits as after a failed connection (storage down: back off).
     settings : Settings
         Uses ``gcn_timeout_s`` (silence (s) that counts as a dead link),
         ``gcn_backoff_cap_s`` (s) and ``gcn_max_packet_bytes`` (bytes).
@@ -488,6 +489,7 @@ async def _listen_forever(servers, on_voevent, settings, on_state, on_reject, iv
                 await _quietly(on_state, "connected", server)
                 connection = _Connection(reader, writer, server, on_voevent, on_reject,
                                          settings, ivorn, on_state)
+                callback_failed = False
                 try:
                     reason = await connection.run()
                 except (OSError, asyncio.IncompleteReadError) as exc:
@@ -495,7 +497,10 @@ async def _listen_forever(servers, on_voevent, settings, on_state, on_reject, iv
                 except Exception as exc:  # noqa: BLE001 - the on_voevent callback failed
                     log.exception("notice callback failed; dropping %s without ack", server)
                     reason = f"notice callback failed: {exc!r}"
-                good = connection.good
+                    callback_failed = True
+                # A failed callback (storage down) is not a working link: back off, or the
+                # server's resend and our failure would loop as fast as the network allows.
+                good = connection.good and not callback_failed
         finally:
             await _close(writer)
         if good:
