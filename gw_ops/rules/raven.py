@@ -10,18 +10,28 @@ Time windows
     IceCube neutrino and CBC/burst, SNEWS.
 Temporal coincidence FAR (Hz)
     ``(upper - lower) * R_ext * FAR_gw`` with the window width (s), the rate of
-    external triggers of that kind ``R_ext`` (Hz, from ``raven_rate_*_per_year``) and the
-    superevent's FAR (Hz).  Not defined for SNEWS (no background rate).
+    external triggers of that kind ``R_ext`` (Hz, from ``raven_rate_*_per_year``, a year
+    being 365 days) and the superevent's FAR (Hz).  Not defined for SNEWS (no
+    background rate).  Targeted sub-threshold GRBs (``SubGRBTargeted``) use the
+    targeted-search formula instead: ``z (1 - ln(z / z_max))`` with ``z = width x FAR_grb
+    x FAR_gw`` and ``z_max = width x GRB threshold x GW threshold`` (GW threshold: the
+    CBC all-sky less-significant FAR; GRB threshold per instrument,
+    :data:`TARGETED_GRB_FAR_THRESHOLD_HZ`).
 Space-time coincidence FAR (Hz)
     temporal FAR / overlap integral of the GW and external sky maps
     (:func:`gw_ops.science.ext_skymaps.overlap_integral`), when both sky maps exist.
-Significance
-    The FAR (space-time if available, else temporal; the GW FAR for SNEWS) times the
-    trials factor of the GW search is compared with the significant-alert threshold of
-    that search (``settings.superevent_alert_thresholds``, shared with the superevent
-    manager).  ``RAVEN_ALERT`` is applied when it passes and the external trigger is a
-    threshold trigger (not ``SubGRB``), not vetoed (``NOT_GRB``), not a Test event, and,
-    except for SNEWS, both sky maps were used.
+Publishing (GWCelery 2.5.0's ``trigger_raven_alert``, :func:`publish_decision`)
+    With ``t`` the significant trials factor of the GW search: the joint FAR
+    (space-time if the sky maps gave one, else temporal) x ``t (t - 1)`` must be <= the
+    significant-alert threshold of the GW search; for SNEWS the GW FAR x ``t`` must be
+    below ``raven_snews_gw_far_threshold_hz`` (1/day), and SNEWS pairs only with burst
+    all-sky (or MDC) superevents.  Nothing is published for a sub-threshold GRB
+    (``SubGRB``; targeted ones are eligible), a ``NOT_GRB`` trigger, a missing sky map,
+    a Test event, a negative FAR, or a trigger that already carries ``RAVEN_ALERT``.
+    Publishing writes ``RAVEN_ALERT`` and ``HIGH_PROFILE`` on the superevent, then
+    ``RAVEN_ALERT`` on the external event, then on the preferred G event -- last, so the
+    superevent already carries it when the G event's label raises the candidate to
+    significant (:func:`raven_alert_labels`).
 
 Records in GraceDB (each written only when it would change something, so repeated
 searches are idempotent): the external event joins the superevent (``add_event_to_superevent``);
@@ -43,11 +53,12 @@ from typing import Any
 
 from gw_ops.config import Settings
 from gw_ops.rules.events import event_kind, event_search
-from gw_ops.rules.thresholds import parse_alert_thresholds
+from gw_ops.rules.thresholds import AlertThreshold, parse_alert_thresholds
 from gw_ops.vocabulary import (
     CATEGORY_NAME,
     EM_READY,
     EXTERNAL_GROUP,
+    HIGH_PROFILE,
     MDC_SEARCH,
     NOT_GRB,
     RAVEN_ALERT,
@@ -63,6 +74,14 @@ COINCIDENCE_FILE = "coincidence_far.json"
 #: (larger wins): a SNEWS trigger over threshold GRBs and neutrinos over subthreshold.
 SEARCH_PREFERENCE: dict[str, int] = {"Supernova": 3, "GRB": 2, "MDC": 2, "HEN": 1, "Neutrino": 1,
                                      "SubGRB": 0}
+
+#: Largest FAR (Hz) of a targeted sub-threshold GRB of each instrument (GWCelery's
+#: ``raven_targeted_far_thresholds['GRB']``); above it the trigger gets NOT_GRB.
+TARGETED_GRB_FAR_THRESHOLD_HZ: dict[str, float] = {"Fermi": 1e-4, "Swift": 1e-3}
+#: Search of targeted sub-threshold GRBs (GCN Kafka ``fermi_targeted``/``swift_targeted``).
+TARGETED_SEARCH = "SubGRBTargeted"
+#: GW searches a SNEWS trigger is paired with (burst superevents only).
+SNEWS_GW_SEARCHES = frozenset({"allsky", "mdc"})
 
 #: Superevent labels after which a RAVEN search is worth running again: the spatial FAR
 #: becomes computable once the superevent has a sky map.
@@ -108,7 +127,7 @@ def coincidence_window(settings: Settings, ext_pipeline: str, ext_search: str,
     gw_kind = gw_kind.lower()
     if ext_pipeline == "SNEWS" or ext_search == "Supernova":
         return parse_window(settings.raven_window_snews)
-    if ext_search == "SubGRB":
+    if ext_search in ("SubGRB", TARGETED_SEARCH):
         if ext_pipeline == "Fermi":
             return parse_window(settings.raven_window_subfermi)
         if ext_pipeline == "Swift":
@@ -137,6 +156,22 @@ def temporal_coincidence_far(window: tuple[float, float], ext_rate_hz: float,
                              gw_far_hz: float) -> float:
     """Joint temporal FAR (Hz): window width (s) x external rate (Hz) x GW FAR (Hz)."""
     return (window[1] - window[0]) * ext_rate_hz * gw_far_hz
+
+
+def targeted_coincidence_far(window: tuple[float, float], grb_far_hz: float, gw_far_hz: float,
+                             grb_threshold_hz: float, gw_threshold_hz: float) -> float | None:
+    """Joint temporal FAR (Hz) of a targeted sub-threshold GRB (ligo-raven's method).
+
+    ``z (1 - ln(z / z_max))`` with ``z = width x FAR_grb x FAR_gw`` and ``z_max = width x
+    GRB threshold x GW threshold`` (width in s, FARs in Hz); None when a FAR is not
+    positive (the logarithm is undefined).
+    """
+    width = window[1] - window[0]
+    z = width * grb_far_hz * gw_far_hz
+    z_max = width * grb_threshold_hz * gw_threshold_hz
+    if not (z > 0 and z_max > 0):
+        return None
+    return z * (1 - math.log(z / z_max))
 
 
 def spacetime_coincidence_far(temporal_far_hz: float, overlap: float | None) -> float | None:
@@ -189,13 +224,15 @@ class Coincidence:
     overlap_integral : float or None
         Sky-map overlap integral; None when a sky map is missing.
     trials_factor : float
-        Trials factor of the GW search.
+        Significant trials factor t of the GW search.
     far_with_trials : float or None
-        The FAR compared with the threshold (Hz), trials included.
+        The FAR compared with the threshold (Hz): joint FAR x t x (t - 1), or the GW
+        FAR x t for SNEWS.
     significant_far_threshold : float or None
-        Significant-alert threshold of the GW search (Hz); None when it has none.
+        The threshold it is compared with (Hz): the GW search's significant-alert
+        threshold, or the SNEWS GW threshold; None when the search has none.
     significant : bool
-        ``far_with_trials <= significant_far_threshold``.
+        The FAR test of :func:`publish_decision` passes.
     not_grb : bool
         The external trigger carries ``NOT_GRB``.
     publishable : bool
@@ -222,6 +259,11 @@ class Coincidence:
     significant: bool
     not_grb: bool
     publishable: bool
+
+    @staticmethod
+    def previous_raven_alert_of(ext_event: dict[str, Any]) -> bool:
+        """The external event already carries ``RAVEN_ALERT`` (published before)."""
+        return RAVEN_ALERT in set(ext_event.get("labels") or ())
 
     def as_json(self) -> dict[str, Any]:
         """Contents of ``coincidence_far.json`` (GWCelery's keys plus the inputs)."""
@@ -257,37 +299,148 @@ def evaluate(superevent: dict[str, Any], ext_event: dict[str, Any], settings: Se
     if not window[0] <= dt <= window[1]:
         return None
     gw_far = float(superevent.get("far") or 0.0)
-    rate = external_rate_hz(settings, ext_event["search"])
-    temporal = None if rate is None else temporal_coinc_far_or_none(window, rate, gw_far)
-    spatial = None if temporal is None else spacetime_coincidence_far(temporal, overlap)
-
     preferred = superevent.get("preferred_event_data") or {}
     gw_search = event_search(preferred) if preferred else "allsky"
-    threshold = parse_alert_thresholds(tuple(settings.superevent_alert_thresholds)).get(
-        (gw_kind, gw_search))
-    trials = threshold.trials_factor if threshold else 1.0
     is_snews = ext_event["pipeline"] == "SNEWS"
-    # SNEWS has no background rate: its coincidences are judged on the GW FAR alone.
-    far = gw_far if is_snews else (spatial if spatial is not None else temporal)
-    far_with_trials = None if far is None else far * trials
-    limit = threshold.significant_far_hz if threshold else None
-    significant = (far_with_trials is not None and limit is not None
-                   and 0 <= far_with_trials <= limit)
-    labels = set(ext_event.get("labels") or ())
-    not_grb = NOT_GRB in labels
-    is_test = (ext_event.get("group") == TEST_GROUP
-               or superevent.get("category") == CATEGORY_NAME["test"])
-    publishable = (significant and not not_grb and ext_event["search"] != "SubGRB"
-                   and not is_test and (is_snews or spatial is not None))
+    if is_snews and not (gw_kind == "burst" and gw_search in SNEWS_GW_SEARCHES):
+        return None  # GWCelery searches SNEWS only against burst all-sky superevents
+    thresholds = parse_alert_thresholds(tuple(settings.superevent_alert_thresholds))
+    rate = external_rate_hz(settings, ext_event["search"])
+    if ext_event["search"] == TARGETED_SEARCH:
+        temporal = targeted_far(window, ext_event, gw_far, thresholds)
+    else:
+        temporal = None if rate is None else temporal_coinc_far_or_none(window, rate, gw_far)
+    spatial = None if temporal is None else spacetime_coincidence_far(temporal, overlap)
+    decision = publish_decision(
+        gw_kind=gw_kind, gw_search=gw_search, gw_far=gw_far,
+        gw_group=str(preferred.get("group", "")),
+        gw_category=str(superevent.get("category", CATEGORY_NAME["production"])),
+        ext_event=ext_event, temporal=temporal, spatial=spatial, thresholds=thresholds,
+        settings=settings)
     return Coincidence(
         superevent_id=superevent["superevent_id"], external_id=ext_event["graceid"],
         preferred_event=superevent.get("preferred_event") or "",
         ext_pipeline=ext_event["pipeline"], ext_search=ext_event["search"], gw_kind=gw_kind,
         gw_search=gw_search, window=window, dt=dt, gw_far=gw_far, ext_rate=rate,
         temporal_coinc_far=temporal, spatiotemporal_coinc_far=spatial,
-        overlap_integral=overlap, trials_factor=trials, far_with_trials=far_with_trials,
-        significant_far_threshold=limit, significant=significant, not_grb=not_grb,
-        publishable=publishable)
+        overlap_integral=overlap, trials_factor=decision.trials_factor,
+        far_with_trials=decision.far_with_trials,
+        significant_far_threshold=decision.threshold, significant=decision.passes_far,
+        not_grb=decision.not_grb, publishable=decision.publish)
+
+
+def targeted_far(window: tuple[float, float], ext_event: dict[str, Any], gw_far: float,
+                 thresholds: dict[tuple[str, str], AlertThreshold]) -> float | None:
+    """:func:`targeted_coincidence_far` of a ``SubGRBTargeted`` external event; None for an
+    instrument without a targeted threshold or without FARs."""
+    grb_threshold = TARGETED_GRB_FAR_THRESHOLD_HZ.get(ext_event.get("pipeline", ""))
+    cbc_allsky = thresholds.get(("cbc", "allsky"))
+    gw_threshold = cbc_allsky.less_significant_far_hz if cbc_allsky else None
+    grb_far = ext_event.get("far")
+    if grb_threshold is None or gw_threshold is None or grb_far is None:
+        return None
+    return targeted_coincidence_far(window, float(grb_far), gw_far, grb_threshold,
+                                    gw_threshold)
+
+
+@dataclass(frozen=True)
+class PublishDecision:
+    """Whether a coincidence is published (``RAVEN_ALERT``), with each condition.
+
+    Attributes
+    ----------
+    far_type : str
+        ``joint`` (the coincidence FAR) or ``gw`` (SNEWS: the GW FAR).
+    far_with_trials : float or None
+        The value compared (Hz): joint FAR x t x (t - 1), or GW FAR x t for SNEWS.
+    threshold : float or None
+        What it is compared with (Hz); None when the GW search sends no significant alert.
+    trials_factor : float
+        Significant trials factor ``t`` of the GW search (1 when unlisted).
+    passes_far, ext_subthreshold, not_grb, missing_skymap, test_event,
+    previous_raven_alert, negative_far : bool
+        The conditions; ``publish`` needs the first and none of the others.
+    publish : bool
+    """
+
+    far_type: str
+    far_with_trials: float | None
+    threshold: float | None
+    trials_factor: float
+    passes_far: bool
+    ext_subthreshold: bool
+    not_grb: bool
+    missing_skymap: bool
+    test_event: bool
+    previous_raven_alert: bool
+    negative_far: bool
+    publish: bool
+
+
+def publish_decision(*, gw_kind: str, gw_search: str, gw_far: float, gw_group: str,
+                     gw_category: str, ext_event: dict[str, Any], temporal: float | None,
+                     spatial: float | None, thresholds: dict[tuple[str, str], AlertThreshold],
+                     settings: Settings) -> PublishDecision:
+    """GWCelery 2.5.0's RAVEN publishing rule (see the module docstring).
+
+    Parameters
+    ----------
+    gw_kind, gw_search : str
+        ``cbc``/``burst`` and the search of the superevent's preferred event (lowercase).
+    gw_far : float
+        Superevent FAR (Hz).
+    gw_group, gw_category : str
+        Preferred event's GraceDB group and the superevent's category (Test events never
+        publish).
+    ext_event : dict
+        External event (``pipeline``, ``search``, ``group``, ``labels`` read now).
+    temporal, spatial : float or None
+        Joint temporal and space-time FARs (Hz).
+    thresholds : dict
+        :func:`gw_ops.rules.thresholds.parse_alert_thresholds` of the settings.
+    settings : Settings
+    """
+    threshold = thresholds.get((gw_kind.lower(), gw_search.lower()))
+    trials = threshold.significant_trials if threshold else 1.0
+    labels = set(ext_event.get("labels") or ())
+    if ext_event.get("pipeline") == "SNEWS":
+        far_type, limit = "gw", settings.raven_snews_gw_far_threshold_hz
+        value = gw_far * trials
+        passes = value < limit
+        negative, subthreshold, missing_skymap = gw_far < 0, False, False
+    else:
+        far_type = "joint"
+        limit = threshold.significant_far_hz if threshold else None
+        subthreshold = ext_event.get("search") == "SubGRB"
+        missing_skymap = spatial is None
+        far = temporal if missing_skymap else spatial
+        value = None if far is None else far * trials * (trials - 1)
+        passes = value is not None and limit is not None and value <= limit
+        negative = value is not None and value < 0
+    test_event = (gw_group == TEST_GROUP or ext_event.get("group") == TEST_GROUP
+                  or gw_category == CATEGORY_NAME["test"])
+    not_grb, previous = NOT_GRB in labels, RAVEN_ALERT in labels
+    publish = (passes and not subthreshold and not not_grb and not missing_skymap
+               and not test_event and not previous and not negative)
+    return PublishDecision(
+        far_type=far_type, far_with_trials=value, threshold=limit, trials_factor=trials,
+        passes_far=passes, ext_subthreshold=subthreshold, not_grb=not_grb,
+        missing_skymap=missing_skymap, test_event=test_event, previous_raven_alert=previous,
+        negative_far=negative, publish=publish)
+
+
+def raven_alert_labels(superevent_id: str, external_id: str,
+                       preferred_event: str | None) -> list[tuple[str, str]]:
+    """``(label, object id)`` pairs a published coincidence writes, in GWCelery's order.
+
+    The preferred G event's ``RAVEN_ALERT`` comes last: it is what makes the superevent
+    manager raise the candidate, and by then the superevent already says why.
+    """
+    labels = [(RAVEN_ALERT, superevent_id), (HIGH_PROFILE, superevent_id),
+              (RAVEN_ALERT, external_id)]
+    if preferred_event:
+        labels.append((RAVEN_ALERT, preferred_event))
+    return labels
 
 
 def temporal_coinc_far_or_none(window: tuple[float, float], rate: float,
@@ -381,5 +534,6 @@ def searched_comment(superevent_id: str, preferred_event: str | None) -> str:
 
 
 __all__ = ["Coincidence", "coincidence_window", "external_rate_hz", "temporal_coincidence_far",
-           "spacetime_coincidence_far", "evaluate", "preference_key", "parse_window",
+           "spacetime_coincidence_far", "targeted_coincidence_far", "evaluate",
+           "publish_decision", "PublishDecision", "raven_alert_labels", "preference_key", "parse_window",
            "COINCIDENCE_FILE", "coincidence_comment", "searched_comment", "choose_gw_skymap"]
