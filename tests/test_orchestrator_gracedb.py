@@ -82,6 +82,14 @@ class Live:
         return self._published(lambda: self.client.write_label(self.superevent_id, name),
                                "label_added", lambda data: data["name"] == name)
 
+    def label_message(self, name):
+        """A ``label_added`` message of a label already on the superevent (e.g. the
+        ``LOW_SIGNIF_LOCKED`` the orchestrator adds itself before a significant alert)."""
+        assert name in self.labels()
+        return {"uid": self.superevent_id, "alert_type": "label_added",
+                "data": {"name": name}, "object": {"superevent_id": self.superevent_id},
+                "node": NODE}
+
     def upload(self, filename, contents):
         """Upload a superevent file; its ``log`` message."""
         return self._published(
@@ -148,7 +156,9 @@ def ivorn(live, serial, alert_type):
 
 def test_preliminary_initial_retraction_through_local_gracedb(live):
     assert live.deliver(live.label("SIGNIF_LOCKED"))["status"] == "sent"
-    assert live.deliver(live.label("LOW_SIGNIF_LOCKED")) is None  # second lock: no alert
+    # the orchestrator froze the preferred event before the significant alert (GWCelery)
+    assert "LOW_SIGNIF_LOCKED" in live.labels()
+    assert live.deliver(live.label_message("LOW_SIGNIF_LOCKED")) is None  # no second alert
     sent = live.outgoing()
     assert len(sent) == 1
     alerts.validate_voevent(sent[0][b"xml"])
@@ -187,7 +197,7 @@ def test_preliminary_path_sends_once(live):
     assert "GCN_PRELIM_SENT" in live.labels()
     # the same message again (redelivery), and the other lock label: no second alert
     assert live.deliver(locked) is None
-    assert live.deliver(live.label("LOW_SIGNIF_LOCKED")) is None
+    assert live.deliver(live.label_message("LOW_SIGNIF_LOCKED")) is None
     assert len(live.outgoing()) == 1
     assert live.versions("bayestar.multiorder.fits") == [SKYMAP + live.preferred.encode()]
     assert live.uploaded(".xml") == [f"{sid}-1-Preliminary.xml"]
@@ -401,3 +411,15 @@ def test_handle_cbc_event_uploads_each_product_once(gracedb_service, settings, r
     assert masses == pytest.approx((1.4, 1.3, 0.0, 0.0), abs=1e-6)
     listing = client.files(graceid).json()
     assert "bayestar.multiorder.fits,1" not in listing and "em_bright.json,1" not in listing
+
+
+def test_alert_rejected_by_the_schema_is_not_sent(live, monkeypatch):
+    """Issue 13: a JSON alert igwn-gwalert-schema rejects stops before anything is
+    published (nothing on the outgoing stream, nothing recorded), with the reason."""
+    from gw_ops.formats.schema import AlertSchemaError
+
+    monkeypatch.setitem(alerts.JSON_ALERT_TYPES, alerts.PRELIMINARY, "PRELIM")
+    with pytest.raises(AlertSchemaError, match="alert_type"):
+        live.deliver(live.label("SIGNIF_LOCKED"))
+    assert live.outgoing() == []
+    assert live.uploaded(".xml") == []

@@ -32,8 +32,19 @@ from gw_ops.rules.alert_policy import (
     decide_second_preliminary,
     is_update_trigger_file,
 )
+from gw_ops.rules.events import SupereventError
+from gw_ops.rules.superevents import select_preferred
+from gw_ops.rules.thresholds import parse_alert_thresholds
 from gw_ops.transport import lvalert
-from gw_ops.vocabulary import CBC_EVENT_NODES, GCN_PRELIM_SENT, SUPEREVENT_NODES, category_of_superevent_id
+from gw_ops.vocabulary import (
+    CBC_EVENT_NODES,
+    EARLY_WARNING,
+    GCN_PRELIM_SENT,
+    LOW_SIGNIF_LOCKED,
+    SIGNIF_LOCKED,
+    SUPEREVENT_NODES,
+    category_of_superevent_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +107,9 @@ def _handle_superevent_locked(superevent_id: str, kind: str, data: Mapping[str, 
     else:
         decision = decide_on_file(data.get("filename"), data.get("file_version"), labels, sent)
     result = completed[-1] if completed else None
+    if decision is not None and kind == "label_added" and \
+            data.get("name") in (SIGNIF_LOCKED, EARLY_WARNING):
+        lock_and_reselect(superevent_id, labels, settings=settings, client=client)
     if decision is not None:
         result = send_alert(decision, superevent_id, settings=settings, client=client,
                             redis_client=redis_client)
@@ -106,6 +120,41 @@ def _handle_superevent_locked(superevent_id: str, kind: str, data: Mapping[str, 
     finish_bookkeeping(superevent_id, sent, labels, settings=settings, client=client,
                        redis_client=redis_client)
     return result
+
+
+def lock_and_reselect(superevent_id: str, labels: set[str], *, settings: Settings,
+                      client) -> str | None:
+    """Before a significant Preliminary or an EarlyWarning (GWCelery 2.5's orchestrator):
+    freeze the preferred event (``LOW_SIGNIF_LOCKED``) and re-select it among all of the
+    superevent's G events, ignoring the lock -- a significant event that arrived after a
+    less-significant one locked the superevent, or an event raised by ``RAVEN_ALERT``,
+    becomes preferred.
+
+    Returns
+    -------
+    str or None
+        The new preferred event, or None when it did not change.
+    """
+    if LOW_SIGNIF_LOCKED not in labels:
+        gateway.ensure_label(client, superevent_id, LOW_SIGNIF_LOCKED)
+    superevent = gateway.superevent(client, superevent_id)
+    current = superevent.get("preferred_event")
+    ids = [current] + [g for g in superevent.get("gw_events") or () if g != current]
+    candidates = [gateway.event(client, graceid) for graceid in ids if graceid]
+    thresholds = parse_alert_thresholds(settings.superevent_alert_thresholds)
+    try:
+        best = select_preferred(candidates, thresholds)
+    except (SupereventError, ValueError) as exc:
+        # an event the rules cannot rank: keep the current preferred event, send anyway
+        log.warning("%s: preferred event not re-selected (%s)", superevent_id, exc)
+        return None
+    if best["graceid"] == current:
+        return None
+    gateway.write(client.update_superevent, superevent_id, preferred_event=best["graceid"],
+                  t_0=float(best["gpstime"]))
+    log.info("%s: preferred event re-selected: %s -> %s", superevent_id, current,
+             best["graceid"])
+    return best["graceid"]
 
 
 def finish_bookkeeping(superevent_id: str, sent: set[str], labels: set[str], *, settings: Settings,

@@ -3,10 +3,15 @@
 State machine (label added to a superevent -> alert):
 
 ============================  ================================================
-``EARLY_WARNING``             EarlyWarning (once; not after a Preliminary)
-``SIGNIF_LOCKED``,            Preliminary #1 (once); copies the preferred event's
-``LOW_SIGNIF_LOCKED``         sky map and classification files first; labels
-                              ``GCN_PRELIM_SENT``
+``EARLY_WARNING``             EarlyWarning (once; not after a Preliminary, not once
+                              ``SIGNIF_LOCKED``); freezes the preferred event
+``SIGNIF_LOCKED``             significant Preliminary #1 (once), also after a
+                              less-significant one (a RAVEN coincidence raises a
+                              candidate); the preferred event is re-selected first
+``LOW_SIGNIF_LOCKED``         less-significant Preliminary (once; not when
+                              ``SIGNIF_LOCKED``/``EARLY_WARNING``/``ADVOK``/``ADVNO``)
+(each Preliminary)            copies the preferred event's sky map and classification
+                              files first; labels ``GCN_PRELIM_SENT``
 (after the clean-up timeout)  Preliminary #2 for significant candidates, with the
                               re-selected preferred event
 ``ADVOK``                     Initial (once)
@@ -62,8 +67,16 @@ class AlertDecision:
 
 
 def preliminary_key(number: int) -> str:
-    """Key of the ``number``-th Preliminary alert (1 or 2)."""
+    """Key of the ``number``-th significant Preliminary alert (1 or 2)."""
     return f"{alerts.PRELIMINARY}-{number}"
+
+
+#: Key of the less-significant Preliminary alert: a candidate that later becomes
+#: significant (RAVEN_ALERT) still gets its significant ``Preliminary-1``.
+LESS_SIGNIFICANT_PRELIMINARY_KEY = f"{alerts.PRELIMINARY}-less-significant"
+
+#: Labels after which the advocate has decided: no Preliminary or EarlyWarning any more.
+_VETTED = frozenset({ADVOK, ADVNO})
 
 
 def update_key(filename: str, file_version: int | str | None) -> str:
@@ -103,14 +116,21 @@ def decide_on_label(label: str, labels: Iterable[str],
     if DQV in labels:
         return None
     if label == EARLY_WARNING:
-        if alerts.EARLY_WARNING in sent or any(k.startswith(alerts.PRELIMINARY) for k in sent):
+        if (alerts.EARLY_WARNING in sent or any(k.startswith(alerts.PRELIMINARY) for k in sent)
+                or SIGNIF_LOCKED in labels or labels & _VETTED):
             return None
         return AlertDecision(alerts.EARLY_WARNING, alerts.EARLY_WARNING,
                              "EARLY_WARNING label")
-    if label in (SIGNIF_LOCKED, LOW_SIGNIF_LOCKED):
-        if preliminary_key(1) in sent or alerts.INITIAL in sent:
+    if label == SIGNIF_LOCKED:
+        if preliminary_key(1) in sent or alerts.INITIAL in sent or labels & _VETTED:
             return None
         return AlertDecision(alerts.PRELIMINARY, preliminary_key(1), f"{label} label")
+    if label == LOW_SIGNIF_LOCKED:
+        if (any(k.startswith(alerts.PRELIMINARY) for k in sent) or alerts.INITIAL in sent
+                or labels & ({SIGNIF_LOCKED, EARLY_WARNING} | _VETTED)):
+            return None
+        return AlertDecision(alerts.PRELIMINARY, LESS_SIGNIFICANT_PRELIMINARY_KEY,
+                             f"{label} label: less-significant")
     if label == ADVOK:
         if alerts.INITIAL in sent:
             return None
