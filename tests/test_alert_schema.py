@@ -1,0 +1,39 @@
+"""JSON alerts against igwn-gwalert-schema (issue 13 items 5 and 8): every alert type
+gw-ops builds validates; a rejected alert raises with the schema's reason."""
+from __future__ import annotations
+
+import pytest
+
+from gw_ops.formats import alerts
+from gw_ops.formats.schema import AlertSchemaError, validate_json_alert
+from tests.test_alerts import make_content
+
+
+@pytest.mark.parametrize("alert_type", alerts.ALERT_TYPES)
+def test_every_alert_type_validates(alert_type):
+    alert = alerts.build_json_alert(make_content(alert_type=alert_type))
+    validate_json_alert(alert)
+
+
+def test_early_warning_uses_the_schema_spelling():
+    alert = alerts.build_json_alert(make_content(alert_type=alerts.EARLY_WARNING))
+    assert alert["alert_type"] == "EARLYWARNING"
+    validate_json_alert(alert)
+
+
+@pytest.mark.parametrize("change, where", [
+    ({"alert_type": "EARLY_WARNING"}, "alert_type"),   # the old spelling
+    ({"superevent_id": 123}, "superevent_id"),
+])
+def test_rejected_alert_names_the_reason(change, where):
+    alert = {**alerts.build_json_alert(make_content()), **change}
+    with pytest.raises(AlertSchemaError, match=f"violates igwn-gwalert-schema: {where}"):
+        validate_json_alert(alert)
+
+
+def test_installed_schema_has_the_earlywarning_enum():
+    import json
+    from importlib import resources
+    schema = json.loads(resources.files("igwn_gwalert_schema").joinpath(
+        "igwn.alerts.Alert.schema.json").read_text())
+    assert "EARLYWARNING" in schema["properties"]["alert_type"]["enum"]
