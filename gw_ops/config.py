@@ -151,16 +151,18 @@ class Settings:
                                        "them like any other event.", default=True)
 
     # --- external triggers and RAVEN (gw_ops.handlers.external_triggers, gw_ops.handlers.raven) ----------
-    exttrig_test_notices: str = _doc("What a GCN notice with role='test' becomes: 'mdc' (an "
-                                     "External event of search MDC, matched only with MDC "
-                                     "superevents), 'test' (an event of group Test, matched "
-                                     "only with Test superevents) or 'ignore'.", default="mdc")
+    exttrig_test_notices: str = _doc("What a GCN notice with role='test' (or a JSON notice "
+                                     "with alert_tense 'test') becomes: 'test' (an event of "
+                                     "group Test, matched only with Test superevents; "
+                                     "GWCelery's rule), 'mdc' (an External event of search "
+                                     "MDC) or 'ignore'.", default="test")
     exttrig_fermi_min_grb_percent: float = _doc("A Fermi GBM notice whose GRB classification "
                                                 "probability is below this (%) gets NOT_GRB.",
                                                 default=50.0)
     exttrig_subthreshold_min_reliability: int = _doc("A Fermi subthreshold notice whose "
-                                                     "Reliability is below this gets NOT_GRB "
-                                                     "(5: reliability <= 4 is vetoed).", default=5)
+                                                     "Reliability is below this is dropped: "
+                                                     "no GraceDB event (5: reliability <= 4, "
+                                                     "as GWCelery).", default=5)
     ext_skymap_max_order: int = _doc("Finest HEALPix order of external sky maps (order 10: "
                                      "3.4 arcmin pixels); tests use a low one.", default=10)
     # RAVEN windows are t_ext - t_gw.  GWCelery's published numbers (e.g. GRB-CBC
