@@ -423,3 +423,43 @@ def test_alert_rejected_by_the_schema_is_not_sent(live, monkeypatch):
         live.deliver(live.label("SIGNIF_LOCKED"))
     assert live.outgoing() == []
     assert live.uploaded(".xml") == []
+
+
+def test_significant_alert_reselects_the_preferred_event_ignoring_the_lock(live):
+    """Issue 13 (GWCelery 2.5's orchestrator): before a significant Preliminary the
+    preferred event is re-selected among all G events although LOW_SIGNIF_LOCKED froze
+    it; the alert then carries the new preferred event's sky map."""
+    for label in ("PASTRO_READY", "EMBRIGHT_READY", "SKYMAP_READY"):  # `other` is complete
+        live.client.write_label(live.other, label)
+    live.client.write_label(live.superevent_id, "LOW_SIGNIF_LOCKED")
+    assert live.client.superevent(live.superevent_id).json()["preferred_event"] == live.preferred
+    assert live.deliver(live.label("SIGNIF_LOCKED"))["status"] == "sent"
+    assert live.client.superevent(live.superevent_id).json()["preferred_event"] == live.other
+    assert live.versions("bayestar.multiorder.fits")[-1] == SKYMAP + live.other.encode()
+
+
+def test_early_warning_freezes_the_preferred_event(live):
+    """Issue 13 item 5: an EarlyWarning alert adds LOW_SIGNIF_LOCKED first."""
+    assert "LOW_SIGNIF_LOCKED" not in live.labels()
+    assert live.deliver(live.label("EARLY_WARNING"))["ivorn"].endswith("-1-EarlyWarning")
+    assert "LOW_SIGNIF_LOCKED" in live.labels()
+    # the lock's own message sends nothing while EARLY_WARNING is there
+    assert live.deliver(live.label_message("LOW_SIGNIF_LOCKED")) is None
+
+
+def test_less_significant_candidate_gets_a_second_less_significant_preliminary(live):
+    """GWCelery 2.5: a less-significant Preliminary is followed by a second one after the
+    clean-up timeout unless the candidate was raised meanwhile."""
+    first = live.deliver(live.label("LOW_SIGNIF_LOCKED"))
+    assert first["key"] == policy.LESS_SIGNIFICANT_PRELIMINARY_KEY
+    assert alerts.voevent_params(live.outgoing()[0][b"xml"])["Significant"] == "0"
+    assert next_due(live.redis, live.settings) is not None
+    second = orc.second_preliminary(live.superevent_id, settings=live.settings,
+                                    client=live.client, redis_client=live.redis,
+                                    follows=policy.LESS_SIGNIFICANT_PRELIMINARY_KEY)
+    assert second["key"] == policy.SECOND_LESS_SIGNIFICANT_PRELIMINARY_KEY
+    assert second["serial_number"] == 2
+    # once raised (ADVREQ), no second less-significant alert would be due
+    assert policy.decide_second_preliminary(
+        {"LOW_SIGNIF_LOCKED", "ADVREQ"}, {policy.LESS_SIGNIFICANT_PRELIMINARY_KEY},
+        follows=policy.LESS_SIGNIFICANT_PRELIMINARY_KEY) is None

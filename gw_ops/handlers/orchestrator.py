@@ -27,6 +27,7 @@ from gw_ops.formats import alerts
 from gw_ops.handlers import localization
 from gw_ops.handlers.alert_sender import complete_unrecorded_alerts, default_clients, send_alert, sent_keys
 from gw_ops.rules.alert_policy import (
+    LESS_SIGNIFICANT_PRELIMINARY_KEY,
     decide_on_file,
     decide_on_label,
     decide_second_preliminary,
@@ -167,16 +168,23 @@ def finish_bookkeeping(superevent_id: str, sent: set[str], labels: set[str], *, 
     """
     if any(key.startswith(alerts.PRELIMINARY) for key in sent) and GCN_PRELIM_SENT not in labels:
         gateway.ensure_label(client, superevent_id, GCN_PRELIM_SENT)
-    if decide_second_preliminary(labels, sent) is not None:
-        from gw_ops.transport.delayed import schedule
-        schedule(redis_client, settings, "second_preliminary", {"superevent_id": superevent_id},
-                 time.time() + settings.preliminary_cleanup_timeout_s)
+    # the significant and the less-significant second Preliminary are scheduled apart
+    # (distinct arguments), each after its own first one
+    for follows, arguments in ((None, {"superevent_id": superevent_id}),
+                               (LESS_SIGNIFICANT_PRELIMINARY_KEY,
+                                {"superevent_id": superevent_id,
+                                 "follows": LESS_SIGNIFICANT_PRELIMINARY_KEY})):
+        if decide_second_preliminary(labels, sent, follows) is not None:
+            from gw_ops.transport.delayed import schedule
+            schedule(redis_client, settings, "second_preliminary", arguments,
+                     time.time() + settings.preliminary_cleanup_timeout_s)
 
 
 def second_preliminary(superevent_id: str, *, settings: Settings | None = None, client=None,
-                       redis_client=None) -> dict[str, Any] | None:
+                       redis_client=None, follows: str | None = None) -> dict[str, Any] | None:
     """Send the second Preliminary alert, due ``settings.preliminary_cleanup_timeout_s``
-    after the first; the preferred event is re-read from GraceDB, and its files copied
+    after the first (``follows``: the first one's key, default the significant
+    ``Preliminary-1``); the preferred event is re-read from GraceDB, and its files copied
     again when they changed.  Idempotent: the lead's DAG may call it more than once.
 
     Returns
@@ -191,7 +199,7 @@ def second_preliminary(superevent_id: str, *, settings: Settings | None = None, 
                                    redis_client=redis_client)
         decision = decide_second_preliminary(
             gateway.labels(client, superevent_id),
-            sent_keys(client, settings, redis_client, superevent_id))
+            sent_keys(client, settings, redis_client, superevent_id), follows)
         if decision is None:
             return None
         return send_alert(decision, superevent_id, settings=settings, client=client,

@@ -13,7 +13,9 @@ State machine (label added to a superevent -> alert):
 (each Preliminary)            copies the preferred event's sky map and classification
                               files first; labels ``GCN_PRELIM_SENT``
 (after the clean-up timeout)  Preliminary #2 for significant candidates, with the
-                              re-selected preferred event
+                              re-selected preferred event; a second less-significant
+                              Preliminary unless the candidate was raised meanwhile
+                              (``ADVREQ``, ``SIGNIF_LOCKED``, ``EARLY_WARNING``) or vetted
 ``ADVOK``                     Initial (once)
 ``ADVNO``                     Retraction (once; only after an earlier public alert)
 new sky map / p_astro /       Update, once per uploaded file version, only after
@@ -38,6 +40,7 @@ from gw_ops.formats import alerts
 from gw_ops.vocabulary import (
     ADVNO,
     ADVOK,
+    ADVREQ,
     DQV,
     EARLY_WARNING,
     EMBRIGHT_FILENAME,
@@ -74,6 +77,9 @@ def preliminary_key(number: int) -> str:
 #: Key of the less-significant Preliminary alert: a candidate that later becomes
 #: significant (RAVEN_ALERT) still gets its significant ``Preliminary-1``.
 LESS_SIGNIFICANT_PRELIMINARY_KEY = f"{alerts.PRELIMINARY}-less-significant"
+
+#: Key of the second less-significant Preliminary (after the clean-up timeout).
+SECOND_LESS_SIGNIFICANT_PRELIMINARY_KEY = f"{LESS_SIGNIFICANT_PRELIMINARY_KEY}-2"
 
 #: Labels after which the advocate has decided: no Preliminary or EarlyWarning any more.
 _VETTED = frozenset({ADVOK, ADVNO})
@@ -138,14 +144,26 @@ def decide_on_label(label: str, labels: Iterable[str],
     return None
 
 
-def decide_second_preliminary(labels: Iterable[str],
-                              sent_keys: Iterable[str]) -> AlertDecision | None:
-    """Whether the second Preliminary alert (after the clean-up timeout) goes out.
+def decide_second_preliminary(labels: Iterable[str], sent_keys: Iterable[str],
+                              follows: str | None = None) -> AlertDecision | None:
+    """Whether a second Preliminary alert (after the clean-up timeout) goes out.
 
-    Only significant candidates (``SIGNIF_LOCKED``) get it, only after the first one,
-    and not once the Initial alert or a Retraction was sent or a DQV label came.
+    ``follows`` names the first one (default: the significant ``Preliminary-1``).  After
+    a significant one: only for significant candidates (``SIGNIF_LOCKED``), not once the
+    Initial alert or a Retraction was sent or a DQV label came.  After a
+    less-significant one (GWCelery 2.5): unless the candidate was raised or vetted
+    meanwhile (``ADVREQ``, ``ADVOK``, ``ADVNO``, ``SIGNIF_LOCKED``, ``EARLY_WARNING``).
     """
     labels, sent = set(labels), set(sent_keys)
+    if follows == LESS_SIGNIFICANT_PRELIMINARY_KEY:
+        raised = {ADVREQ, SIGNIF_LOCKED, EARLY_WARNING, DQV} | _VETTED
+        if (LESS_SIGNIFICANT_PRELIMINARY_KEY not in sent or labels & raised
+                or SECOND_LESS_SIGNIFICANT_PRELIMINARY_KEY in sent
+                or preliminary_key(1) in sent or alerts.INITIAL in sent
+                or alerts.RETRACTION in sent):
+            return None
+        return AlertDecision(alerts.PRELIMINARY, SECOND_LESS_SIGNIFICANT_PRELIMINARY_KEY,
+                             "clean-up timeout: second less-significant preliminary")
     if (SIGNIF_LOCKED not in labels or DQV in labels or preliminary_key(1) not in sent
             or preliminary_key(2) in sent or alerts.INITIAL in sent
             or alerts.RETRACTION in sent):
