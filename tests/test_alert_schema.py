@@ -37,3 +37,15 @@ def test_installed_schema_has_the_earlywarning_enum():
     schema = json.loads(resources.files("igwn_gwalert_schema").joinpath(
         "igwn.alerts.Alert.schema.json").read_text())
     assert "EARLYWARNING" in schema["properties"]["alert_type"]["enum"]
+
+
+@pytest.mark.parametrize("space_far", [None, 1e-12])
+@pytest.mark.parametrize("alert_type", alerts.ALERT_TYPES)
+def test_alerts_with_a_raven_coincidence_validate(alert_type, space_far):
+    """The significant Preliminary a RAVEN coincidence sends carries ``external_coinc``."""
+    coinc = alerts.ExternalCoinc(
+        gcn_notice_id=0, ivorn="ivo://nasa.gsfc.gcn/Fermi#GBM_Gnd_Pos_1", observatory="Fermi",
+        search="GRB", time_difference=0.5, time_coincidence_far=1e-11,
+        time_sky_position_coincidence_far=space_far)
+    validate_json_alert(alerts.build_json_alert(make_content(alert_type=alert_type,
+                                                             external_coinc=coinc)))

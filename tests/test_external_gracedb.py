@@ -211,10 +211,19 @@ def test_superevent_alert_finds_earlier_grb_with_spatial_far(client, settings):
         coincidence.temporal_coinc_far / coincidence.overlap_integral)
     fresh = client.superevent(sid).json()
     assert fresh["space_coinc_far"] == pytest.approx(coincidence.spatiotemporal_coinc_far)
-    # 6 s x 325/yr x 1e-7 Hz / overlap x 7 trials is far below one per month
-    assert {"EM_COINC", "RAVEN_ALERT"} <= labels(client, sid)
+    # 6 s x 305/yr x 1e-7 Hz / overlap x 5 x 4 trials is far below one per month
+    assert {"EM_COINC", "RAVEN_ALERT", "HIGH_PROFILE"} <= labels(client, sid)
     assert "RAVEN_ALERT" in labels(client, graceid)
     assert "RAVEN_ALERT" in labels(client, superevent["preferred_event"])
+
+    # A search that stopped before the last label (the G event's) is completed by the
+    # next one, although the GRB already carries RAVEN_ALERT (not published twice).
+    preferred = superevent["preferred_event"]
+    client.removeLabel(preferred, "RAVEN_ALERT")
+    assert "RAVEN_ALERT" not in labels(client, preferred)
+    again = raven.search_for_superevent(client, client.superevent(sid).json(), settings)
+    assert [c.publishable for c in again] == [False]  # the GRB carries RAVEN_ALERT now
+    assert "RAVEN_ALERT" in labels(client, preferred)
 
 
 def test_mock_grb_pairs_with_mdc_superevent(client, settings):
