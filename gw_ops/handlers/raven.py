@@ -26,6 +26,7 @@ from gw_ops.rules.external import skymap_filename
 from gw_ops.rules.raven import (
     COINCIDENCE_FILE,
     SKYMAP_LABELS,
+    TARGETED_SEARCH,
     Coincidence,
     category_handled,
     category_of_external,
@@ -108,8 +109,10 @@ def record_coincidence(client: Any, superevent: dict[str, Any], ext_event: dict[
     comment = coincidence_comment(coincidence)
     if comment not in gateway.log_comments(client, sid):
         gateway.write(client.write_log, sid, comment, tag_name=["ext_coinc"])
-    gateway.ensure_label(client, sid, EM_COINC)
-    gateway.ensure_label(client, eid, EM_COINC)
+    if not (coincidence.ext_search == TARGETED_SEARCH and coincidence.not_grb):
+        # GWCelery marks no coincidence with a vetoed targeted sub-threshold trigger
+        gateway.ensure_label(client, sid, EM_COINC)
+        gateway.ensure_label(client, eid, EM_COINC)
 
     # Preferred coincidence of the superevent: the new one, unless the current one wins.
     # A coincidence about to be published counts as carrying RAVEN_ALERT (GWCelery
