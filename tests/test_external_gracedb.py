@@ -300,3 +300,27 @@ def test_json_notice_rejects_bad_input_before_gracedb(client, settings):
         process_json_notice(b"{nope", client=client, settings=settings)
     with pytest.raises(InvalidNotice, match="exceeds"):
         process_json_notice(b" " * (2 * 1024 * 1024), client=client, settings=settings)
+
+
+def test_targeted_trigger_vetoed_as_not_grb_marks_no_coincidence(client, settings):
+    """GWCelery 3.0.0: a targeted sub-threshold trigger with NOT_GRB (FAR above the
+    Fermi threshold) gets no EM_COINC; an accepted one does (joint FAR of the targeted
+    search)."""
+    from gw_ops.handlers.kafka_notices import process_json_notice
+    from gw_ops.rules.external_json import notice_from_json
+
+    vetoed = json.loads((KAFKA / "kafka_alert_fermi_targeted_ignore.json").read_text())
+    t_ext = notice_from_json(vetoed, settings).gpstime  # the trigger's centre
+    superevent = make_cbc_superevent(client, t_ext - 2.0, 1e-7)
+    sid = superevent["superevent_id"]
+    graceid = process_json_notice(vetoed, client=client, settings=settings)
+    assert "NOT_GRB" in labels(client, graceid)
+    assert "EM_COINC" not in labels(client, graceid) | labels(client, sid)
+
+    accepted = json.loads((KAFKA / "kafka_alert_fermi_targeted.json").read_text())
+    accepted["id"] = ["699554499711", "20513"]  # another trigger at the same time
+    other = process_json_notice(accepted, client=client, settings=settings)
+    assert "NOT_GRB" not in labels(client, other)
+    assert "EM_COINC" in labels(client, other) and "EM_COINC" in labels(client, sid)
+    record = json.loads(client.files(sid, raven_rules.COINCIDENCE_FILE).read())
+    assert record["ext_search"] == "SubGRBTargeted" and record["temporal_coinc_far"] > 0
