@@ -30,9 +30,10 @@ DQV = "DQV"
 SIGNIF_LOCKED = "SIGNIF_LOCKED"
 #: Superevent label: passes the less-significant threshold and complete; frozen.
 LOW_SIGNIF_LOCKED = "LOW_SIGNIF_LOCKED"
-#: Superevent label: the significant, complete preferred event is an early warning.  It
-#: does not freeze the preferred event: the full-bandwidth search must be able to take
-#: over once it reports.
+#: Superevent label: a significant, complete early-warning event.  It comes with
+#: LOW_SIGNIF_LOCKED (GWCelery 2.5), which freezes the preferred event; a later
+#: significant full-bandwidth event still takes over through its own SIGNIF_LOCKED (the
+#: orchestrator re-selects the preferred event, ignoring the lock).
 EARLY_WARNING = "EARLY_WARNING"
 #: Superevent label: a Preliminary alert went out.
 GCN_PRELIM_SENT = "GCN_PRELIM_SENT"

@@ -80,7 +80,8 @@ KAGRA = "K1"
 #: Search of injections for sensitivity (VT) studies: never grouped.
 VT_INJECTION_SEARCH = "vtinjection"
 
-#: Superevent labels after which the preferred event never changes.
+#: Superevent labels after which the superevent manager keeps the preferred event (only
+#: the orchestrator re-selects it, before a significant alert or an early warning).
 LOCK_LABELS: frozenset[str] = frozenset({SIGNIF_LOCKED, LOW_SIGNIF_LOCKED})
 
 #: Rank of searches in the preferred-event choice (larger wins).
