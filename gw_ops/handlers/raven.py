@@ -26,7 +26,6 @@ from gw_ops.rules.external import skymap_filename
 from gw_ops.rules.raven import (
     COINCIDENCE_FILE,
     SKYMAP_LABELS,
-    TARGETED_SEARCH,
     Coincidence,
     category_handled,
     category_of_external,
@@ -41,6 +40,7 @@ from gw_ops.rules.raven import (
     searched_comment,
     windows_span,
 )
+from gw_ops.rules.raven_publish import TARGETED_SEARCH
 from gw_ops.vocabulary import CATEGORY_NAME, EM_COINC, EXT_SKYMAP_READY, RAVEN_ALERT
 
 log = logging.getLogger(__name__)

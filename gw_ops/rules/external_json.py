@@ -40,7 +40,7 @@ from typing import Any
 from gw_ops.config import Settings
 from gw_ops.formats.gpstime import gps_to_utc, utc_to_gps
 from gw_ops.rules.external import ExternalNotice, InvalidNotice
-from gw_ops.rules.raven import TARGETED_GRB_FAR_THRESHOLD_HZ, TARGETED_SEARCH
+from gw_ops.rules.raven_publish import TARGETED_GRB_FAR_THRESHOLD_HZ, TARGETED_SEARCH
 from gw_ops.vocabulary import MDC_SEARCH
 
 #: Probability (``classification.GRB``, ``importance``, ``p_astro``) below which a

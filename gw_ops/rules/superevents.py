@@ -34,6 +34,9 @@ GWCelery 2.x:
   less-significant (a significant event is too) and complete, so a significant early
   warning freezes the preferred event as well.
 
+(About 430 lines: the grouping, ranking, labelling and triage rules of one manager are
+kept in one module so that GWCelery's ``superevents`` rules can be read side by side.)
+
 These rules are pure functions of GraceDB JSON dicts;
 :func:`gw_ops.handlers.superevents.handle` is the thin part that talks to GraceDB.
 
