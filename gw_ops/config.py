@@ -160,26 +160,34 @@ class Settings:
                                           "its gpstime. Burst windows come from the event "
                                           "itself (cWB: its duration).", default=1.0)
     superevent_alert_thresholds: tuple[str, ...] = _doc(
-        "Public-alert thresholds per search, one entry "
-        "'<cbc|burst>:<search>:<trials factor>:<significant FAR, Hz>:<less-significant FAR, Hz "
-        "or off>'; rates may be written as fractions (1/2592000 = once per 30 days). An event "
-        "passes a threshold when FAR x trials factor <= the threshold. Searches not listed are "
-        "never significant.",
-        default=("cbc:allsky:7:1/2592000:2/86400", "cbc:earlywarning:4:1/2592000:off",
-                 "cbc:mdc:7:1/2592000:off", "cbc:ssm:3:1/31536000:off",
-                 "burst:allsky:3:1/31536000:2/86400", "burst:bbh:7:1/2592000:2/86400"))
+        "Public-alert thresholds per search (GWCelery 2.5.0's values), one entry "
+        "'<cbc|burst>:<search>:<significant trials>:<significant FAR, Hz or off>:"
+        "<less-significant trials>:<less-significant FAR, Hz or off>'; rates may be written "
+        "as fractions (1/2592000 = once per 30 days). An event is significant when FAR x "
+        "significant trials <= the significant FAR, less-significant when FAR x "
+        "less-significant trials <= the less-significant FAR (written as 2/day x trials, "
+        "so FAR <= 2/day); a significant event is also less-significant. Searches not "
+        "listed are never published.",
+        default=("cbc:allsky:5:1/2592000:5:10/86400", "cbc:earlywarning:3:1/2592000:3:off",
+                 "cbc:mdc:5:1/2592000:5:off", "cbc:ssm:2:off:2:off",
+                 "burst:allsky:2:1/31536000:5:10/86400", "burst:bbh:5:1/2592000:5:10/86400"))
+    superevent_skip_kagra: bool = _doc("Ignore G events with KAGRA (K1) among their "
+                                       "detectors, as GWCelery 2.5 does; set false to group "
+                                       "them like any other event.", default=True)
 
     # --- external triggers and RAVEN (gw_ops.handlers.external_triggers, gw_ops.handlers.raven) ----------
-    exttrig_test_notices: str = _doc("What a GCN notice with role='test' becomes: 'mdc' (an "
-                                     "External event of search MDC, matched only with MDC "
-                                     "superevents), 'test' (an event of group Test, matched "
-                                     "only with Test superevents) or 'ignore'.", default="mdc")
+    exttrig_test_notices: str = _doc("What a GCN notice with role='test' (or a JSON notice "
+                                     "with alert_tense 'test') becomes: 'test' (an event of "
+                                     "group Test, matched only with Test superevents; "
+                                     "GWCelery's rule), 'mdc' (an External event of search "
+                                     "MDC) or 'ignore'.", default="test")
     exttrig_fermi_min_grb_percent: float = _doc("A Fermi GBM notice whose GRB classification "
                                                 "probability is below this (%) gets NOT_GRB.",
                                                 default=50.0)
     exttrig_subthreshold_min_reliability: int = _doc("A Fermi subthreshold notice whose "
-                                                     "Reliability is below this gets NOT_GRB "
-                                                     "(5: reliability <= 4 is vetoed).", default=5)
+                                                     "Reliability is below this is dropped: "
+                                                     "no GraceDB event (5: reliability <= 4, "
+                                                     "as GWCelery).", default=5)
     ext_skymap_max_order: int = _doc("Finest HEALPix order of external sky maps (order 10: "
                                      "3.4 arcmin pixels); tests use a low one.", default=10)
     # RAVEN windows are t_ext - t_gw.  GWCelery's published numbers (e.g. GRB-CBC
@@ -203,12 +211,18 @@ class Settings:
                                                    default=("-500", "500"))
     raven_window_snews: tuple[str, ...] = _doc("RAVEN window (s) of t_ext - t_gw, SNEWS.",
                                                default=("-10", "10"))
-    raven_rate_grb_per_year: float = _doc("Rate (per year) of external GRB triggers, for the "
-                                          "joint temporal FAR.", default=325.0)
-    raven_rate_subgrb_per_year: float = _doc("Rate (per year) of subthreshold GRB triggers.",
-                                             default=390.0)
-    raven_rate_hen_per_year: float = _doc("Rate (per year) of IceCube track alerts.",
-                                          default=15.0)
+    raven_rate_grb_per_year: float = _doc("Rate (per 365-day year) of external GRB triggers, "
+                                          "for the joint temporal FAR (GWCelery 2.5.0: 305).",
+                                          default=305.0)
+    raven_rate_subgrb_per_year: float = _doc("Rate (per 365-day year) of subthreshold GRB "
+                                             "triggers (GWCelery 2.5.0: 370).", default=370.0)
+    raven_rate_hen_per_year: float = _doc("Rate (per 365-day year) of IceCube track alerts "
+                                          "(GWCelery 3.0.0: 15).", default=15.0)
+    raven_snews_gw_far_threshold_hz: float = _doc("A SNEWS coincidence is published when the "
+                                                  "GW FAR x its significant trials factor is "
+                                                  "below this (Hz; GWCelery's "
+                                                  "snews_gw_far_threshold, 1 per day).",
+                                                  default=1 / 86400)
 
     # --- handler registry ---------------------------------------------------------
     extra_handler_modules: tuple[str, ...] = _doc("More modules whose import registers handlers, "

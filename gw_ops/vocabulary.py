@@ -30,9 +30,10 @@ DQV = "DQV"
 SIGNIF_LOCKED = "SIGNIF_LOCKED"
 #: Superevent label: passes the less-significant threshold and complete; frozen.
 LOW_SIGNIF_LOCKED = "LOW_SIGNIF_LOCKED"
-#: Superevent label: the significant, complete preferred event is an early warning.  It
-#: does not freeze the preferred event: the full-bandwidth search must be able to take
-#: over once it reports.
+#: Superevent label: a significant, complete early-warning event.  It comes with
+#: LOW_SIGNIF_LOCKED (GWCelery 2.5), which freezes the preferred event; a later
+#: significant full-bandwidth event still takes over through its own SIGNIF_LOCKED (the
+#: orchestrator re-selects the preferred event, ignoring the lock).
 EARLY_WARNING = "EARLY_WARNING"
 #: Superevent label: a Preliminary alert went out.
 GCN_PRELIM_SENT = "GCN_PRELIM_SENT"
@@ -42,6 +43,8 @@ INJ = "INJ"
 EM_COINC = "EM_COINC"
 #: Label of a publishable RAVEN coincidence (superevent, preferred and external event).
 RAVEN_ALERT = "RAVEN_ALERT"
+#: Superevent label of a candidate of special interest (RAVEN adds it with RAVEN_ALERT).
+HIGH_PROFILE = "HIGH_PROFILE"
 #: External-event label: the trigger is vetoed as not a GRB.
 NOT_GRB = "NOT_GRB"
 #: External-event label: a sky map made from the notice's position is uploaded.
@@ -52,8 +55,9 @@ EXT_SKYMAP_READY = "EXT_SKYMAP_READY"
 #: Pipelines whose events are compact-binary coalescence (CBC) candidates, lowercase as in
 #: GraceDB's node names.  GraceDB knows MBTA under its current name and its O3 name.
 CBC_PIPELINES: tuple[str, ...] = ("gstlal", "pycbc", "spiir", "mbta", "mbtaonline")
-#: Pipelines whose events are unmodelled burst candidates.
-BURST_PIPELINES: tuple[str, ...] = ("cwb", "olib")
+#: Pipelines whose events are unmodelled burst candidates (MLy: GWCelery 2.5's node
+#: ``burst_mly``).
+BURST_PIPELINES: tuple[str, ...] = ("cwb", "olib", "mly")
 
 #: Nodes of CBC G events: GraceDB publishes an event on ``<group>_<pipeline>``
 #: (lowercase).  MDC-search events belong to the CBC group, so they arrive on the
@@ -90,8 +94,9 @@ TEST_GROUP = "Test"
 #: Search of mock data challenge uploads (``M`` event ids, ``MS`` superevents).
 MDC_SEARCH = "MDC"
 
-#: Seconds per year used to turn per-year rates into Hz (a Julian year).
-YEAR_S = 365.25 * 86400
+#: Seconds per year used to turn per-year rates into Hz: 365 days, as GWCelery's
+#: ``raven_ext_rates`` and ligo-raven count a year.
+YEAR_S = 365 * 86400
 
 
 def category_of_superevent_id(superevent_id: str) -> str:

@@ -47,6 +47,8 @@ def test_voevent_is_valid_and_pygcn_reads_its_type(alert_type, notice_type):
     params = voevent.voevent_params(xml)
     assert params["AlertType"] == alert_type
     assert params["Pkt_Ser_Num"] == "3"
+    # LVK VOEvents carry the serial number as a string (GraceDB-built notices)
+    assert root.find(".//Param[@name='Pkt_Ser_Num']").get("dataType") == "string"
     assert params["GraceID"] == "S230518h"
     assert params["EventPage"].endswith("/superevents/S230518h/view/")
     cite = root.find("./Citations/EventIVORN")
@@ -145,7 +147,7 @@ def test_json_alert_contents():
     assert alert["urls"]["skymap"] == SKYMAP_URL
     assert alert["external_coinc"] is None
     ew = json_alert.build_json_alert(make_content(alert_type=alert_content.EARLY_WARNING))
-    assert ew["alert_type"] == "EARLY_WARNING"
+    assert ew["alert_type"] == "EARLYWARNING"  # igwn-gwalert-schema's enum spelling
     retraction = json_alert.build_json_alert(make_content(alert_type=alert_content.RETRACTION))
     assert retraction["alert_type"] == "RETRACTION" and retraction["event"] is None
 

@@ -18,7 +18,7 @@ from gw_ops.mock.notices import make_mock_grb_notice
 from gw_ops.rules import raven as raven_rules
 
 DATA = Path(__file__).resolve().parent / "data" / "gcn"
-YEAR = 365.25 * 86400
+YEAR = 365 * 86400  # GWCelery and ligo-raven count 365-day years
 
 
 @pytest.fixture
@@ -157,10 +157,10 @@ def test_grb_half_second_before_cbc_superevent(client, settings):
     superevent = make_cbc_superevent(client, t_gw, far)
     sid = superevent["superevent_id"]
     payload = make_mock_grb_notice("400001000", t_gw - 0.5, 120.0, 30.0, 4.0,
-                                   role="observation")
+                                   role="observation", mdc=False)
     graceid = process_notice(payload, client=client, settings=settings)
 
-    expected = 6 * 325 / YEAR * far  # window [-5, 1] s x 325 per year x GW FAR
+    expected = 6 * 305 / YEAR * far  # window [-5, 1] s x 305 per year (GWCelery 2.5.0) x GW FAR
     assert "EM_COINC" in labels(client, sid) and "EM_COINC" in labels(client, graceid)
     fresh = client.superevent(sid).json()
     assert fresh["em_type"] == graceid
@@ -192,7 +192,7 @@ def test_superevent_alert_finds_earlier_grb_with_spatial_far(client, settings):
 
     t_gw, far = 1400002000.0, 1e-7
     payload = make_mock_grb_notice("400002000", t_gw - 1.0, 200.0, -10.0, 3.0,
-                                   role="observation")
+                                   role="observation", mdc=False)
     graceid = process_notice(payload, client=client, settings=settings)
     assert "EM_COINC" not in labels(client, graceid)  # no superevent yet
 
@@ -211,10 +211,19 @@ def test_superevent_alert_finds_earlier_grb_with_spatial_far(client, settings):
         coincidence.temporal_coinc_far / coincidence.overlap_integral)
     fresh = client.superevent(sid).json()
     assert fresh["space_coinc_far"] == pytest.approx(coincidence.spatiotemporal_coinc_far)
-    # 6 s x 325/yr x 1e-7 Hz / overlap x 7 trials is far below one per month
-    assert {"EM_COINC", "RAVEN_ALERT"} <= labels(client, sid)
+    # 6 s x 305/yr x 1e-7 Hz / overlap x 5 x 4 trials is far below one per month
+    assert {"EM_COINC", "RAVEN_ALERT", "HIGH_PROFILE"} <= labels(client, sid)
     assert "RAVEN_ALERT" in labels(client, graceid)
     assert "RAVEN_ALERT" in labels(client, superevent["preferred_event"])
+
+    # A search that stopped before the last label (the G event's) is completed by the
+    # next one, although the GRB already carries RAVEN_ALERT (not published twice).
+    preferred = superevent["preferred_event"]
+    client.removeLabel(preferred, "RAVEN_ALERT")
+    assert "RAVEN_ALERT" not in labels(client, preferred)
+    again = raven.search_for_superevent(client, client.superevent(sid).json(), settings)
+    assert [c.publishable for c in again] == [False]  # the GRB carries RAVEN_ALERT now
+    assert "RAVEN_ALERT" in labels(client, preferred)
 
 
 def test_mock_grb_pairs_with_mdc_superevent(client, settings):
@@ -224,3 +233,94 @@ def test_mock_grb_pairs_with_mdc_superevent(client, settings):
                              client=client, settings=settings)
     assert graceid.startswith("M")  # search MDC
     assert client.superevent(superevent["superevent_id"]).json()["em_type"] == graceid
+
+
+def test_subthreshold_event_records_its_trigger_id(client, settings):
+    """Issue 13: GraceDB stores Trans_Num as a sub-threshold event's trigger id, so the
+    next notice of the trigger finds the event (GWCelery's look-up:
+    ``grbevent.trigger_id = "578679123"``); a low-reliability notice makes no event."""
+    graceid = process_notice(notice("fermi_gbm_subthresh.xml"), client=client,
+                             settings=settings, run_raven=False)
+    event = client.event(graceid).json()
+    assert (event["group"], event["search"]) == ("External", "SubGRB")
+    assert event["extra_attributes"]["GRB"]["trigger_id"] == "578679123"
+    again = process_notice(notice("fermi_gbm_subthresh.xml"), client=client,
+                           settings=settings, run_raven=False)
+    assert again == graceid
+    before = events_of_trigger(client, "Fermi", event["gpstime"])
+    assert process_notice(notice("fermi_gbm_subthresh_lowconfidence.xml"), client=client,
+                          settings=settings, run_raven=False) is None
+    assert events_of_trigger(client, "Fermi", event["gpstime"]) == before
+
+
+def test_integral_event_gets_the_trigger_id_of_its_ivorn(client, settings):
+    graceid = process_notice(notice("integral_wakeup_test.xml"), client=client,
+                             settings=settings, run_raven=False)
+    event = client.event(graceid).json()
+    assert event["group"] == "Test"  # role="test": GWCelery's group Test
+    assert event["extra_attributes"]["GRB"]["trigger_id"] == "000000"
+
+
+KAFKA = Path(__file__).resolve().parent / "data" / "gcn_kafka"
+
+
+def test_json_notices_become_external_events(client, settings):
+    """Issue 13: SVOM and IceCube GCN Kafka JSON notices become external events as
+    GWCelery 3.0 makes them (fixtures: tests/data/gcn_kafka/SOURCES.md)."""
+    from gw_ops.handlers.kafka_notices import process_json_notice
+
+    svom = (KAFKA / "kafka_alert_svom_wakeup.json").read_bytes()
+    graceid = process_json_notice(svom, client=client, settings=settings, run_raven=False)
+    event = client.event(graceid).json()
+    assert (event["group"], event["pipeline"], event["search"]) == ("External", "SVOM", "GRB")
+    assert event["extra_attributes"]["GRB"]["trigger_id"] == "sb24022203"
+    assert labels(client, graceid) == {"EXT_SKYMAP_READY"}
+    assert "svom_skymap.multiorder.fits" in client.files(graceid).json()
+    logs = log_count(client, graceid)
+    assert process_json_notice(svom, client=client, settings=settings,
+                               run_raven=False) == graceid
+    assert log_count(client, graceid) == logs  # a redelivery changes nothing
+
+    noise = json.loads((KAFKA / "kafka_alert_icecube_noise.json").read_text())
+    neutrino = process_json_notice(noise, client=client, settings=settings, run_raven=False)
+    event = client.event(neutrino).json()
+    assert (event["pipeline"], event["extra_attributes"]["GRB"]["trigger_id"]) == \
+        ("IceCube", "137840_57034692_0")
+    assert "NOT_GRB" in labels(client, neutrino)  # p_astro 0.24 < 0.5
+    retraction = process_json_notice((KAFKA / "kafka_alert_icecube_retraction.json").read_bytes(),
+                                     client=client, settings=settings, run_raven=False)
+    assert "NOT_GRB" in labels(client, retraction)
+    assert "EXT_SKYMAP_READY" not in labels(client, retraction)  # no position
+
+
+def test_json_notice_rejects_bad_input_before_gracedb(client, settings):
+    from gw_ops.handlers.kafka_notices import process_json_notice
+
+    with pytest.raises(InvalidNotice, match="not JSON"):
+        process_json_notice(b"{nope", client=client, settings=settings)
+    with pytest.raises(InvalidNotice, match="exceeds"):
+        process_json_notice(b" " * (2 * 1024 * 1024), client=client, settings=settings)
+
+
+def test_targeted_trigger_vetoed_as_not_grb_marks_no_coincidence(client, settings):
+    """GWCelery 3.0.0: a targeted sub-threshold trigger with NOT_GRB (FAR above the
+    Fermi threshold) gets no EM_COINC; an accepted one does (joint FAR of the targeted
+    search)."""
+    from gw_ops.handlers.kafka_notices import process_json_notice
+    from gw_ops.rules.external_json import notice_from_json
+
+    vetoed = json.loads((KAFKA / "kafka_alert_fermi_targeted_ignore.json").read_text())
+    t_ext = notice_from_json(vetoed, settings).gpstime  # the trigger's centre
+    superevent = make_cbc_superevent(client, t_ext - 2.0, 1e-7)
+    sid = superevent["superevent_id"]
+    graceid = process_json_notice(vetoed, client=client, settings=settings)
+    assert "NOT_GRB" in labels(client, graceid)
+    assert "EM_COINC" not in labels(client, graceid) | labels(client, sid)
+
+    accepted = json.loads((KAFKA / "kafka_alert_fermi_targeted.json").read_text())
+    accepted["id"] = ["699554499711", "20513"]  # another trigger at the same time
+    other = process_json_notice(accepted, client=client, settings=settings)
+    assert "NOT_GRB" not in labels(client, other)
+    assert "EM_COINC" in labels(client, other) and "EM_COINC" in labels(client, sid)
+    record = json.loads(client.files(sid, raven_rules.COINCIDENCE_FILE).read())
+    assert record["ext_search"] == "SubGRBTargeted" and record["temporal_coinc_far"] > 0

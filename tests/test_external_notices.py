@@ -41,7 +41,8 @@ PARSED = [
      "2019-05-04T16:16:28.22Z", 143.53, 38.0799, 10.49, "observation"),
     ("swift_bat_grb_pos.xml", "SWIFT_BAT_GRB_POS_ACK", "Swift", "GRB", "1123129",
      "2022-09-07T14:05:25.76Z", 268.87, -20.3153, 0.05, "observation"),
-    ("integral_wakeup_test.xml", "INTEGRAL_WAKEUP", "INTEGRAL", "GRB", "0",
+    # INTEGRAL: the id comes from the IVORN (#Wakeup_Pos_000000-0-640), TrigID is 0
+    ("integral_wakeup_test.xml", "INTEGRAL_WAKEUP", "INTEGRAL", "GRB", "000000",
      "2017-05-23T12:03:23.68", 1.2343, 2.3455, 0.0169, "test"),
     ("snews.xml", "SNEWS", "SNEWS", "Supernova", "1000194",
      "2018-09-18T16:00:01.00Z", None, None, None, "observation"),
@@ -84,7 +85,8 @@ VETOES = [
     ("fermi_gbm_flt_pos_noise.xml", "classifies it as a GRB at 0 %"),
     ("fermi_gbm_fin_pos.xml", None),
     ("fermi_gbm_subthresh.xml", None),                     # reliability 8
-    ("fermi_gbm_subthresh_lowconfidence.xml", "reliability 2"),
+    # reliability 2: dropped, not vetoed (test_low_reliability_subthreshold_is_dropped)
+    ("fermi_gbm_subthresh_lowconfidence.xml", None),
     ("swift_bat_grb_pos.xml", None),
     ("swift_bat_grb_pos_lost_lock.xml", "star tracker had lost lock"),
     ("icecube_gold.xml", None),
@@ -105,12 +107,15 @@ def test_veto_thresholds_follow_settings():
     strict = get_settings(env={"GW_OPS_EXTTRIG_FERMI_MIN_GRB_PERCENT": "95",
                                "GW_OPS_EXTTRIG_SUBTHRESHOLD_MIN_RELIABILITY": "9"})
     assert parse_notice(notice_bytes("fermi_gbm_flt_pos.xml"), settings=strict).not_grb_reasons
-    assert parse_notice(notice_bytes("fermi_gbm_subthresh.xml"), settings=strict).not_grb_reasons
+    subthreshold = parse_notice(notice_bytes("fermi_gbm_subthresh.xml"), settings=strict)
+    assert external_rules.drop_reason(subthreshold, strict) == \
+        "Fermi subthreshold reliability 8 (< 9)"
 
 
 def test_icecube_far_is_converted_to_hz():
     # 0.2894 per year
-    assert parse("icecube_gold.xml").far_hz == pytest.approx(0.2894 / (365.25 * 86400))
+    # per 365-day year, as GWCelery and ligo-raven count it
+    assert parse("icecube_gold.xml").far_hz == pytest.approx(0.2894 / (365 * 86400), rel=1e-12)
 
 
 def _edit(name: str, old: str, new: str) -> bytes:
@@ -191,13 +196,18 @@ def test_mock_notice_round_trip():
     payload = make_mock_grb_notice("MS240517a", 1400000000.5, 10.0, -20.0, 5.0)
     notice = parse_notice(payload, settings=SETTINGS)
     assert (notice.notice_type, notice.pipeline, notice.search) == \
-        ("FERMI_GBM_GND_POS", "Fermi", "GRB")
+        ("FERMI_GBM_GND_POS", "Fermi", "MDC")
     assert notice.trigger_id == "MS240517a"
     assert notice.gpstime == pytest.approx(1400000000.5, abs=1e-3)
     assert (notice.ra, notice.dec, notice.error_radius) == (10.0, -20.0, 5.0)
-    assert notice.role == "test" and notice.not_grb_reasons == ()
-    observation = make_mock_grb_notice(7, 1400000000.0, 10.0, -20.0, 5.0, role="observation")
-    assert parse_notice(observation, settings=SETTINGS).role == "observation"
+    # a rehearsal: GWCelery's mdc-test_event marker makes its search MDC
+    assert notice.role == "observation" and notice.not_grb_reasons == ()
+    assert "mdc-test_event" in notice.ivorn
+    assert external_rules.gracedb_group_and_search(notice, SETTINGS) == ("External", "MDC")
+    real = make_mock_grb_notice(7, 1400000000.0, 10.0, -20.0, 5.0, mdc=False)
+    assert parse_notice(real, settings=SETTINGS).search == "GRB"
+    test = make_mock_grb_notice(7, 1400000000.0, 10.0, -20.0, 5.0, role="test")
+    assert parse_notice(test, settings=SETTINGS).role == "test"
 
 
 @pytest.mark.parametrize("kwargs", [dict(ra=361), dict(dec=-91), dict(error_deg=0),

@@ -12,13 +12,22 @@ from gw_ops.rules import alert_policy as policy
 from gw_ops.rules import localization as localization_rules
 
 P1, P2 = policy.preliminary_key(1), policy.preliminary_key(2)
+LOW = policy.LESS_SIGNIFICANT_PRELIMINARY_KEY
 
 
 # --- pure decisions -------------------------------------------------------------------
 
 @pytest.mark.parametrize("label, labels, sent, expected", [
     ("SIGNIF_LOCKED", set(), set(), (alert_content.PRELIMINARY, P1)),
-    ("LOW_SIGNIF_LOCKED", set(), set(), (alert_content.PRELIMINARY, P1)),
+    ("LOW_SIGNIF_LOCKED", set(), set(), (alert_content.PRELIMINARY, LOW)),
+    # a less-significant candidate raised by RAVEN still gets its significant Preliminary
+    ("SIGNIF_LOCKED", {"LOW_SIGNIF_LOCKED"}, {LOW}, (alert_content.PRELIMINARY, P1)),
+    ("LOW_SIGNIF_LOCKED", {"SIGNIF_LOCKED"}, set(), None),    # significant takes precedence
+    ("LOW_SIGNIF_LOCKED", {"EARLY_WARNING"}, set(), None),
+    ("LOW_SIGNIF_LOCKED", set(), {LOW}, None),
+    ("LOW_SIGNIF_LOCKED", set(), {P1}, None),
+    ("SIGNIF_LOCKED", {"ADVNO"}, set(), None),
+    ("EARLY_WARNING", {"SIGNIF_LOCKED"}, set(), None),       # the full search took over
     ("SIGNIF_LOCKED", set(), {P1}, None),                     # same label twice: one alert
     ("SIGNIF_LOCKED", set(), {alert_content.INITIAL}, None),
     ("SIGNIF_LOCKED", {"DQV"}, set(), None),

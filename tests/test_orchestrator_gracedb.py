@@ -23,7 +23,7 @@ import uuid
 import pytest
 import requests
 
-from gw_ops.formats import voevent
+from gw_ops.formats import alert_content, json_alert, voevent
 from gw_ops.handlers import alert_sender, localization
 from gw_ops.handlers import orchestrator as orc
 from gw_ops.rules import alert_policy as policy
@@ -84,6 +84,14 @@ class Live:
         """Add a superevent label; its ``label_added`` message."""
         return self._published(lambda: self.client.write_label(self.superevent_id, name),
                                "label_added", lambda data: data["name"] == name)
+
+    def label_message(self, name):
+        """A ``label_added`` message of a label already on the superevent (e.g. the
+        ``LOW_SIGNIF_LOCKED`` the orchestrator adds itself before a significant alert)."""
+        assert name in self.labels()
+        return {"uid": self.superevent_id, "alert_type": "label_added",
+                "data": {"name": name}, "object": {"superevent_id": self.superevent_id},
+                "node": NODE}
 
     def upload(self, filename, contents):
         """Upload a superevent file; its ``log`` message."""
@@ -153,7 +161,9 @@ def ivorn(live, serial, alert_type):
 
 def test_preliminary_initial_retraction_through_local_gracedb(live):
     assert live.deliver(live.label("SIGNIF_LOCKED"))["status"] == "sent"
-    assert live.deliver(live.label("LOW_SIGNIF_LOCKED")) is None  # second lock: no alert
+    # the orchestrator froze the preferred event before the significant alert (GWCelery)
+    assert "LOW_SIGNIF_LOCKED" in live.labels()
+    assert live.deliver(live.label_message("LOW_SIGNIF_LOCKED")) is None  # no second alert
     sent = live.outgoing()
     assert len(sent) == 1
     voevent.validate_voevent(sent[0][b"xml"])
@@ -203,7 +213,7 @@ def test_preliminary_path_sends_once(live):
     assert log_order.index("bayestar.png") > log_order.index(f"{sid}-1-Preliminary.xml")
     # the same message again (redelivery), and the other lock label: no second alert
     assert live.deliver(locked) is None
-    assert live.deliver(live.label("LOW_SIGNIF_LOCKED")) is None
+    assert live.deliver(live.label_message("LOW_SIGNIF_LOCKED")) is None
     assert len(live.outgoing()) == 1
     assert live.versions("bayestar.multiorder.fits") == [SKYMAP + live.preferred.encode()]
     assert live.uploaded(".xml") == [f"{sid}-1-Preliminary.xml"]
@@ -430,26 +440,53 @@ def test_handle_cbc_event_uploads_each_product_once(gracedb_service, settings, r
     assert "bayestar.multiorder.fits,1" not in listing and "em_bright.json,1" not in listing
 
 
-def test_preliminary_with_a_mock_grb_coincidence(live):
-    """Issue 11: the mock GRB's trigger id ``mock<gps>`` is not a number; the Preliminary
-    alert of its superevent must still go out (it was dead-lettered by ``int()``)."""
-    from gw_ops.mock.notices import make_mock_grb_notice
+def test_alert_rejected_by_the_schema_is_not_sent(live, monkeypatch):
+    """Issue 13: a JSON alert igwn-gwalert-schema rejects stops before anything is
+    published (nothing on the outgoing stream, nothing recorded), with the reason."""
+    from gw_ops.formats.schema import AlertSchemaError
 
-    superevent = live.client.superevent(live.superevent_id).json()
-    trigger_id = f"mock{int(superevent['t_0'])}"
-    notice = make_mock_grb_notice(trigger_id, superevent["t_0"] - 0.5, 10.0, 20.0, 5.0)
-    external = live.client.create_event("External", "Fermi", "fermi_gbm_gnd_pos.xml",
-                                        search="MDC", filecontents=notice).json()
-    assert external["extra_attributes"]["GRB"]["trigger_id"] == trigger_id
-    live.client.update_superevent(live.superevent_id, em_type=external["graceid"],
-                                  time_coinc_far=1e-12)
-    result = live.deliver(live.label("SIGNIF_LOCKED"))
-    assert result["status"] == "sent" and result["serial_number"] == 1
-    (sent,) = live.outgoing()
-    voevent.validate_voevent(sent[b"xml"])
-    params = voevent.voevent_params(sent[b"xml"])
-    assert params["External_GCN_Notice_Id"] == "0"
-    assert params["External_Ivorn"] == external["extra_attributes"]["GRB"]["ivorn"]
-    stem = f"{live.superevent_id}-1-Preliminary"
-    alert_json = json.loads(live.client.files(live.superevent_id, f"{stem}.json").read())
-    assert alert_json["external_coinc"]["gcn_notice_id"] == 0
+    monkeypatch.setitem(json_alert.JSON_ALERT_TYPES, alert_content.PRELIMINARY, "PRELIM")
+    with pytest.raises(AlertSchemaError, match="alert_type"):
+        live.deliver(live.label("SIGNIF_LOCKED"))
+    assert live.outgoing() == []
+    assert live.uploaded(".xml") == []
+
+
+def test_significant_alert_reselects_the_preferred_event_ignoring_the_lock(live):
+    """Issue 13 (GWCelery 2.5's orchestrator): before a significant Preliminary the
+    preferred event is re-selected among all G events although LOW_SIGNIF_LOCKED froze
+    it; the alert then carries the new preferred event's sky map."""
+    for label in ("PASTRO_READY", "EMBRIGHT_READY", "SKYMAP_READY"):  # `other` is complete
+        live.client.write_label(live.other, label)
+    live.client.write_label(live.superevent_id, "LOW_SIGNIF_LOCKED")
+    assert live.client.superevent(live.superevent_id).json()["preferred_event"] == live.preferred
+    assert live.deliver(live.label("SIGNIF_LOCKED"))["status"] == "sent"
+    assert live.client.superevent(live.superevent_id).json()["preferred_event"] == live.other
+    assert live.versions("bayestar.multiorder.fits")[-1] == SKYMAP + live.other.encode()
+
+
+def test_early_warning_freezes_the_preferred_event(live):
+    """Issue 13 item 5: an EarlyWarning alert adds LOW_SIGNIF_LOCKED first."""
+    assert "LOW_SIGNIF_LOCKED" not in live.labels()
+    assert live.deliver(live.label("EARLY_WARNING"))["ivorn"].endswith("-1-EarlyWarning")
+    assert "LOW_SIGNIF_LOCKED" in live.labels()
+    # the lock's own message sends nothing while EARLY_WARNING is there
+    assert live.deliver(live.label_message("LOW_SIGNIF_LOCKED")) is None
+
+
+def test_less_significant_candidate_gets_a_second_less_significant_preliminary(live):
+    """GWCelery 2.5: a less-significant Preliminary is followed by a second one after the
+    clean-up timeout unless the candidate was raised meanwhile."""
+    first = live.deliver(live.label("LOW_SIGNIF_LOCKED"))
+    assert first["key"] == policy.LESS_SIGNIFICANT_PRELIMINARY_KEY
+    assert voevent.voevent_params(live.outgoing()[0][b"xml"])["Significant"] == "0"
+    assert next_due(live.redis, live.settings) is not None
+    second = orc.second_preliminary(live.superevent_id, settings=live.settings,
+                                    client=live.client, redis_client=live.redis,
+                                    follows=policy.LESS_SIGNIFICANT_PRELIMINARY_KEY)
+    assert second["key"] == policy.SECOND_LESS_SIGNIFICANT_PRELIMINARY_KEY
+    assert second["serial_number"] == 2
+    # once raised (ADVREQ), no second less-significant alert would be due
+    assert policy.decide_second_preliminary(
+        {"LOW_SIGNIF_LOCKED", "ADVREQ"}, {policy.LESS_SIGNIFICANT_PRELIMINARY_KEY},
+        follows=policy.LESS_SIGNIFICANT_PRELIMINARY_KEY) is None

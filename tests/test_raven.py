@@ -11,7 +11,7 @@ from gw_ops.rules import raven
 from gw_ops.science import ext_skymaps
 
 SETTINGS = get_settings(env={})
-YEAR = 365.25 * 86400
+YEAR = 365 * 86400  # GWCelery's and ligo-raven's year
 
 
 # pipeline, search, GW kind, window of t_ext - t_gw (s)
@@ -45,7 +45,7 @@ def test_windows_and_rates_come_from_settings():
         raven.parse_window(("3", "-2"))
 
 
-@pytest.mark.parametrize("search,per_year", [("GRB", 325), ("MDC", 325), ("SubGRB", 390),
+@pytest.mark.parametrize("search,per_year", [("GRB", 305), ("MDC", 305), ("SubGRB", 370),
                                              ("HEN", 15), ("Supernova", None)])
 def test_external_rates(search, per_year):
     rate = raven.external_rate_hz(SETTINGS, search)
@@ -127,13 +127,14 @@ def test_categories_pair_only_with_their_own():
 
 
 # GW FAR (Hz), overlap, ext labels, search, significant?, publishable?
-# CBC all-sky: trials 7, threshold 1/2592000 Hz (superevent_alert_thresholds default).
+# CBC all-sky: trials t = 5, threshold 1/2592000 Hz (GWCelery 2.5.0); FAR x t x (t - 1).
 SIGNIFICANCE = [
-    (1e-5, 100.0, (), "GRB", True, True),          # 6*325/yr*1e-5/100*7 = 4.3e-12
+    (1e-5, 100.0, (), "GRB", True, True),          # 6*305/yr*1e-5/100*20 = 1.2e-11
     (1e-5, None, (), "GRB", True, False),          # significant but no sky maps
     (1e-5, 100.0, ("NOT_GRB",), "GRB", True, False),
+    (1e-5, 100.0, ("RAVEN_ALERT",), "GRB", True, False),  # published before
     (1e-5, 100.0, (), "SubGRB", True, False),
-    (1.0, 1.0, (), "GRB", False, False),           # 6*325/yr*7 = 4.3e-4 Hz
+    (1.0, 1.0, (), "GRB", False, False),           # 6*305/yr*20 = 1.2e-3 Hz
 ]
 
 
@@ -143,14 +144,21 @@ def test_significance(gw_far, overlap, labels, search, significant, publishable)
                             SETTINGS, overlap=overlap)
     assert result.significant == significant
     assert result.publishable == publishable
-    assert result.trials_factor == 7
+    assert result.trials_factor == 5
     assert result.significant_far_threshold == pytest.approx(1 / 2592000)
 
 
-def test_snews_is_judged_on_the_gw_far():
-    result = raven.evaluate(superevent(far=1e-9), external(1e9, "SNEWS", "Supernova"), SETTINGS)
-    assert result.temporal_coinc_far is None and result.far_with_trials == pytest.approx(7e-9)
+def test_snews_is_judged_on_the_gw_far_and_pairs_with_bursts_only():
+    burst = superevent(far=1e-9)
+    burst["preferred_event_data"] = {**burst["preferred_event_data"], "group": "Burst",
+                                     "pipeline": "CWB"}
+    result = raven.evaluate(burst, external(1e9, "SNEWS", "Supernova"), SETTINGS)
+    # Burst all-sky: t = 2; published when GW FAR x t < 1/day
+    assert result.temporal_coinc_far is None and result.far_with_trials == pytest.approx(2e-9)
+    assert result.significant_far_threshold == pytest.approx(1 / 86400)
     assert result.publishable
+    assert raven.evaluate(superevent(far=1e-9), external(1e9, "SNEWS", "Supernova"),
+                          SETTINGS) is None  # a CBC superevent: no SNEWS search
 
 
 def test_preference_key():

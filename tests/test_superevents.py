@@ -121,35 +121,41 @@ def test_place_event(graceid, window, category, candidates, action, sid):
 
 def test_default_thresholds_match_the_documented_table():
     assert THRESHOLDS == {
-        ("cbc", "allsky"): thresholds.AlertThreshold(7, 1 / MONTH, 2 / DAY),
-        ("cbc", "earlywarning"): thresholds.AlertThreshold(4, 1 / MONTH, None),
-        ("cbc", "mdc"): thresholds.AlertThreshold(7, 1 / MONTH, None),
-        ("cbc", "ssm"): thresholds.AlertThreshold(3, 1 / YEAR, None),
-        ("burst", "allsky"): thresholds.AlertThreshold(3, 1 / YEAR, 2 / DAY),
-        ("burst", "bbh"): thresholds.AlertThreshold(7, 1 / MONTH, 2 / DAY),
+        # GWCelery 2.5.0 (gwcelery/conf/__init__.py); less-significant: 2/day x trials
+        ("cbc", "allsky"): thresholds.AlertThreshold(5, 1 / MONTH, 5, 10 / DAY),
+        ("cbc", "earlywarning"): thresholds.AlertThreshold(3, 1 / MONTH, 3, None),
+        ("cbc", "mdc"): thresholds.AlertThreshold(5, 1 / MONTH, 5, None),
+        ("cbc", "ssm"): thresholds.AlertThreshold(2, None, 2, None),
+        ("burst", "allsky"): thresholds.AlertThreshold(2, 1 / YEAR, 5, 10 / DAY),
+        ("burst", "bbh"): thresholds.AlertThreshold(5, 1 / MONTH, 5, 10 / DAY),
     }
 
 
-@pytest.mark.parametrize("entry", ["cbc:allsky:7:1/2592000", "cbc:allsky:x:1e-7:off",
-                                   "cbc:allsky:7:1/0:off"])
+@pytest.mark.parametrize("entry", ["cbc:allsky:7:1/2592000:7", "cbc:allsky:x:1e-7:7:off",
+                                   "cbc:allsky:7:1/0:7:off",
+                                   "cbc:allsky:7:1/2592000:2/86400"])  # the old 5-field form
 def test_malformed_threshold_entries_are_rejected(entry):
     with pytest.raises(ValueError, match="superevent_alert_thresholds"):
         thresholds.parse_alert_thresholds((entry,))
 
 
 @pytest.mark.parametrize("event, significant, less_significant", [
-    (cbc(far=0.99 / MONTH / 7), True, True),
-    (cbc(far=1.01 / MONTH / 7), False, True),       # the trials factor matters
-    (cbc(far=1.9 / DAY / 7), False, True),
-    (cbc(far=2.1 / DAY / 7), False, False),
-    (cbc(far=0.99 / MONTH / 4, search="EarlyWarning"), True, False),
-    (cbc(far=1.01 / MONTH / 4, search="EarlyWarning"), False, False),  # no low-signif EW
-    (cbc(far=0.99 / MONTH / 7, search="MDC"), True, False),
-    (cbc(far=0.99 / YEAR / 3, search="SSM"), True, False),
-    (cbc(far=1.01 / YEAR / 3, search="SSM"), False, False),
-    (burst(far=0.99 / YEAR / 3), True, True),
-    (burst(far=1.01 / YEAR / 3), False, True),
-    (burst(far=0.99 / MONTH / 7, search="BBH"), True, True),
+    (cbc(far=0.99 / MONTH / 5), True, True),
+    (cbc(far=1.01 / MONTH / 5), False, True),       # the trials factor matters
+    (cbc(far=1.9 / DAY), False, True),              # less-significant: FAR <= 2/day
+    (cbc(far=2.1 / DAY), False, False),
+    # a significant event is less-significant too, even without a low threshold
+    (cbc(far=0.99 / MONTH / 3, search="EarlyWarning"), True, True),
+    (cbc(far=1.01 / MONTH / 3, search="EarlyWarning"), False, False),  # no low-signif EW
+    (cbc(far=0.99 / MONTH / 5, search="MDC"), True, True),
+    (cbc(far=1e-30, search="SSM"), False, False),   # SSM alerts are off in 2.5.0
+    (burst(far=0.99 / YEAR / 2), True, True),
+    (burst(far=1.01 / YEAR / 2), False, True),
+    (burst(far=1.9 / DAY), False, True),
+    (burst(far=0.99 / MONTH / 5, search="BBH"), True, True),
+    (cbc(far=1.9 / DAY, labels=["RAVEN_ALERT"]), True, True),   # a GRB coincidence
+    (cbc(far=1e-3, labels=["RAVEN_ALERT"]), True, True),
+    (cbc(far=1e-3, labels=["RAVEN_ALERT", "INJ"]), False, False),
     (burst(far=1e-20, group="Test"), True, True),    # Test group: rules of its pipeline
     (cbc(far=1e-20, offline=True), False, False),    # offline is never published
     (cbc(far=1e-20, labels=["INJ"]), False, False),  # nor an injection
@@ -186,7 +192,7 @@ SIGNIFICANT, LESS_SIGNIFICANT, INSIGNIFICANT = 1e-10, 1e-6, 1e-4
     (cbc(far=SIGNIFICANT, snr=5, ifos=("H1",)),
      cbc(far=SIGNIFICANT, snr=30, search="EarlyWarning", ifos=("H1", "L1", "V1")),
      "all-sky beats early warning"),
-    (cbc(far=INSIGNIFICANT, snr=5, search="SSM"), burst(far=INSIGNIFICANT / 10),
+    (cbc(far=INSIGNIFICANT, snr=5, search="SSM"), burst(far=INSIGNIFICANT),
      "CBC beats burst at equal significance"),
     (burst(far=1e-20), cbc(far=SIGNIFICANT, snr=30, search="SSM"),
      "a burst passing both thresholds beats an SSM event that has no low-signif threshold"),
@@ -212,8 +218,9 @@ def test_ranking_key_order(better, worse, why):
     (cbc(far=SIGNIFICANT, labels=CBC_COMPLETE),
      ("EM_READY", "ADVREQ", "SIGNIF_LOCKED", "LOW_SIGNIF_LOCKED")),
     (cbc(far=SIGNIFICANT), ("ADVREQ",)),
+    # a significant early warning locks the preferred event too (GWCelery 2.5)
     (cbc(far=SIGNIFICANT, search="EarlyWarning", labels=CBC_COMPLETE),
-     ("EM_READY", "ADVREQ", "EARLY_WARNING")),
+     ("EM_READY", "ADVREQ", "EARLY_WARNING", "LOW_SIGNIF_LOCKED")),
     (cbc(far=LESS_SIGNIFICANT, labels=CBC_COMPLETE), ("EM_READY", "LOW_SIGNIF_LOCKED")),
     (cbc(far=LESS_SIGNIFICANT), ()),
     (cbc(far=INSIGNIFICANT, labels=CBC_COMPLETE), ("EM_READY",)),
@@ -240,14 +247,18 @@ WORSE = cbc("G1", snr=8, far=LESS_SIGNIFICANT)
     ([], WORSE, BETTER, {"preferred_event": "G2", "t_0": 1000.0},
      ("EM_READY", "ADVREQ", "SIGNIF_LOCKED", "LOW_SIGNIF_LOCKED")),
     # locked either way: preferred event frozen
-    (["LOW_SIGNIF_LOCKED"], WORSE, BETTER, {}, ()),
-    (["SIGNIF_LOCKED", "EM_READY"], WORSE, BETTER, {}, ()),
-    # EARLY_WARNING does not freeze: the all-sky search can take over
+    (["LOW_SIGNIF_LOCKED"], WORSE, BETTER, {}, ("EM_READY", "ADVREQ", "SIGNIF_LOCKED")),
+    (["SIGNIF_LOCKED", "EM_READY"], WORSE, BETTER, {}, ("ADVREQ", "LOW_SIGNIF_LOCKED")),
+    # labels come from the incoming event: a significant event raises a locked
+    # superevent (the orchestrator then re-selects the preferred event)
+    (["LOW_SIGNIF_LOCKED", "EM_READY"], WORSE, BETTER, {},
+     ("ADVREQ", "SIGNIF_LOCKED")),
+    # EARLY_WARNING alone does not freeze: the all-sky search can take over
     (["EARLY_WARNING"], {**WORSE, "search": "EarlyWarning"}, BETTER,
      {"preferred_event": "G2", "t_0": 1000.0},
      ("EM_READY", "ADVREQ", "SIGNIF_LOCKED", "LOW_SIGNIF_LOCKED")),
     # a worse event changes nothing
-    ([], BETTER, WORSE, {}, ("EM_READY", "ADVREQ", "SIGNIF_LOCKED", "LOW_SIGNIF_LOCKED")),
+    ([], BETTER, WORSE, {}, ()),
     (["EM_READY", "ADVREQ", "SIGNIF_LOCKED", "LOW_SIGNIF_LOCKED"], BETTER, WORSE, {}, ()),
     # a label completing the preferred event itself: locks without a preferred change
     (["ADVREQ"], cbc("G2", far=SIGNIFICANT, labels=["SKYMAP_READY"]),
@@ -291,6 +302,14 @@ def _message(event, alert_type="new", label=None):
     (_message(cbc()), {}, None),
     (_message(cbc(labels=CBC_COMPLETE), "label_added", "SKYMAP_READY"), {}, None),
     (_message(cbc(), "log"), {}, "alert type"),
+    # GWCelery 2.5 leaves KAGRA events out (superevent_skip_kagra, default on)
+    (_message(cbc(ifos=("H1", "L1", "K1"))), {}, "KAGRA"),
+    (_message(cbc(ifos=("H1", "L1", "K1"))), {"superevent_skip_kagra": False}, None),
+    (_message(cbc(search="VTInjection")), {}, "VT injection"),
+    # RAVEN_ALERT counts even on an incomplete event
+    (_message(cbc(labels=["RAVEN_ALERT"]), "label_added", "RAVEN_ALERT"), {}, None),
+    (_message(cbc(far=1.01 / 3600, labels=["RAVEN_ALERT"]), "label_added", "RAVEN_ALERT"),
+     {}, "FAR"),
     (_message(cbc(labels=CBC_COMPLETE), "label_added", "DQOK"), {}, "does not affect"),
     (_message(cbc(labels=["SKYMAP_READY"]), "label_added", "SKYMAP_READY"), {},
      "not complete"),

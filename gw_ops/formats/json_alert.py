@@ -29,7 +29,7 @@ from gw_ops.formats.alert_content import (
 
 #: ``alert_type`` of the JSON alert (igwn-gwalert-schema v1 enumeration symbols).
 JSON_ALERT_TYPES: dict[str, str] = {
-    EARLY_WARNING: "EARLY_WARNING",
+    EARLY_WARNING: "EARLYWARNING",  # the schema's enum spelling (GWCelery: 'earlywarning'.upper())
     PRELIMINARY: "PRELIMINARY",
     INITIAL: "INITIAL",
     UPDATE: "UPDATE",

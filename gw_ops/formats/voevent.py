@@ -146,7 +146,7 @@ def build_voevent(content: AlertContent) -> bytes:
            f"is an {notice_name} notice")
     _param(what, "internal", int(content.internal), "int",
            "Indicates whether this event should be distributed to LSC/Virgo/KAGRA members only")
-    _param(what, "Pkt_Ser_Num", content.serial_number, "int",
+    _param(what, "Pkt_Ser_Num", str(int(content.serial_number)), "string",  # as LVK VOEvents
            "A number that increments by 1 each time a new revision is issued for this event")
     _param(what, "GraceID", content.superevent_id, "string", "Identifier in GraceDB",
            ucd="meta.id")

@@ -1,7 +1,7 @@
 """Alert sender: send one public alert at most once, and record it in GraceDB.
 
 What to send is decided by :mod:`gw_ops.rules.alert_policy`; this module builds the
-notice (:mod:`gw_ops.formats.alerts`), appends it to the outgoing VOEvent stream and
+notice (:mod:`gw_ops.formats.voevent`), appends it to the outgoing VOEvent stream and
 records it.
 
 Idempotency and races (delivery is at-least-once)
@@ -295,6 +295,7 @@ def send_alert(decision: AlertDecision, superevent_id: str, *, settings: Setting
                                  decision.alert_type, serial, cited)
         xml = voevent.build_voevent(content)
         voevent.validate_voevent(xml)
+        _validate_json(content)  # before anything is published: a rejected alert never goes
         status, detail = script(keys=[record_key, _outgoing_stream(settings)],
                                 args=[decision.key, serial, xml, content.ivorn,
                                       int(settings.alert_record_ttl_s), _outgoing_maxlen()])
@@ -322,6 +323,18 @@ def send_alert(decision: AlertDecision, superevent_id: str, *, settings: Setting
     _after_send(client, superevent_id, decision)
     return {"status": status, "key": decision.key, "serial_number": serial,
             "ivorn": alert_content.ivorn(superevent_id, serial, decision.alert_type)}
+
+
+def _validate_json(content: alert_content.AlertContent) -> None:
+    """Check the alert's JSON form against igwn-gwalert-schema; a rejection is a gw-ops bug:
+    logged as an error and raised, so that alert stops, red, with the schema's reason."""
+    from gw_ops.formats.schema import AlertSchemaError, validate_json_alert
+
+    try:
+        validate_json_alert(json_alert.build_json_alert(content))
+    except AlertSchemaError as exc:
+        log.error("NOT SENT: %s", exc.reason)
+        raise
 
 
 def _outgoing_stream(settings: Settings) -> str:

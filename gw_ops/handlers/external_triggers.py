@@ -2,10 +2,14 @@
 
 One handler, :func:`handle_notice`, takes every notice type in :data:`NOTICE_KINDS`
 (Fermi GBM, Swift BAT, INTEGRAL, SNEWS, IceCube gold/bronze tracks) on the serial
-``exttrig`` pool.  For each notice it
+``exttrig`` pool; :func:`gw_ops.handlers.kafka_notices.process_json_notice` takes a
+GCN Kafka JSON notice (SVOM, IceCube, targeted Fermi/Swift) through :func:`apply_notice`.
+For each notice it
 
-1. parses the VOEvent (:func:`parse_notice`); bad input raises :class:`InvalidNotice`,
-   which the lane dead-letters;
+1. parses the VOEvent (:func:`parse_notice`) or the JSON
+   (:func:`gw_ops.rules.external_json.notice_from_json`); bad input raises
+   :class:`InvalidNotice`, which the lane dead-letters; a notice GWCelery drops (a
+   low-reliability Fermi sub-threshold trigger) makes no event;
 2. creates the external event in GraceDB, or replaces it when an event of the same
    pipeline and trigger id exists (a later notice of the same burst), and logs the
    notice with the XML attached;
@@ -22,9 +26,10 @@ Every step first checks whether it was already done (the event's log records whi
 notice and which sky map were applied), so a notice delivered twice changes nothing and
 a run that crashed half-way is completed by the next delivery.
 
-Notices with ``role="test"`` follow ``settings.exttrig_test_notices``: ``mdc`` (an
-External event of search ``MDC``, paired only with MDC superevents), ``test`` (an event
-of group ``Test``) or ``ignore``.
+Notices with ``role="test"`` follow ``settings.exttrig_test_notices``: ``test`` (an
+event of group ``Test``, GWCelery's rule and the default), ``mdc`` (an External event of
+search ``MDC``, paired only with MDC superevents) or ``ignore``.  Rehearsal notices whose
+IVORN carries ``mdc-test_event`` (gw-ops' mock GRBs) are External events of search MDC.
 
 This module is imported when Airflow parses the DAGs, so it imports only lxml, pygcn's
 notice types and gw-ops' light modules at top level.
@@ -50,11 +55,15 @@ from gw_ops.rules.external import (
     SAME_TRIGGER_SPAN_S,
     ExternalNotice,
     InvalidNotice,
+    drop_reason,
     gracedb_group_and_search,
     grb_probability,
+    integral_trigger_id,
     is_same_trigger,
+    may_replace,
     notice_log_comment,
     search_name_for_server,
+    search_of,
     skymap_filename,
     skymap_log_comment,
     trigger_id_from_params,
@@ -173,8 +182,9 @@ def parse_notice(payload: bytes, root: etree._Element | None = None,
     notice_type = notice_type_of(root, params)
     pipeline, search = NOTICE_KINDS[notice_type]
     ivorn = root.get("ivorn") or ""
+    search = search_of(search, ivorn)
     role = (root.get("role") or "observation").strip().lower()
-    trigger_id = trigger_id_from_params(notice_type, params)
+    trigger_id = trigger_id_from_params(notice_type, params, ivorn)
     event_time, gpstime = parse_event_time(root.findtext(".//{*}ISOTime"))
 
     ra = dec = error_radius = None
@@ -231,6 +241,8 @@ def find_external_event(client: Any, notice: ExternalNotice, group: str,
     for event in gateway.search(client, "events", query):
         if (event.get("search") == MDC_SEARCH) != (search == MDC_SEARCH):
             continue  # a rehearsal never replaces a real trigger, nor the reverse
+        if not may_replace(str(event.get("search", "")), search):
+            continue  # e.g. a sub-threshold notice never replaces a GRB event
         if is_same_trigger(event, notice):
             candidates.append(event)
     # the oldest one is the trigger's event; later duplicates could only come from
@@ -250,7 +262,8 @@ def upsert_external_event(client: Any, notice: ExternalNotice, payload: bytes,
     """
     existing = find_external_event(client, notice, group, search)
     comment = notice_log_comment(notice)
-    filename = f"{notice.notice_type.lower()}.xml"
+    extension = "json" if notice.payload_format == "json" else "xml"
+    filename = f"{notice.notice_type.lower()}.{extension}"
     if existing is None:
         labels = [NOT_GRB] if notice.not_grb_reasons else None
         created = gateway.read_json(gateway.write(
@@ -322,6 +335,35 @@ def process_notice(payload: bytes, root: etree._Element | None = None, *,
     """
     settings = settings or get_settings()
     notice = parse_notice(payload, root, settings)
+    if notice.pipeline == "INTEGRAL" and integral_trigger_id(notice.ivorn):
+        # GraceDB records the TrigID parameter: give it the id from the IVORN
+        payload = with_trigger_id(payload, root, notice.trigger_id)
+    return apply_notice(notice, payload, client=client, settings=settings,
+                         run_raven=run_raven)
+
+
+def with_trigger_id(payload: bytes, root: etree._Element | None, trigger_id: str) -> bytes:
+    """The notice XML with its ``TrigID`` parameter set to ``trigger_id``."""
+    root = root if root is not None else parse_xml(payload)
+    for param in root.iter("{*}Param", "Param"):
+        if param.get("name") == "TrigID":
+            param.set("value", trigger_id)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def apply_notice(notice: ExternalNotice, payload: bytes, *, client: Any, settings: Settings,
+                  run_raven: bool) -> str | None:
+    """Event, NOT_GRB, sky map and RAVEN search of one parsed notice (VOEvent or JSON).
+
+    Returns
+    -------
+    str or None
+        GraceDB id of the external event, or None when the notice is dropped or ignored.
+    """
+    dropped = drop_reason(notice, settings)
+    if dropped:
+        log.info("dropping notice %s: %s", notice.ivorn, dropped)
+        return None
     placement = gracedb_group_and_search(notice, settings)
     if placement is None:
         log.info("ignoring test notice %s (exttrig_test_notices=ignore)", notice.ivorn)
@@ -360,5 +402,6 @@ def handle_superevent(message: dict[str, Any]) -> None:
     raven.handle_superevent_message(message)
 
 
-__all__ = ["InvalidNotice", "parse_notice", "parse_xml", "process_notice", "handle_notice",
+__all__ = ["InvalidNotice", "parse_notice", "parse_xml", "process_notice", "apply_notice",
+           "handle_notice",
            "handle_superevent", "find_external_event", "server_search_name"]

@@ -27,13 +27,25 @@ from gw_ops.formats import alert_content
 from gw_ops.handlers import localization
 from gw_ops.handlers.alert_sender import complete_unrecorded_alerts, default_clients, send_alert, sent_keys
 from gw_ops.rules.alert_policy import (
+    LESS_SIGNIFICANT_PRELIMINARY_KEY,
     decide_on_file,
     decide_on_label,
     decide_second_preliminary,
     is_update_trigger_file,
 )
+from gw_ops.rules.events import SupereventError
+from gw_ops.rules.superevents import select_preferred
+from gw_ops.rules.thresholds import parse_alert_thresholds
 from gw_ops.transport import lvalert
-from gw_ops.vocabulary import CBC_EVENT_NODES, GCN_PRELIM_SENT, SUPEREVENT_NODES, category_of_superevent_id
+from gw_ops.vocabulary import (
+    CBC_EVENT_NODES,
+    EARLY_WARNING,
+    GCN_PRELIM_SENT,
+    LOW_SIGNIF_LOCKED,
+    SIGNIF_LOCKED,
+    SUPEREVENT_NODES,
+    category_of_superevent_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +108,9 @@ def _handle_superevent_locked(superevent_id: str, kind: str, data: Mapping[str, 
     else:
         decision = decide_on_file(data.get("filename"), data.get("file_version"), labels, sent)
     result = completed[-1] if completed else None
+    if decision is not None and kind == "label_added" and \
+            data.get("name") in (SIGNIF_LOCKED, EARLY_WARNING):
+        lock_and_reselect(superevent_id, labels, settings=settings, client=client)
     if decision is not None:
         result = send_alert(decision, superevent_id, settings=settings, client=client,
                             redis_client=redis_client)
@@ -108,6 +123,41 @@ def _handle_superevent_locked(superevent_id: str, kind: str, data: Mapping[str, 
     return result
 
 
+def lock_and_reselect(superevent_id: str, labels: set[str], *, settings: Settings,
+                      client) -> str | None:
+    """Before a significant Preliminary or an EarlyWarning (GWCelery 2.5's orchestrator):
+    freeze the preferred event (``LOW_SIGNIF_LOCKED``) and re-select it among all of the
+    superevent's G events, ignoring the lock -- a significant event that arrived after a
+    less-significant one locked the superevent, or an event raised by ``RAVEN_ALERT``,
+    becomes preferred.
+
+    Returns
+    -------
+    str or None
+        The new preferred event, or None when it did not change.
+    """
+    if LOW_SIGNIF_LOCKED not in labels:
+        gateway.ensure_label(client, superevent_id, LOW_SIGNIF_LOCKED)
+    superevent = gateway.superevent(client, superevent_id)
+    current = superevent.get("preferred_event")
+    ids = [current] + [g for g in superevent.get("gw_events") or () if g != current]
+    candidates = [gateway.event(client, graceid) for graceid in ids if graceid]
+    thresholds = parse_alert_thresholds(settings.superevent_alert_thresholds)
+    try:
+        best = select_preferred(candidates, thresholds)
+    except (SupereventError, ValueError) as exc:
+        # an event the rules cannot rank: keep the current preferred event, send anyway
+        log.warning("%s: preferred event not re-selected (%s)", superevent_id, exc)
+        return None
+    if best["graceid"] == current:
+        return None
+    gateway.write(client.update_superevent, superevent_id, preferred_event=best["graceid"],
+                  t_0=float(best["gpstime"]))
+    log.info("%s: preferred event re-selected: %s -> %s", superevent_id, current,
+             best["graceid"])
+    return best["graceid"]
+
+
 def finish_bookkeeping(superevent_id: str, sent: set[str], labels: set[str], *, settings: Settings,
                        client, redis_client) -> None:
     """Record the consequences of sent alerts (idempotent).
@@ -118,16 +168,23 @@ def finish_bookkeeping(superevent_id: str, sent: set[str], labels: set[str], *, 
     """
     if any(key.startswith(alert_content.PRELIMINARY) for key in sent) and GCN_PRELIM_SENT not in labels:
         gateway.ensure_label(client, superevent_id, GCN_PRELIM_SENT)
-    if decide_second_preliminary(labels, sent) is not None:
-        from gw_ops.transport.delayed import schedule
-        schedule(redis_client, settings, "second_preliminary", {"superevent_id": superevent_id},
-                 time.time() + settings.preliminary_cleanup_timeout_s)
+    # the significant and the less-significant second Preliminary are scheduled apart
+    # (distinct arguments), each after its own first one
+    for follows, arguments in ((None, {"superevent_id": superevent_id}),
+                               (LESS_SIGNIFICANT_PRELIMINARY_KEY,
+                                {"superevent_id": superevent_id,
+                                 "follows": LESS_SIGNIFICANT_PRELIMINARY_KEY})):
+        if decide_second_preliminary(labels, sent, follows) is not None:
+            from gw_ops.transport.delayed import schedule
+            schedule(redis_client, settings, "second_preliminary", arguments,
+                     time.time() + settings.preliminary_cleanup_timeout_s)
 
 
 def second_preliminary(superevent_id: str, *, settings: Settings | None = None, client=None,
-                       redis_client=None) -> dict[str, Any] | None:
+                       redis_client=None, follows: str | None = None) -> dict[str, Any] | None:
     """Send the second Preliminary alert, due ``settings.preliminary_cleanup_timeout_s``
-    after the first; the preferred event is re-read from GraceDB, and its files copied
+    after the first (``follows``: the first one's key, default the significant
+    ``Preliminary-1``); the preferred event is re-read from GraceDB, and its files copied
     again when they changed.  Idempotent: the lead's DAG may call it more than once.
 
     Returns
@@ -142,7 +199,7 @@ def second_preliminary(superevent_id: str, *, settings: Settings | None = None, 
                                    redis_client=redis_client)
         decision = decide_second_preliminary(
             gateway.labels(client, superevent_id),
-            sent_keys(client, settings, redis_client, superevent_id))
+            sent_keys(client, settings, redis_client, superevent_id), follows)
         if decision is None:
             return None
         return send_alert(decision, superevent_id, settings=settings, client=client,

@@ -6,8 +6,9 @@ events and sky maps through the GraceDB gateway and records each coincidence (on
 is not there yet, so repeated searches are idempotent): the external event joins the
 superevent; ``EM_COINC`` on both; a log line per coincidence; for the superevent's
 preferred coincidence ``update_superevent(em_type, time_coinc_far, space_coinc_far)``
-and a ``coincidence_far.json`` file; ``RAVEN_ALERT`` on the superevent, its preferred
-event and the external event when publishable.
+and a ``coincidence_far.json`` file; when publishable, ``RAVEN_ALERT`` and ``HIGH_PROFILE``
+on the superevent, ``RAVEN_ALERT`` on the external event and last on the preferred G
+event (:func:`gw_ops.rules.raven.raven_alert_labels`).
 
 Used by :mod:`gw_ops.handlers.external_triggers` (one way: this module imports no
 handler).
@@ -33,11 +34,13 @@ from gw_ops.rules.raven import (
     evaluate,
     external_groups,
     preference_key,
+    raven_alert_labels,
     replace_fars,
     same_far,
     searched_comment,
     windows_span,
 )
+from gw_ops.rules.raven_publish import TARGETED_SEARCH
 from gw_ops.vocabulary import CATEGORY_NAME, EM_COINC, EXT_SKYMAP_READY, RAVEN_ALERT
 
 log = logging.getLogger(__name__)
@@ -106,19 +109,26 @@ def record_coincidence(client: Any, superevent: dict[str, Any], ext_event: dict[
     comment = coincidence_comment(coincidence)
     if comment not in gateway.log_comments(client, sid):
         gateway.write(client.write_log, sid, comment, tag_name=["ext_coinc"])
-    gateway.ensure_label(client, sid, EM_COINC)
-    gateway.ensure_label(client, eid, EM_COINC)
+    if not (coincidence.ext_search == TARGETED_SEARCH and coincidence.not_grb):
+        # GWCelery marks no coincidence with a vetoed targeted sub-threshold trigger
+        gateway.ensure_label(client, sid, EM_COINC)
+        gateway.ensure_label(client, eid, EM_COINC)
 
     # Preferred coincidence of the superevent: the new one, unless the current one wins.
+    # A coincidence about to be published counts as carrying RAVEN_ALERT (GWCelery
+    # labels first, then re-chooses), so the alert describes the published trigger.
     fresh = gateway.superevent(client, sid)
     current = fresh.get("em_type")
     preferred = True
+    ext_labels = set(ext_event.get("labels") or ())
+    if coincidence.publishable:
+        ext_labels.add(RAVEN_ALERT)
     if current and current != eid:
         current_event = gateway.event(client, current)
         current_coincidence = replace_fars(coincidence, current_event,
                                             fresh.get("time_coinc_far"),
                                             fresh.get("space_coinc_far"))
-        preferred = (preference_key(coincidence, ext_event.get("labels") or ()) >
+        preferred = (preference_key(coincidence, ext_labels) >
                      preference_key(current_coincidence, current_event.get("labels") or ()))
     if preferred:
         unchanged = (current == eid
@@ -139,11 +149,15 @@ def record_coincidence(client: Any, superevent: dict[str, Any], ext_event: dict[
             gateway.write(client.write_log, sid, f"RAVEN: joint FAR of {sid} and {eid}",
                           filename=COINCIDENCE_FILE, filecontents=content,
                           tag_name=["ext_coinc"])
-        if coincidence.publishable:
-            gateway.ensure_label(client, sid, RAVEN_ALERT)
-            gateway.ensure_label(client, eid, RAVEN_ALERT)
-            if coincidence.preferred_event:
-                gateway.ensure_label(client, coincidence.preferred_event, RAVEN_ALERT)
+    # Publishing (labels in GWCelery's order, the preferred G event last).  A trigger that
+    # already carries RAVEN_ALERT is not published again; when the superevent carries it
+    # too, an earlier run published it and may have stopped before the last label, so the
+    # labels are completed (each write is idempotent).
+    finishing = (coincidence.previous_raven_alert_of(ext_event)
+                 and RAVEN_ALERT in set(fresh.get("labels") or ()))
+    if coincidence.publishable or finishing:
+        for label, object_id in raven_alert_labels(sid, eid, coincidence.preferred_event):
+            gateway.ensure_label(client, object_id, label)
     return preferred
 
 

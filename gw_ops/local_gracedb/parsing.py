@@ -284,12 +284,48 @@ def parse_external_voevent(content: bytes) -> EventData:
         ra = number(position.findtext(".//{*}C1"))
         dec = number(position.findtext(".//{*}C2"))
         error_radius = number(position.findtext(".//{*}Error2Radius"))
-    grb = {"ivorn": root.get("ivorn"), "trigger_id": params.get("TrigID"),
+    # GraceDB records TrigID, or Trans_Num for Fermi sub-threshold notices (which have no
+    # TrigID), so a later notice of the trigger finds its event by trigger id
+    grb = {"ivorn": root.get("ivorn"),
+           "trigger_id": params.get("TrigID") or params.get("Trans_Num"),
            "ra": ra, "dec": dec, "error_radius": error_radius,
            "trigger_duration": number(params.get("Trig_Dur")),
            "t90": number(params.get("T90"))}
     return EventData(gpstime=utc_to_gps(when), far=number(params.get("FAR")),
                      instruments="", extra_attributes={"GRB": grb})
+
+
+def parse_external_json(content: bytes) -> EventData:
+    """Attributes of an external event from a GCN Kafka JSON notice (GraceDB's reading:
+    trigger id = the ``id`` list joined with ``_``, time = ``trigger_time``)."""
+    import json
+
+    try:
+        alert = json.loads(content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EventFileError(f"external JSON notice does not parse: {exc}") from None
+    if not isinstance(alert, dict):
+        raise EventFileError("external JSON notice is not an object")
+    ids = alert.get("id")
+    ids = ids if isinstance(ids, list) else [ids] if ids is not None else []
+    iso = alert.get("trigger_time")
+    if not isinstance(iso, str) or not iso.strip():
+        raise EventFileError("JSON notice has no trigger_time")
+    try:
+        when = dt.datetime.fromisoformat(iso.strip().rstrip("Z")).replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        raise EventFileError(f"bad trigger_time {iso!r}") from None
+
+    def number(key: str) -> float | None:
+        value = alert.get(key)
+        return float(value) if isinstance(value, (int, float)) and \
+            not isinstance(value, bool) else None
+
+    grb = {"ivorn": None, "trigger_id": "_".join(str(part) for part in ids) or None,
+           "ra": number("ra"), "dec": number("dec"), "error_radius": number("ra_dec_error"),
+           "trigger_duration": None, "t90": None}
+    return EventData(gpstime=utc_to_gps(when), far=number("far"), instruments="",
+                     extra_attributes={"GRB": grb})
 
 
 #: Pipelines whose event files are GCN VOEvents, whatever their group.
@@ -302,7 +338,9 @@ def parse_event_file(group: str, pipeline: str, content: bytes) -> EventData:
     if not content.strip():
         raise EventFileError("the event file is empty")
     if group == "External" or pipeline in EXTERNAL_PIPELINES:
-        # Test-group uploads of external pipelines are VOEvents too
+        # Test-group uploads of external pipelines are VOEvents (or JSON notices) too
+        if content.lstrip().startswith(b"{"):
+            return parse_external_json(content)
         return parse_external_voevent(content)
     if pipeline.lower() == "cwb":
         return parse_cwb(content)

@@ -11,7 +11,7 @@ import re
 _MOCK_TEMPLATE = """<?xml version='1.0' encoding='UTF-8'?>
 <voe:VOEvent xmlns:voe="http://www.ivoa.net/xml/VOEvent/v2.0"
     xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
-    ivorn="ivo://nasa.gsfc.gcn/Fermi#GBM_Gnd_Pos_{iso}_{trigger_id}_0-000"
+    ivorn="ivo://nasa.gsfc.gcn/Fermi#{marker}GBM_Gnd_Pos_{iso}_{trigger_id}_0-000"
     role="{role}" version="2.0"
     xsi:schemaLocation="http://www.ivoa.net/xml/VOEvent/v2.0 http://www.ivoa.net/xml/VOEvent/VOEvent-v2.0.xsd">
   <Who>
@@ -59,7 +59,7 @@ _MOCK_TEMPLATE = """<?xml version='1.0' encoding='UTF-8'?>
 
 
 def make_mock_grb_notice(trigger_id: str | int, gps_time: float, ra: float, dec: float,
-                         error_deg: float, role: str = "test") -> bytes:
+                         error_deg: float, role: str = "observation", mdc: bool = True) -> bytes:
     """A Fermi GBM ground-position VOEvent (type 112) for mock coincidences.
 
     Parameters
@@ -73,7 +73,11 @@ def make_mock_grb_notice(trigger_id: str | int, gps_time: float, ra: float, dec:
     error_deg : float
         Statistical error radius (deg), positive.
     role : str
-        VOEvent role; ``test`` (default) keeps mock triggers apart from real ones.
+        VOEvent role (``observation`` by default; ``test`` makes a Test-group event).
+    mdc : bool
+        Mark the notice as a rehearsal (``mdc-test_event`` in the IVORN, GWCelery's
+        marker): its event has search MDC and pairs only with MDC superevents, which
+        keeps mock triggers apart from real ones.  Default True.
 
     Returns
     -------
@@ -91,5 +95,6 @@ def make_mock_grb_notice(trigger_id: str | int, gps_time: float, ra: float, dec:
 
     iso = gps_to_utc(gps_time).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]  # millisecond precision
     return _MOCK_TEMPLATE.format(iso=iso, trigger_id=trigger_id, role=role,
+                                 marker="mdc-test_event_" if mdc else "",
                                  test_flag="true" if role == "test" else "false",
                                  ra=ra, dec=dec, error=error_deg).encode()

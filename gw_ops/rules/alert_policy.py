@@ -3,12 +3,19 @@
 State machine (label added to a superevent -> alert):
 
 ============================  ================================================
-``EARLY_WARNING``             EarlyWarning (once; not after a Preliminary)
-``SIGNIF_LOCKED``,            Preliminary #1 (once); copies the preferred event's
-``LOW_SIGNIF_LOCKED``         sky map and classification files first; labels
-                              ``GCN_PRELIM_SENT``
+``EARLY_WARNING``             EarlyWarning (once; not after a Preliminary, not once
+                              ``SIGNIF_LOCKED``); freezes the preferred event
+``SIGNIF_LOCKED``             significant Preliminary #1 (once), also after a
+                              less-significant one (a RAVEN coincidence raises a
+                              candidate); the preferred event is re-selected first
+``LOW_SIGNIF_LOCKED``         less-significant Preliminary (once; not when
+                              ``SIGNIF_LOCKED``/``EARLY_WARNING``/``ADVOK``/``ADVNO``)
+(each Preliminary)            copies the preferred event's sky map and classification
+                              files first; labels ``GCN_PRELIM_SENT``
 (after the clean-up timeout)  Preliminary #2 for significant candidates, with the
-                              re-selected preferred event
+                              re-selected preferred event; a second less-significant
+                              Preliminary unless the candidate was raised meanwhile
+                              (``ADVREQ``, ``SIGNIF_LOCKED``, ``EARLY_WARNING``) or vetted
 ``ADVOK``                     Initial (once)
 ``ADVNO``                     Retraction (once; only after an earlier public alert)
 new sky map / p_astro /       Update, once per uploaded file version, only after
@@ -33,6 +40,7 @@ from gw_ops.formats import alert_content
 from gw_ops.vocabulary import (
     ADVNO,
     ADVOK,
+    ADVREQ,
     DQV,
     EARLY_WARNING,
     EMBRIGHT_FILENAME,
@@ -62,8 +70,19 @@ class AlertDecision:
 
 
 def preliminary_key(number: int) -> str:
-    """Key of the ``number``-th Preliminary alert (1 or 2)."""
+    """Key of the ``number``-th significant Preliminary alert (1 or 2)."""
     return f"{alert_content.PRELIMINARY}-{number}"
+
+
+#: Key of the less-significant Preliminary alert: a candidate that later becomes
+#: significant (RAVEN_ALERT) still gets its significant ``Preliminary-1``.
+LESS_SIGNIFICANT_PRELIMINARY_KEY = f"{alert_content.PRELIMINARY}-less-significant"
+
+#: Key of the second less-significant Preliminary (after the clean-up timeout).
+SECOND_LESS_SIGNIFICANT_PRELIMINARY_KEY = f"{LESS_SIGNIFICANT_PRELIMINARY_KEY}-2"
+
+#: Labels after which the advocate has decided: no Preliminary or EarlyWarning any more.
+_VETTED = frozenset({ADVOK, ADVNO})
 
 
 def update_key(filename: str, file_version: int | str | None) -> str:
@@ -103,14 +122,21 @@ def decide_on_label(label: str, labels: Iterable[str],
     if DQV in labels:
         return None
     if label == EARLY_WARNING:
-        if alert_content.EARLY_WARNING in sent or any(k.startswith(alert_content.PRELIMINARY) for k in sent):
+        if (alert_content.EARLY_WARNING in sent or any(k.startswith(alert_content.PRELIMINARY) for k in sent)
+                or SIGNIF_LOCKED in labels or labels & _VETTED):
             return None
         return AlertDecision(alert_content.EARLY_WARNING, alert_content.EARLY_WARNING,
                              "EARLY_WARNING label")
-    if label in (SIGNIF_LOCKED, LOW_SIGNIF_LOCKED):
-        if preliminary_key(1) in sent or alert_content.INITIAL in sent:
+    if label == SIGNIF_LOCKED:
+        if preliminary_key(1) in sent or alert_content.INITIAL in sent or labels & _VETTED:
             return None
         return AlertDecision(alert_content.PRELIMINARY, preliminary_key(1), f"{label} label")
+    if label == LOW_SIGNIF_LOCKED:
+        if (any(k.startswith(alert_content.PRELIMINARY) for k in sent) or alert_content.INITIAL in sent
+                or labels & ({SIGNIF_LOCKED, EARLY_WARNING} | _VETTED)):
+            return None
+        return AlertDecision(alert_content.PRELIMINARY, LESS_SIGNIFICANT_PRELIMINARY_KEY,
+                             f"{label} label: less-significant")
     if label == ADVOK:
         if alert_content.INITIAL in sent:
             return None
@@ -118,14 +144,26 @@ def decide_on_label(label: str, labels: Iterable[str],
     return None
 
 
-def decide_second_preliminary(labels: Iterable[str],
-                              sent_keys: Iterable[str]) -> AlertDecision | None:
-    """Whether the second Preliminary alert (after the clean-up timeout) goes out.
+def decide_second_preliminary(labels: Iterable[str], sent_keys: Iterable[str],
+                              follows: str | None = None) -> AlertDecision | None:
+    """Whether a second Preliminary alert (after the clean-up timeout) goes out.
 
-    Only significant candidates (``SIGNIF_LOCKED``) get it, only after the first one,
-    and not once the Initial alert or a Retraction was sent or a DQV label came.
+    ``follows`` names the first one (default: the significant ``Preliminary-1``).  After
+    a significant one: only for significant candidates (``SIGNIF_LOCKED``), not once the
+    Initial alert or a Retraction was sent or a DQV label came.  After a
+    less-significant one (GWCelery 2.5): unless the candidate was raised or vetted
+    meanwhile (``ADVREQ``, ``ADVOK``, ``ADVNO``, ``SIGNIF_LOCKED``, ``EARLY_WARNING``).
     """
     labels, sent = set(labels), set(sent_keys)
+    if follows == LESS_SIGNIFICANT_PRELIMINARY_KEY:
+        raised = {ADVREQ, SIGNIF_LOCKED, EARLY_WARNING, DQV} | _VETTED
+        if (LESS_SIGNIFICANT_PRELIMINARY_KEY not in sent or labels & raised
+                or SECOND_LESS_SIGNIFICANT_PRELIMINARY_KEY in sent
+                or preliminary_key(1) in sent or alert_content.INITIAL in sent
+                or alert_content.RETRACTION in sent):
+            return None
+        return AlertDecision(alert_content.PRELIMINARY, SECOND_LESS_SIGNIFICANT_PRELIMINARY_KEY,
+                             "clean-up timeout: second less-significant preliminary")
     if (SIGNIF_LOCKED not in labels or DQV in labels or preliminary_key(1) not in sent
             or preliminary_key(2) in sent or alert_content.INITIAL in sent
             or alert_content.RETRACTION in sent):

@@ -76,13 +76,16 @@ def event_instruments(event: Mapping[str, Any]) -> frozenset[str]:
 
 
 def event_snr(event: Mapping[str, Any]) -> float:
-    """Network SNR of an event (CBC: CoincInspiral; cWB: MultiBurst; oLIB: omicron)."""
+    """Network SNR of an event (CBC: CoincInspiral; cWB: MultiBurst; oLIB: omicron;
+    MLy: MLyBurst)."""
     attributes = event.get("extra_attributes") or {}
     try:
         if event_kind(event) == "cbc":
             return float(attributes["CoincInspiral"]["snr"])
         if str(event.get("pipeline", "")).lower() == "olib":
             return float(attributes["LalInferenceBurst"]["omicron_snr_network"])
+        if str(event.get("pipeline", "")).lower() == "mly":
+            return float(attributes["MLyBurst"]["SNR"])
         return float(attributes["MultiBurst"]["snr"])
     except (KeyError, TypeError) as exc:
         raise SupereventError(f"event {event.get('graceid', '?')} has no SNR "

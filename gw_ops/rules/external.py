@@ -1,7 +1,20 @@
 """External-trigger rules: notice kinds, vetoes, GraceDB group and search, trigger ids.
 
-Pure decisions about GCN notices of GRBs, neutrinos and supernovae; the parsing of the
-notice XML and every GraceDB access are in :mod:`gw_ops.handlers.external_triggers`.
+Pure decisions about GCN notices of GRBs, neutrinos and supernovae, as GWCelery 2.5.0
+makes them (GCN Kafka JSON notices of SVOM and IceCube as GWCelery 3.0.0:
+:mod:`gw_ops.rules.external_json`); the parsing of the notice XML and every GraceDB
+access are in :mod:`gw_ops.handlers.external_triggers`.
+
+* Group: ``role="test"`` gives group ``Test`` (``exttrig_test_notices``), else
+  ``External``; search ``MDC`` when the IVORN carries GWCelery's ``mdc-test_event``
+  marker (rehearsal notices).
+* Trigger id: ``TrigID``, else ``Trans_Num`` (Fermi sub-threshold); INTEGRAL takes it
+  from the IVORN fragment (``#Wakeup_Pos_123456-0-640`` gives ``123456``).
+* Dropped: Fermi sub-threshold notices with ``Reliability`` below
+  ``exttrig_subthreshold_min_reliability`` (<= 4), and INTEGRAL test notices on the
+  production GraceDB.
+* ``NOT_GRB``: the first GBM alert packet, a GBM classification whose most likely class
+  is not a GRB at >= 50 %, a Swift position taken while the star tracker lost lock.
 """
 from __future__ import annotations
 
@@ -14,6 +27,13 @@ from typing import Any
 from gw_ops.config import Settings
 from gw_ops.errors import PermanentError
 from gw_ops.vocabulary import EXTERNAL_GROUP, MDC_SEARCH, TEST_GROUP
+
+#: Marker of rehearsal (MDC) notices in the IVORN (GWCelery's rule: search MDC).
+MDC_IVORN_MARKER = "mdc-test_event"
+#: IVORN fragments of INTEGRAL notices whose ``TrigID`` is kept (replays, MDC tests).
+INTEGRAL_KEEP_TRIGID_MARKERS = ("O3-replay", "MDC-test")
+#: Host of the production GraceDB, where INTEGRAL test notices are dropped.
+PRODUCTION_GRACEDB_HOST = "gracedb.ligo.org"
 
 #: GBM source-classification index of a GRB (GCN's Fermi notice documentation:
 #: 4 = GRB; the others are particles, solar flares, known sources, TGFs ...).
@@ -91,6 +111,9 @@ class ExternalNotice:
         False alarm rate given by the notice (IceCube, Hz).
     not_grb_reasons : tuple of str
         Why the trigger is vetoed as not a GRB; empty when it is not.
+    payload_format : str
+        ``voevent`` (XML) or ``json`` (GCN Kafka JSON): the form of the file uploaded
+        to GraceDB.
     """
 
     notice_type: str
@@ -109,6 +132,7 @@ class ExternalNotice:
     star_tracker_lost_lock: bool = False
     far_hz: float | None = None
     not_grb_reasons: tuple[str, ...] = field(default=())
+    payload_format: str = "voevent"
 
     @property
     def is_test(self) -> bool:
@@ -121,8 +145,20 @@ class ExternalNotice:
         return self.error_radius is not None and self.error_radius > 0
 
 
-def trigger_id_from_params(notice_type: str, params: dict[str, str]) -> str:
+def integral_trigger_id(ivorn: str) -> str | None:
+    """INTEGRAL's trigger id from the IVORN fragment (its ``TrigID`` is 0): the fragment's
+    last ``_``-separated part up to the first ``-``; None for replays and MDC tests,
+    which keep their ``TrigID``."""
+    fragment = ivorn.partition("#")[2]
+    if not fragment or any(marker in fragment for marker in INTEGRAL_KEEP_TRIGID_MARKERS):
+        return None
+    return fragment.split("_")[-1].split("-")[0] or None
+
+
+def trigger_id_from_params(notice_type: str, params: dict[str, str], ivorn: str = "") -> str:
     """The instrument's trigger id (shared by every notice of one trigger)."""
+    if notice_type.startswith("INTEGRAL_") and integral_trigger_id(ivorn):
+        return integral_trigger_id(ivorn)  # type: ignore[return-value]
     if notice_type == "FERMI_GBM_SUBTHRESH":
         value = params.get("Trans_Num")
     elif notice_type.startswith("ICECUBE_"):
@@ -137,16 +173,17 @@ def trigger_id_from_params(notice_type: str, params: dict[str, str]) -> str:
 
 
 def grb_probability(params: dict[str, str]) -> float | None:
-    """Fermi GBM classification probability (%) that the trigger is a GRB."""
+    """Fermi GBM classification probability (%) that the trigger is a GRB: the most likely
+    class's probability when that class is a GRB, else 0 (GWCelery looks at the most
+    likely class only); None without a classification."""
     if "Most_Likely_Index" not in params:
         return None  # ground and final positions carry no classification
-    for index, probability in (("Most_Likely_Index", "Most_Likely_Prob"),
-                               ("Sec_Most_Likely_Index", "Sec_Most_Likely_Prob")):
-        try:
-            if int(params.get(index, "-1")) == FERMI_GRB_CLASS_INDEX:
-                return float(params.get(probability, "0"))
-        except ValueError:
-            raise InvalidNotice(f"Fermi classification {index} is not a number") from None
+    try:
+        if int(params["Most_Likely_Index"]) == FERMI_GRB_CLASS_INDEX:
+            return float(params.get("Most_Likely_Prob", "0"))
+    except ValueError:
+        raise InvalidNotice("Fermi classification Most_Likely_Index or Most_Likely_Prob "
+                            "is not a number") from None
     return 0.0
 
 
@@ -154,9 +191,9 @@ def not_grb_reasons(notice: ExternalNotice, settings: Settings) -> tuple[str, ..
     """Why a notice's trigger is vetoed with ``NOT_GRB`` (empty: not vetoed).
 
     Rules: the first Fermi alert packet (not classified yet); a Fermi classification
-    below ``settings.exttrig_fermi_min_grb_percent``; a Fermi subthreshold reliability
-    below ``settings.exttrig_subthreshold_min_reliability``; a Swift position taken
-    while the star tracker had lost lock.
+    below ``settings.exttrig_fermi_min_grb_percent``; a Swift position taken while the
+    star tracker had lost lock.  (A low Fermi sub-threshold reliability drops the notice
+    instead: :func:`drop_reason`.)
     """
     reasons = []
     if notice.notice_type == "FERMI_GBM_ALERT":
@@ -165,13 +202,39 @@ def not_grb_reasons(notice: ExternalNotice, settings: Settings) -> tuple[str, ..
             notice.grb_probability < settings.exttrig_fermi_min_grb_percent:
         reasons.append(f"Fermi GBM classifies it as a GRB at {notice.grb_probability:g} % "
                        f"(< {settings.exttrig_fermi_min_grb_percent:g} %)")
-    if notice.reliability is not None and \
-            notice.reliability < settings.exttrig_subthreshold_min_reliability:
-        reasons.append(f"Fermi subthreshold reliability {notice.reliability} "
-                       f"(< {settings.exttrig_subthreshold_min_reliability})")
     if notice.star_tracker_lost_lock:
         reasons.append("Swift star tracker had lost lock")
     return tuple(reasons)
+
+def drop_reason(notice: ExternalNotice, settings: Settings) -> str | None:
+    """Why a notice makes no GraceDB event at all (GWCelery drops it), or None.
+
+    A Fermi sub-threshold notice of low reliability (below
+    ``settings.exttrig_subthreshold_min_reliability``), and an INTEGRAL test notice when
+    gw-ops writes to the production GraceDB.
+    """
+    if notice.reliability is not None and \
+            notice.reliability < settings.exttrig_subthreshold_min_reliability:
+        return (f"Fermi subthreshold reliability {notice.reliability} "
+                f"(< {settings.exttrig_subthreshold_min_reliability})")
+    if notice.pipeline == "INTEGRAL" and notice.is_test:
+        from urllib.parse import urlparse
+        if urlparse(settings.gracedb_api_url).hostname == PRODUCTION_GRACEDB_HOST:
+            return "INTEGRAL test notice: not uploaded to the production GraceDB"
+    return None
+
+
+def search_of(notice_search: str, ivorn: str) -> str:
+    """GraceDB search of a notice: ``MDC`` when its IVORN carries the rehearsal marker."""
+    return MDC_SEARCH if MDC_IVORN_MARKER in ivorn else notice_search
+
+
+def may_replace(existing_search: str, new_search: str) -> bool:
+    """Whether a notice replaces the existing event of its trigger (GWCelery): a GRB
+    notice replaces any; otherwise only an event of the same search (a sub-threshold
+    notice never replaces a GRB)."""
+    return new_search == "GRB" or new_search == existing_search
+
 
 def with_vetoes(notice: ExternalNotice, settings: Settings) -> ExternalNotice:
     """The notice with its :attr:`~ExternalNotice.not_grb_reasons` filled in."""
@@ -179,7 +242,10 @@ def with_vetoes(notice: ExternalNotice, settings: Settings) -> ExternalNotice:
 
 
 def gracedb_group_and_search(notice: ExternalNotice, settings: Settings) -> tuple[str, str] | None:
-    """GraceDB (group, search) of a notice, or None when test notices are ignored."""
+    """GraceDB (group, search) of a notice, or None when test notices are ignored.
+
+    ``settings.exttrig_test_notices`` ``test`` (the default, GWCelery's rule) puts test
+    notices in group ``Test`` with their own search."""
     if not notice.is_test:
         return EXTERNAL_GROUP, notice.search
     policy = settings.exttrig_test_notices.strip().lower()

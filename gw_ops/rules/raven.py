@@ -10,18 +10,28 @@ Time windows
     IceCube neutrino and CBC/burst, SNEWS.
 Temporal coincidence FAR (Hz)
     ``(upper - lower) * R_ext * FAR_gw`` with the window width (s), the rate of
-    external triggers of that kind ``R_ext`` (Hz, from ``raven_rate_*_per_year``) and the
-    superevent's FAR (Hz).  Not defined for SNEWS (no background rate).
+    external triggers of that kind ``R_ext`` (Hz, from ``raven_rate_*_per_year``, a year
+    being 365 days) and the superevent's FAR (Hz).  Not defined for SNEWS (no
+    background rate).  Targeted sub-threshold GRBs (``SubGRBTargeted``) use the
+    targeted-search formula instead: ``z (1 - ln(z / z_max))`` with ``z = width x FAR_grb
+    x FAR_gw`` and ``z_max = width x GRB threshold x GW threshold`` (GW threshold: the
+    CBC all-sky less-significant FAR; GRB threshold per instrument,
+    :data:`gw_ops.rules.raven_publish.TARGETED_GRB_FAR_THRESHOLD_HZ`).
 Space-time coincidence FAR (Hz)
     temporal FAR / overlap integral of the GW and external sky maps
     (:func:`gw_ops.science.ext_skymaps.overlap_integral`), when both sky maps exist.
-Significance
-    The FAR (space-time if available, else temporal; the GW FAR for SNEWS) times the
-    trials factor of the GW search is compared with the significant-alert threshold of
-    that search (``settings.superevent_alert_thresholds``, shared with the superevent
-    manager).  ``RAVEN_ALERT`` is applied when it passes and the external trigger is a
-    threshold trigger (not ``SubGRB``), not vetoed (``NOT_GRB``), not a Test event, and,
-    except for SNEWS, both sky maps were used.
+Publishing (GWCelery 2.5.0's ``trigger_raven_alert``, :mod:`gw_ops.rules.raven_publish`)
+    With ``t`` the significant trials factor of the GW search: the joint FAR
+    (space-time if the sky maps gave one, else temporal) x ``t (t - 1)`` must be <= the
+    significant-alert threshold of the GW search; for SNEWS the GW FAR x ``t`` must be
+    below ``raven_snews_gw_far_threshold_hz`` (1/day), and SNEWS pairs only with burst
+    all-sky (or MDC) superevents.  Nothing is published for a sub-threshold GRB
+    (``SubGRB``; targeted ones are eligible), a ``NOT_GRB`` trigger, a missing sky map,
+    a Test event, a negative FAR, or a trigger that already carries ``RAVEN_ALERT``.
+    Publishing writes ``RAVEN_ALERT`` and ``HIGH_PROFILE`` on the superevent, then
+    ``RAVEN_ALERT`` on the external event, then on the preferred G event -- last, so the
+    superevent already carries it when the G event's label raises the candidate to
+    significant (:func:`raven_alert_labels`).
 
 Records in GraceDB (each written only when it would change something, so repeated
 searches are idempotent): the external event joins the superevent (``add_event_to_superevent``);
@@ -43,6 +53,15 @@ from typing import Any
 
 from gw_ops.config import Settings
 from gw_ops.rules.events import event_kind, event_search
+from gw_ops.rules.raven_publish import (
+    SNEWS_GW_SEARCHES,
+    TARGETED_SEARCH,
+    PublishDecision,
+    publish_decision,
+    raven_alert_labels,
+    targeted_coincidence_far,
+    targeted_far,
+)
 from gw_ops.rules.thresholds import parse_alert_thresholds
 from gw_ops.vocabulary import (
     CATEGORY_NAME,
@@ -108,7 +127,7 @@ def coincidence_window(settings: Settings, ext_pipeline: str, ext_search: str,
     gw_kind = gw_kind.lower()
     if ext_pipeline == "SNEWS" or ext_search == "Supernova":
         return parse_window(settings.raven_window_snews)
-    if ext_search == "SubGRB":
+    if ext_search in ("SubGRB", TARGETED_SEARCH):
         if ext_pipeline == "Fermi":
             return parse_window(settings.raven_window_subfermi)
         if ext_pipeline == "Swift":
@@ -189,13 +208,15 @@ class Coincidence:
     overlap_integral : float or None
         Sky-map overlap integral; None when a sky map is missing.
     trials_factor : float
-        Trials factor of the GW search.
+        Significant trials factor t of the GW search.
     far_with_trials : float or None
-        The FAR compared with the threshold (Hz), trials included.
+        The FAR compared with the threshold (Hz): joint FAR x t x (t - 1), or the GW
+        FAR x t for SNEWS.
     significant_far_threshold : float or None
-        Significant-alert threshold of the GW search (Hz); None when it has none.
+        The threshold it is compared with (Hz): the GW search's significant-alert
+        threshold, or the SNEWS GW threshold; None when the search has none.
     significant : bool
-        ``far_with_trials <= significant_far_threshold``.
+        The FAR test of :func:`publish_decision` passes.
     not_grb : bool
         The external trigger carries ``NOT_GRB``.
     publishable : bool
@@ -222,6 +243,11 @@ class Coincidence:
     significant: bool
     not_grb: bool
     publishable: bool
+
+    @staticmethod
+    def previous_raven_alert_of(ext_event: dict[str, Any]) -> bool:
+        """The external event already carries ``RAVEN_ALERT`` (published before)."""
+        return RAVEN_ALERT in set(ext_event.get("labels") or ())
 
     def as_json(self) -> dict[str, Any]:
         """Contents of ``coincidence_far.json`` (GWCelery's keys plus the inputs)."""
@@ -257,37 +283,34 @@ def evaluate(superevent: dict[str, Any], ext_event: dict[str, Any], settings: Se
     if not window[0] <= dt <= window[1]:
         return None
     gw_far = float(superevent.get("far") or 0.0)
-    rate = external_rate_hz(settings, ext_event["search"])
-    temporal = None if rate is None else temporal_coinc_far_or_none(window, rate, gw_far)
-    spatial = None if temporal is None else spacetime_coincidence_far(temporal, overlap)
-
     preferred = superevent.get("preferred_event_data") or {}
     gw_search = event_search(preferred) if preferred else "allsky"
-    threshold = parse_alert_thresholds(tuple(settings.superevent_alert_thresholds)).get(
-        (gw_kind, gw_search))
-    trials = threshold.trials_factor if threshold else 1.0
     is_snews = ext_event["pipeline"] == "SNEWS"
-    # SNEWS has no background rate: its coincidences are judged on the GW FAR alone.
-    far = gw_far if is_snews else (spatial if spatial is not None else temporal)
-    far_with_trials = None if far is None else far * trials
-    limit = threshold.significant_far_hz if threshold else None
-    significant = (far_with_trials is not None and limit is not None
-                   and 0 <= far_with_trials <= limit)
-    labels = set(ext_event.get("labels") or ())
-    not_grb = NOT_GRB in labels
-    is_test = (ext_event.get("group") == TEST_GROUP
-               or superevent.get("category") == CATEGORY_NAME["test"])
-    publishable = (significant and not not_grb and ext_event["search"] != "SubGRB"
-                   and not is_test and (is_snews or spatial is not None))
+    if is_snews and not (gw_kind == "burst" and gw_search in SNEWS_GW_SEARCHES):
+        return None  # GWCelery searches SNEWS only against burst all-sky superevents
+    thresholds = parse_alert_thresholds(tuple(settings.superevent_alert_thresholds))
+    rate = external_rate_hz(settings, ext_event["search"])
+    if ext_event["search"] == TARGETED_SEARCH:
+        temporal = targeted_far(window, ext_event, gw_far, thresholds)
+    else:
+        temporal = None if rate is None else temporal_coinc_far_or_none(window, rate, gw_far)
+    spatial = None if temporal is None else spacetime_coincidence_far(temporal, overlap)
+    decision = publish_decision(
+        gw_kind=gw_kind, gw_search=gw_search, gw_far=gw_far,
+        gw_group=str(preferred.get("group", "")),
+        gw_category=str(superevent.get("category", CATEGORY_NAME["production"])),
+        ext_event=ext_event, temporal=temporal, spatial=spatial, thresholds=thresholds,
+        settings=settings)
     return Coincidence(
         superevent_id=superevent["superevent_id"], external_id=ext_event["graceid"],
         preferred_event=superevent.get("preferred_event") or "",
         ext_pipeline=ext_event["pipeline"], ext_search=ext_event["search"], gw_kind=gw_kind,
         gw_search=gw_search, window=window, dt=dt, gw_far=gw_far, ext_rate=rate,
         temporal_coinc_far=temporal, spatiotemporal_coinc_far=spatial,
-        overlap_integral=overlap, trials_factor=trials, far_with_trials=far_with_trials,
-        significant_far_threshold=limit, significant=significant, not_grb=not_grb,
-        publishable=publishable)
+        overlap_integral=overlap, trials_factor=decision.trials_factor,
+        far_with_trials=decision.far_with_trials,
+        significant_far_threshold=decision.threshold, significant=decision.passes_far,
+        not_grb=decision.not_grb, publishable=decision.publish)
 
 
 def temporal_coinc_far_or_none(window: tuple[float, float], rate: float,
@@ -381,5 +404,6 @@ def searched_comment(superevent_id: str, preferred_event: str | None) -> str:
 
 
 __all__ = ["Coincidence", "coincidence_window", "external_rate_hz", "temporal_coincidence_far",
-           "spacetime_coincidence_far", "evaluate", "preference_key", "parse_window",
+           "spacetime_coincidence_far", "targeted_coincidence_far", "evaluate",
+           "publish_decision", "PublishDecision", "raven_alert_labels", "preference_key", "parse_window",
            "COINCIDENCE_FILE", "coincidence_comment", "searched_comment", "choose_gw_skymap"]

@@ -5,27 +5,37 @@ event*) is handled, one at a time, by :func:`handle` in the Airflow pool
 ``superevent`` (one slot, so superevent decisions never race).  The rules follow
 GWCelery 2.x:
 
-* **Skip** events that are too frequent (FAR above ``superevent_far_threshold_hz``),
-  offline, from detectors this deployment does not use, hardware injections (when
-  ``skip_injections``), or of a category the deployment does not handle.
+* **Skip** events with KAGRA data (``superevent_skip_kagra``, GWCelery 2.5's rule),
+  of the ``VTInjection`` search, without a FAR or too frequent (FAR above
+  ``superevent_far_threshold_hz``), offline, from detectors this deployment does not
+  use, hardware injections (when ``skip_injections``), or of a category the deployment
+  does not handle.  A ``label_added`` message counts when its label completes the event
+  or is ``RAVEN_ALERT`` (a publishable GRB coincidence, processed even when the event
+  is incomplete).
 * **Category**: the MDC search gives ``mdc`` (superevent ids ``MS...``), the ``Test``
   group gives ``test`` (``TS...``), everything else ``production`` (``S...``).
   Categories never mix.
-* **Windows**: a CBC event spans gpstime +- ``superevent_cbc_window_s``; a cWB event
-  spans gpstime +- its ``duration``; an oLIB event gpstime +- quality/frequency (its
+* **Windows**: a CBC event spans gpstime +- ``superevent_cbc_window_s``; a cWB or MLy
+  event spans gpstime +- its ``duration``; an oLIB event gpstime +- quality/frequency (its
   mean number of cycles / frequency, i.e. the burst's duration).  The event joins the
   first superevent of its category (looked up within +- ``superevent_query_window_s``
   of its gpstime) whose [t_start, t_end] overlaps its window, widening the
   superevent to the union; otherwise it founds a superevent with itself preferred.
-* **Preferred event**: the largest :func:`ranking_key` -- complete, then significant,
-  then less-significant, then search (CBC all-sky > other CBC searches > burst),
-  then number of detectors (CBC), then SNR (CBC) or lowest FAR (burst).  A superevent
-  carrying a lock label (``SIGNIF_LOCKED`` or ``LOW_SIGNIF_LOCKED``) keeps its
-  preferred event.
-* **Superevent labels** (from its preferred event): ``EM_READY`` when complete;
-  ``ADVREQ`` when significant; ``SIGNIF_LOCKED`` (``EARLY_WARNING`` for the
-  early-warning search) when significant and complete; ``LOW_SIGNIF_LOCKED`` when it
-  passes the less-significant threshold, is publishable and complete.
+* **Preferred event**: the largest :func:`ranking_key` -- complete, publishable,
+  significant, publishable, less-significant (GWCelery's order), then search (CBC
+  all-sky > other CBC searches > burst), then number of detectors (CBC), then SNR (CBC)
+  or lowest FAR (burst).  A superevent carrying a lock label (``SIGNIF_LOCKED`` or
+  ``LOW_SIGNIF_LOCKED``) keeps its preferred event; the orchestrator re-selects it,
+  ignoring the lock, when a significant alert goes out (:func:`select_preferred`).
+* **Superevent labels** (from the *incoming* event, as GWCelery decides them, so a
+  significant event that is not preferred still raises the superevent): ``EM_READY``
+  when complete; ``ADVREQ`` when significant; ``SIGNIF_LOCKED`` (``EARLY_WARNING`` for
+  an early-warning event) when significant and complete; ``LOW_SIGNIF_LOCKED`` when
+  less-significant (a significant event is too) and complete, so a significant early
+  warning freezes the preferred event as well.
+
+(About 430 lines: the grouping, ranking, labelling and triage rules of one manager are
+kept in one module so that GWCelery's ``superevents`` rules can be read side by side.)
 
 These rules are pure functions of GraceDB JSON dicts;
 :func:`gw_ops.handlers.superevents.handle` is the thin part that talks to GraceDB.
@@ -49,7 +59,7 @@ from gw_ops.rules.events import (
     event_snr,
     require,
 )
-from gw_ops.rules.thresholds import AlertThreshold, passes_thresholds
+from gw_ops.rules.thresholds import AlertThreshold, passes_thresholds, threshold_flags
 from gw_ops.vocabulary import (
     ADVREQ,
     EARLY_WARNING,
@@ -58,6 +68,7 @@ from gw_ops.vocabulary import (
     INJ,
     LOW_SIGNIF_LOCKED,
     PASTRO_READY,
+    RAVEN_ALERT,
     SIGNIF_LOCKED,
     SKYMAP_READY,
 )
@@ -67,7 +78,13 @@ REQUIRED_LABELS: Mapping[str, frozenset[str]] = {
     "cbc": frozenset({PASTRO_READY, EMBRIGHT_READY, SKYMAP_READY}),
     "burst": frozenset({SKYMAP_READY}),
 }
-#: Superevent labels after which the preferred event never changes.
+#: Detector whose events GWCelery 2.5 leaves out of superevents (``superevent_skip_kagra``).
+KAGRA = "K1"
+#: Search of injections for sensitivity (VT) studies: never grouped.
+VT_INJECTION_SEARCH = "vtinjection"
+
+#: Superevent labels after which the superevent manager keeps the preferred event (only
+#: the orchestrator re-selects it, before a significant alert or an early warning).
 LOCK_LABELS: frozenset[str] = frozenset({SIGNIF_LOCKED, LOW_SIGNIF_LOCKED})
 
 #: Rank of searches in the preferred-event choice (larger wins).
@@ -100,7 +117,7 @@ def event_window(event: Mapping[str, Any], settings: Settings) -> tuple[float, W
 
     * CBC: gpstime +- ``settings.superevent_cbc_window_s``.
     * cWB: gpstime +- the event's ``duration`` (MultiBurst), so a long burst covers
-      every candidate it could be confused with.
+      every candidate it could be confused with; MLy likewise (MLyBurst ``duration``).
     * oLIB: gpstime +- quality_mean / frequency_mean (cycles / Hz = the burst's
       duration in s).
     * Other burst pipelines: like CBC.
@@ -111,6 +128,8 @@ def event_window(event: Mapping[str, Any], settings: Settings) -> tuple[float, W
     try:
         if event_kind(event) == "burst" and pipeline == "cwb":
             half_width = float(attributes["MultiBurst"]["duration"])
+        elif event_kind(event) == "burst" and pipeline == "mly":
+            half_width = float(attributes["MLyBurst"]["duration"])
         elif event_kind(event) == "burst" and pipeline == "olib":
             olib = attributes["LalInferenceBurst"]
             half_width = float(olib["quality_mean"]) / float(olib["frequency_mean"])
@@ -180,9 +199,21 @@ def place_event(graceid: str, window: Window, category: str,
             return Placement("join", superevent)
     return Placement("create")
 
+def required_labels(event: Mapping[str, Any]) -> frozenset[str]:
+    """Labels that make an event complete (:data:`REQUIRED_LABELS` of its kind).
+
+    cWB's BBH search produces the CBC data products (p_astro, em_bright), so it needs
+    the CBC labels although its thresholds are the ``burst``/``bbh`` ones.
+    """
+    if (str(event.get("pipeline", "")).lower() == "cwb"
+            and event_search(event) == "bbh"):
+        return REQUIRED_LABELS["cbc"]
+    return REQUIRED_LABELS[event_kind(event)]
+
+
 def is_complete(event: Mapping[str, Any]) -> bool:
-    """The event has every data product its kind needs (see :data:`REQUIRED_LABELS`)."""
-    return REQUIRED_LABELS[event_kind(event)] <= event_labels(event)
+    """The event has every data product it needs (:func:`required_labels`)."""
+    return required_labels(event) <= event_labels(event)
 
 # --- preferred event -----------------------------------------------------------------
 
@@ -198,17 +229,39 @@ def ranking_key(event: Mapping[str, Any],
                 thresholds: Mapping[tuple[str, str], AlertThreshold]) -> tuple:
     """Comparison key of the preferred-event choice: the larger key is preferred.
 
-    Elements, compared in order: complete, significant, less-significant, search rank,
-    number of detectors (CBC; 0 for burst), SNR (CBC) or -FAR (burst: lower FAR is
-    better; -FAR rather than 1/FAR so that FAR = 0 ranks).
+    Elements, compared in order (GWCelery 2.5's ``keyfunc``): complete, publishable,
+    significant (or ``RAVEN_ALERT``), publishable, less-significant (or ``RAVEN_ALERT``),
+    search rank, number of detectors (CBC; 0 for burst), SNR (CBC) or -FAR (burst:
+    lower FAR is better; -FAR rather than 1/FAR so that FAR = 0 ranks).
     """
-    significant, less_significant = passes_thresholds(event, thresholds)
+    flags = threshold_flags(event, thresholds)
     if event_kind(event) == "cbc":
         detectors, strength = len(event_instruments(event)), event_snr(event)
     else:
         detectors, strength = 0, -float(require(event, "far"))
-    return (is_complete(event), significant, less_significant, search_rank(event),
-            detectors, strength)
+    return (is_complete(event), flags.publishable, flags.significant, flags.publishable,
+            flags.less_significant, search_rank(event), detectors, strength)
+
+
+def select_preferred(events: Iterable[Mapping[str, Any]],
+                     thresholds: Mapping[tuple[str, str], AlertThreshold]) -> Mapping[str, Any]:
+    """The event a superevent should prefer among all of its G events (lock ignored).
+
+    The first of equally ranked events wins, so listing the current preferred event
+    first keeps it on ties.
+
+    Raises
+    ------
+    ValueError
+        No events.
+    """
+    best = None
+    for event in events:
+        if best is None or ranking_key(event, thresholds) > ranking_key(best, thresholds):
+            best = event
+    if best is None:
+        raise ValueError("select_preferred needs at least one event")
+    return best
 
 
 def is_locked(superevent_labels: Iterable[str]) -> bool:
@@ -216,23 +269,29 @@ def is_locked(superevent_labels: Iterable[str]) -> bool:
     return not LOCK_LABELS.isdisjoint(superevent_labels)
 
 
-def wanted_labels(preferred_event: Mapping[str, Any],
-                  thresholds: Mapping[tuple[str, str], AlertThreshold]) -> tuple[str, ...]:
-    """Superevent labels its preferred event calls for, in the order to write them.
+def is_early_warning(event: Mapping[str, Any]) -> bool:
+    """An early-warning event: of the ``EarlyWarning`` search or labelled ``EARLY_WARNING``
+    (GWCelery looks at the label only; gw-ops' mock and replay uploads carry the search)."""
+    return event_search(event) == "earlywarning" or EARLY_WARNING in event_labels(event)
 
-    The significant lock comes before ``LOW_SIGNIF_LOCKED`` so that whoever reacts to
-    the latter already sees that a significant alert takes precedence.
+
+def wanted_labels(event: Mapping[str, Any],
+                  thresholds: Mapping[tuple[str, str], AlertThreshold]) -> tuple[str, ...]:
+    """Superevent labels an event of the superevent calls for, in the order to write them.
+
+    Decided from the event the message is about (GWCelery's ``process``), whether or not
+    it is preferred.  The significant lock comes before ``LOW_SIGNIF_LOCKED`` so that
+    whoever reacts to the latter already sees that a significant alert takes precedence.
     """
-    complete = is_complete(preferred_event)
-    significant, less_significant = passes_thresholds(preferred_event, thresholds)
+    complete = is_complete(event)
+    significant, less_significant = passes_thresholds(event, thresholds)
     labels = []
     if complete:
         labels.append(EM_READY)
     if significant:
         labels.append(ADVREQ)
     if significant and complete:
-        labels.append(EARLY_WARNING if event_search(preferred_event) == "earlywarning"
-                      else SIGNIF_LOCKED)
+        labels.append(EARLY_WARNING if is_early_warning(event) else SIGNIF_LOCKED)
     if less_significant and complete:  # passes_thresholds already required publishable
         labels.append(LOW_SIGNIF_LOCKED)
     return tuple(labels)
@@ -296,12 +355,13 @@ def plan_update(superevent: Mapping[str, Any], preferred_event: Mapping[str, Any
         # Same event: either copy may be the fresher one, and labels are only added.
         preferred_event = dict(preferred_event,
                                labels=sorted(event_labels(preferred_event) | event_labels(event)))
+        event = preferred_event
     elif (not is_locked(superevent_labels)
           and ranking_key(event, thresholds) > ranking_key(preferred_event, thresholds)):
         fields["preferred_event"] = event["graceid"]
         fields["t_0"] = t_0
         preferred_event = event
-    labels = tuple(label for label in wanted_labels(preferred_event, thresholds)
+    labels = tuple(label for label in wanted_labels(event, thresholds)
                    if label not in superevent_labels)
     return SupereventUpdate(fields=fields, labels=labels, preferred_event=preferred_event)
 
@@ -334,21 +394,27 @@ def skip_reason(message: Mapping[str, Any], event: Mapping[str, Any],
     alert_type = message.get("alert_type")
     if alert_type not in ("new", "label_added"):
         return f"alert type {alert_type!r} is not handled"
-    if alert_type == "label_added":
-        label = (message.get("data") or {}).get("name")
-        if label not in REQUIRED_LABELS[event_kind(event)]:
-            return f"label {label!r} does not affect completeness"
-        if not is_complete(event):
-            # The label that completes it will bring it back.
-            return "event is not complete yet"
+    instruments = event_instruments(event)
+    if settings.superevent_skip_kagra and KAGRA in instruments:
+        return f"KAGRA ({KAGRA}) data: superevent_skip_kagra is set"
+    if event_search(event) == VT_INJECTION_SEARCH:
+        return "VT injection"
     far = event.get("far")
     if far is None:
         return "event has no FAR"
     if float(far) > settings.superevent_far_threshold_hz:
         return f"FAR {far} Hz is above {settings.superevent_far_threshold_hz} Hz"
+    if alert_type == "label_added":
+        label = (message.get("data") or {}).get("name")
+        if label == RAVEN_ALERT:
+            pass  # a publishable coincidence raises the event even when incomplete
+        elif label not in required_labels(event):
+            return f"label {label!r} does not affect completeness"
+        elif not is_complete(event):
+            # The label that completes it will bring it back.
+            return "event is not complete yet"
     if event.get("offline", False):
         return "offline event"
-    instruments = event_instruments(event)
     if not instruments or not instruments <= set(settings.pipeline_instruments):
         return (f"instruments {','.join(sorted(instruments)) or 'none'} are not all among "
                 f"{','.join(settings.pipeline_instruments)}")
@@ -363,6 +429,6 @@ def skip_reason(message: Mapping[str, Any], event: Mapping[str, Any],
 __all__ = [
     "Window", "Placement", "SupereventUpdate", "REQUIRED_LABELS",
     "LOCK_LABELS", "event_window", "superevent_window", "superevent_category", "place_event",
-    "is_complete", "search_rank", "ranking_key", "is_locked", "wanted_labels", "plan_update",
-    "sort_key", "skip_reason",
+    "is_complete", "required_labels", "search_rank", "ranking_key", "select_preferred",
+    "is_locked", "is_early_warning", "wanted_labels", "plan_update", "sort_key", "skip_reason",
 ]

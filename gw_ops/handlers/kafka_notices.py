@@ -1,0 +1,76 @@
+"""GCN Kafka JSON notices (SVOM, IceCube, targeted Fermi/Swift) become external events.
+
+The entry point :func:`process_json_notice` takes one JSON notice as received (bytes) or
+decoded (dict), reads it with :func:`gw_ops.rules.external_json.notice_from_json` (the
+rules of GWCelery 3.0.0's ``handle_kafka_alert``), and hands the notice to the shared
+external-trigger path (:func:`gw_ops.handlers.external_triggers.apply_notice`: event,
+``NOT_GRB``, sky map, RAVEN).  The GraceDB event file is the JSON notice itself, as
+GWCelery uploads it.  The Kafka transport that will feed this entry point is a separate
+piece of work; until then the handler is called directly (tests, replays).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from gw_ops.config import Settings, get_settings
+from gw_ops.handlers.external_triggers import apply_notice
+from gw_ops.rules.external import InvalidNotice
+from gw_ops.rules.external_json import MAX_JSON_NOTICE_BYTES, gracedb_payload, notice_from_json
+
+
+def decode_json_notice(payload: bytes) -> dict[str, Any]:
+    """One JSON notice as received: bounded in size, parsed (linear time).
+
+    Raises
+    ------
+    InvalidNotice
+        Too large, not UTF-8 JSON, or not an object.
+    """
+    if len(payload) > MAX_JSON_NOTICE_BYTES:
+        raise InvalidNotice(f"JSON notice of {len(payload)} bytes exceeds "
+                            f"{MAX_JSON_NOTICE_BYTES}")
+    try:
+        alert = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidNotice(f"notice is not JSON: {exc}") from None
+    if not isinstance(alert, dict):
+        raise InvalidNotice("JSON notice is not an object")
+    return alert
+
+
+def process_json_notice(alert: Mapping[str, Any] | bytes, *, client: Any = None,
+                        settings: Settings | None = None, run_raven: bool = True) -> str | None:
+    """A GCN Kafka JSON notice becomes an external event (created, or replaced for a
+    later notice of the same trigger), as :func:`~gw_ops.handlers.external_triggers.
+    process_notice` does for a VOEvent.
+
+    Parameters
+    ----------
+    alert : dict or bytes
+        The notice, decoded or as received.
+    client : ligo.gracedb.rest.GraceDb, optional
+    settings : Settings, optional
+    run_raven : bool
+        Run the RAVEN search for the event (default).
+
+    Returns
+    -------
+    str or None
+        GraceDB id of the external event, or None when the notice was ignored.
+
+    Raises
+    ------
+    InvalidNotice
+        Bad input (the lane that feeds it dead-letters it).
+    """
+    settings = settings or get_settings()
+    if isinstance(alert, (bytes, bytearray)):
+        alert = decode_json_notice(bytes(alert))
+    notice = notice_from_json(alert, settings)
+    payload = json.dumps(gracedb_payload(alert, notice), sort_keys=True).encode()
+    return apply_notice(notice, payload, client=client, settings=settings, run_raven=run_raven)
+
+
+__all__ = ["process_json_notice", "decode_json_notice"]
