@@ -152,3 +152,17 @@ def test_permanent_error_dead_letters_once(lane, redis_client):
     report = drain(redis_client, settings, streams, GROUP, "c1", reject)
     assert len(report.dead_lettered) == 1
     assert waiting_work(redis_client, streams, GROUP, claim_idle_s=0) == {}
+
+
+def test_group_created_after_messages_still_gets_them(fresh_prefix_settings, redis_client):
+    """Groups start at the stream's first entry, never at '$': a message added before its
+    group existed (a group lost with a Redis restart, an early publisher) is delivered."""
+    settings = fresh_prefix_settings
+    stream = lvalert_stream(settings, "cbc_gstlal")
+    for i in range(3):
+        publish(redis_client, stream, f"early{i}")
+    assert ensure_group(redis_client, stream, GROUP) is True
+    assert ensure_group(redis_client, stream, GROUP) is False  # exists: left as it is
+    seen = []
+    drain(redis_client, settings, [stream], GROUP, "c1", recorder(seen))
+    assert [uid for _, uid, _ in seen] == ["early0", "early1", "early2"]
