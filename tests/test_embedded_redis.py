@@ -55,9 +55,8 @@ def test_up_starts_embedded_redis_when_none_answers(embedded_stack):
 
 def test_messages_survive_a_redis_restart_exactly_once(embedded_stack):
     settings, env, _ = embedded_stack
-    from gw_ops.ops.airflow_api import AirflowClient
-    from gw_ops.ops.stack import airflow_login
-    AirflowClient(settings.airflow_api_url, *airflow_login(settings)).wait_for_dag(
+    from gw_ops.ops.airflow_api import AirflowApi
+    AirflowApi.for_stack(settings).wait_for_dag(
         "lvalert_probe_lvalert_probe", timeout=180)
     prefix = f"redis-restart-{uuid.uuid4().hex[:6]}-"
     client = get_redis(settings)
