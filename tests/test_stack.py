@@ -17,20 +17,28 @@ from tests.helpers import REPO_ROOT, free_port
 COMPONENT_NAMES = ("gracedb", "broker", "api-server", "scheduler", "dag-processor", "triggerer")
 
 
-def test_status_lists_every_component_healthy(airflow_stack):
-    # right after `up` a loaded machine can keep the API server from answering one health
-    # request in time (status then honestly says UNHEALTHY): wait for the healthy report
+def healthy_status(env: dict[str, str], cwd) -> subprocess.CompletedProcess:
+    """``gw-ops status`` once it reports every component healthy (exit 0).
+
+    Right after ``up`` a loaded machine can keep the API server from answering one health
+    request in time (status then honestly says UNHEALTHY): wait for the healthy report.
+    """
     from tests.helpers import wait_for
     reports = []
 
     def all_healthy():
-        reports.append(airflow_stack.gw_ops("status"))
+        reports.append(subprocess.run([sys.executable, "-m", "gw_ops.ops.cli", "status"], env=env, cwd=cwd,
+                                      capture_output=True, text=True, timeout=120))
         return reports[-1].returncode == 0
     try:
         wait_for(all_healthy, timeout=120, interval=2, what="gw-ops status to report every component healthy")
     except TimeoutError:
         raise AssertionError(reports[-1].stdout + reports[-1].stderr) from None
-    result = reports[-1]
+    return reports[-1]
+
+
+def test_status_lists_every_component_healthy(airflow_stack):
+    result = healthy_status(airflow_stack.env, REPO_ROOT)
     lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
     for name in COMPONENT_NAMES:
         assert name in lines, f"status has no line for {name}: {result.stdout}"
@@ -129,9 +137,7 @@ def test_status_down_and_settings_find_the_stack_from_another_folder(airflow_sta
     """No GW_OPS_STATE_DIR and a working folder elsewhere: the state folder recorded by `up`
     is found, so status reports the real state and settings shows the stack's connections."""
     env = {k: v for k, v in airflow_stack.env.items() if k != "GW_OPS_STATE_DIR"}
-    status = subprocess.run([sys.executable, "-m", "gw_ops.ops.cli", "status"], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
-    assert status.returncode == 0, status.stdout + status.stderr
+    status = healthy_status(env, tmp_path)
     assert "UNHEALTHY" not in status.stdout and "stopped" not in status.stdout
     assert all(f"{name} " in status.stdout for name in COMPONENT_NAMES)
     env.pop("GW_OPS_REDIS_URL")
