@@ -21,9 +21,8 @@ from stack_harness import percentile, running_stack, wait_for_dags
 
 def task_start_seconds(settings, runs: int = 5) -> list[float]:
     """Queued → task start of the trivial DAG, over a few runs."""
-    from gw_ops.ops.airflow_api import AirflowClient
-    from gw_ops.ops.stack import airflow_login
-    airflow = AirflowClient(settings.airflow_api_url, *airflow_login(settings))
+    from gw_ops.ops.airflow_api import AirflowApi
+    airflow = AirflowApi.for_stack(settings)
     airflow.wait_for_dag("gw_ops_smoke")
     results = []
     for _ in range(runs):

@@ -1,16 +1,38 @@
-"""Settings of gw-ops: one documented object, read from ``GW_OPS_*`` environment variables.
+"""Settings of gw-ops: one documented object, one place that says where each value comes from.
 
 Every tunable of the pipeline lives here, never as a literal in code.  A setting
 ``foo_bar`` is read from the environment variable ``GW_OPS_FOO_BAR``; lists are
-comma separated, booleans accept ``1/0/true/false/yes/no``.  A *preset*
-(``GW_OPS_PRESET``: ``local``, ``playground`` or ``production``) supplies
-defaults first, then explicit variables override them.
+comma separated, booleans accept ``1/0/true/false/yes/no``.
+
+Precedence (the first that gives a value wins):
+
+1. explicit overrides (command-line options, ``get_settings(foo_bar=...)``);
+2. ``GW_OPS_*`` environment variables;
+3. Airflow connections, only inside Airflow tasks and triggers: ``redis_url`` from
+   ``redis_default`` and ``gracedb_url`` from ``gracedb_default`` (see
+   :data:`CONNECTION_SETTINGS`; ``gw-ops up`` creates both in the metadata database, so the
+   web UI shows and edits them).  Outside Airflow (the GraceDB service, the broker, the CLI)
+   nothing is read from Airflow: the settings alone decide.  The Airflow layer
+   (:mod:`gw_ops.airflow.connections`) plugs the lookup in with
+   :func:`set_connection_reader`; this module imports nothing of Airflow;
+4. the preset (``GW_OPS_PRESET``: ``local``, ``playground`` or ``production``);
+5. the built-in default.
+
+The state folder has one more step between 2 and 4: when neither an option nor
+``GW_OPS_STATE_DIR`` names it, a ``.gw-ops`` folder in the working folder or one of its
+parents is used, else the folder that the last ``gw-ops up`` recorded in
+:func:`state_record_path`, so ``gw-ops status`` works from any folder.
+
+:func:`resolve_settings` returns, beside the settings, where each value came from (what
+``gw-ops settings`` prints).
 
 Examples
 --------
 >>> from gw_ops.config import get_settings
 >>> s = get_settings(env={"GW_OPS_PRESET": "local", "GW_OPS_GRACEDB_PORT": "9000"})
 >>> s.gracedb_url
+''
+>>> s.gracedb_api_url
 'http://127.0.0.1:9000/api/'
 """
 from __future__ import annotations
@@ -19,10 +41,14 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, get_type_hints
+from typing import Any, Callable, Mapping, get_type_hints
 
 ENV_PREFIX = "GW_OPS_"
 PRESETS = ("local", "playground", "production")
+#: Name of the state folder looked for in the working folder and its parents.
+STATE_DIR_NAME = ".gw-ops"
+#: Settings that Airflow tasks and triggers take from an Airflow connection (its id).
+CONNECTION_SETTINGS: dict[str, str] = {"redis_url": "redis_default", "gracedb_url": "gracedb_default"}
 
 
 def _doc(text: str, **kwargs: Any) -> Any:
@@ -38,7 +64,9 @@ class Settings:
     preset: str = _doc("Name of the preset the defaults came from: local, playground or production.",
                        default="local")
     state_dir: Path = _doc("Folder for everything the local stack writes: pid files, logs, "
-                           "AIRFLOW_HOME, SQLite databases, GraceDB files.", default=Path(".gw-ops"))
+                           "AIRFLOW_HOME, SQLite databases, GraceDB files. Unset, the .gw-ops "
+                           "folder of the working folder or a parent is used, else the one the "
+                           "last `gw-ops up` recorded, else ./.gw-ops.", default=Path(STATE_DIR_NAME))
     host: str = _doc("Address every local service binds to.", default="127.0.0.1")
 
     # --- Redis -------------------------------------------------------------------
@@ -49,6 +77,14 @@ class Settings:
                            "share one server without touching each other's keys.", default="gw_ops:")
     embedded_redis_port: int = _doc("Port of the embedded Redis that `gw-ops up` starts when none "
                                     "answers at redis_url.", default=6390)
+    allow_volatile_redis: bool = _doc("Let `gw-ops up` use a Redis that does not persist its data "
+                                      "(no AOF, and no RDB save rule that saves every write within "
+                                      "redis_rdb_max_window_s). Streams, consumer groups and delayed "
+                                      "actions then die with a Redis restart.", default=False)
+    redis_rdb_max_window_s: float = _doc("With RDB snapshots only (no AOF), the longest time (s) a "
+                                         "single write may stay unsaved for the Redis to count as "
+                                         "durable: a `save <s> 1` rule with s at most this.",
+                                         default=300.0)
 
     # --- Airflow -----------------------------------------------------------------
     airflow_db_url: str = _doc("SQLAlchemy URL of Airflow's metadata database. Empty means SQLite "
@@ -373,13 +409,118 @@ def _convert(name: str, raw: str, kind: Any) -> Any:
         raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind}") from exc
 
 
-def get_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Build the settings from a preset, the environment and explicit overrides.
+#: Reads connection-backed settings inside Airflow tasks and triggers (installed by
+#: :mod:`gw_ops.airflow.connections`); returns ``{setting: value}``, empty outside Airflow.
+_connection_reader: Callable[[], Mapping[str, Any]] | None = None
+
+
+def set_connection_reader(reader: Callable[[], Mapping[str, Any]] | None) -> None:
+    """Install the function that reads :data:`CONNECTION_SETTINGS` from Airflow connections.
+
+    ``get_settings()`` calls it (with the process environment only) and uses what it returns
+    below the ``GW_OPS_*`` variables.  ``None`` removes it.
+    """
+    global _connection_reader
+    _connection_reader = reader
+
+
+def state_record_path(env: Mapping[str, str] | None = None) -> Path:
+    """File in which ``gw-ops up`` records the absolute path of its state folder.
+
+    ``$XDG_CONFIG_HOME/gw-ops/state`` (``~/.config/gw-ops/state`` by default).
+    """
+    env = os.environ if env is None else env
+    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME") or Path.home()) / ".config")
+    return Path(base) / "gw-ops" / "state"
+
+
+def find_state_dir(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> tuple[Path, str] | None:
+    """The existing state folder to use when none is named, with where it was found.
+
+    A ``.gw-ops`` folder in ``cwd`` or one of its parents comes first, then the folder
+    recorded by the last ``gw-ops up`` (when it still exists).  None when neither exists.
+    """
+    cwd = Path.cwd() if cwd is None else cwd
+    for folder in (cwd, *cwd.parents):
+        if (folder / STATE_DIR_NAME).is_dir():
+            return folder / STATE_DIR_NAME, f"found in {folder}"
+    record = state_record_path(env)
+    try:
+        recorded = Path(record.read_text().strip())
+    except OSError:
+        return None
+    if recorded.is_absolute() and recorded.is_dir():
+        return recorded, f"recorded by gw-ops up in {record}"
+    return None
+
+
+def resolve_settings(env: Mapping[str, str] | None = None, connections: Mapping[str, Any] | None = None,
+                     **overrides: Any) -> tuple[Settings, dict[str, str]]:
+    """Build the settings and say where each value came from.
 
     Parameters
     ----------
     env : mapping, optional
-        Environment to read (``os.environ`` by default).
+        Environment to read.  ``None`` means the process environment, and only then are the
+        working folder, the recorded state folder and Airflow connections consulted; a
+        mapping means exactly that environment.
+    connections : mapping, optional
+        Values of :data:`CONNECTION_SETTINGS` read from Airflow connections
+        (``{"redis_url": ...}``); default: what the installed connection reader returns.
+    **overrides
+        Field values that win over everything else (used by CLI options); None is ignored.
+
+    Returns
+    -------
+    settings : Settings
+    sources : dict of str
+        Per field: ``default``, ``preset <name>``, ``GW_OPS_<NAME>``, ``Airflow connection
+        <id>``, ``option``, or where the state folder was found.
+    """
+    process_env = env is None
+    env = os.environ if env is None else env
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    preset = overrides.get("preset") or env.get(ENV_PREFIX + "PRESET", "local")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    sources = {f.name: "default" for f in dataclasses.fields(Settings)}
+    values: dict[str, Any] = dict(PRESET_DEFAULTS[preset], preset=preset)
+    sources.update({name: f"preset {preset}" for name in PRESET_DEFAULTS[preset]})
+    sources["preset"] = "option" if "preset" in overrides else (
+        ENV_PREFIX + "PRESET" if ENV_PREFIX + "PRESET" in env else "default")
+    if connections is None and process_env and _connection_reader is not None:
+        connections = _connection_reader()
+    for name, value in (connections or {}).items():
+        if name not in CONNECTION_SETTINGS:
+            raise ValueError(f"{name!r} is not a connection-backed setting ({sorted(CONNECTION_SETTINGS)})")
+        values[name] = value
+        sources[name] = f"Airflow connection {CONNECTION_SETTINGS[name]}"
+    hints = get_type_hints(Settings)
+    for f in dataclasses.fields(Settings):
+        variable = ENV_PREFIX + f.name.upper()
+        raw = env.get(variable)
+        if raw is not None and f.name != "preset":
+            values[f.name] = _convert(f.name, raw, hints[f.name])
+            sources[f.name] = variable
+    if process_env and "state_dir" not in overrides and "state_dir" not in values:
+        found = find_state_dir(env=env)
+        if found:
+            values["state_dir"], sources["state_dir"] = found
+    values.update(overrides)
+    sources.update({name: "option" for name in overrides if name != "preset"})
+    return Settings(**values), sources
+
+
+def get_settings(env: Mapping[str, str] | None = None, connections: Mapping[str, Any] | None = None,
+                 **overrides: Any) -> Settings:
+    """Build the settings (see :func:`resolve_settings` for the order of precedence).
+
+    Parameters
+    ----------
+    env : mapping, optional
+        Environment to read (the process environment by default).
+    connections : mapping, optional
+        Values read from Airflow connections (default: the installed reader's, inside Airflow).
     **overrides
         Field values that win over everything else (used by CLI options).
 
@@ -387,23 +528,25 @@ def get_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Sett
     -------
     Settings
     """
-    env = os.environ if env is None else env
-    preset = overrides.get("preset") or env.get(ENV_PREFIX + "PRESET", "local")
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    values: dict[str, Any] = dict(PRESET_DEFAULTS[preset], preset=preset)
-    hints = get_type_hints(Settings)
-    for f in dataclasses.fields(Settings):
-        raw = env.get(ENV_PREFIX + f.name.upper())
-        if raw is not None and f.name != "preset":
-            values[f.name] = _convert(f.name, raw, hints[f.name])
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings(**values)
+    return resolve_settings(env, connections, **overrides)[0]
 
 
-def describe() -> str:
-    """All settings with their variables, defaults and documentation (for ``gw-ops settings``)."""
+def describe(settings: Settings | None = None, sources: Mapping[str, str] | None = None) -> str:
+    """Every setting: variable, value in force and where it came from, and its documentation.
+
+    Parameters
+    ----------
+    settings, sources : optional
+        What :func:`resolve_settings` returned (default: resolved from this process).
+    """
+    if settings is None or sources is None:
+        settings, sources = resolve_settings()
     lines = []
     for f in dataclasses.fields(Settings):
-        lines.append(f"{ENV_PREFIX}{f.name.upper()} (default {f.default!r})\n    {f.metadata['doc']}")
+        value = getattr(settings, f.name)
+        if isinstance(value, tuple):
+            value = ",".join(value)
+        elif isinstance(value, Path) and f.name == "state_dir":
+            value = settings.state_path
+        lines.append(f"{ENV_PREFIX}{f.name.upper()} = {value!s}   [{sources[f.name]}]\n    {f.metadata['doc']}")
     return "\n".join(lines)

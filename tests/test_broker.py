@@ -153,10 +153,11 @@ def test_pygcn_client_receives_from_broker(broker_service, redis_client):
         append_voevent(redis_client, broker_service.settings, LVK)
         wait_for(lambda: len(received) == 2, timeout=10, what="pygcn to receive both")
         assert received == [GBM, LVK]
-        # pygcn acked both and answered the broker's iamalives.
-        wait_for(lambda: broker_service.counters()["iamalive_answered"] >= 2, timeout=5)
-        counters = broker_service.counters()
-        assert counters["acked"] == 2 and counters["dropped"] == 0, counters
+        # pygcn acked both and answered the broker's iamalives (the counters reach the
+        # health record at the broker's next heartbeat: wait for them, never read at once)
+        wait_for(lambda: (c := broker_service.counters())["iamalive_answered"] >= 2 and c["acked"] == 2,
+                 timeout=10, what="2 acks and 2 iamalive answers recorded")
+        assert broker_service.counters()["dropped"] == 0
         assert f"acked {ivorn(GBM)}" in broker_service.log_text()
         assert redis_client.get(cursor_key(broker_service.settings)) is not None
     finally:
@@ -210,7 +211,7 @@ def test_publish_cli_end_to_end(broker_service, redis_client, listener_factory, 
           f"{(listener.received[-1][0] - started) * 1e3:.0f} ms")
     # Durable in the outgoing stream too, and the broker counted an author.
     assert redis_client.xlen(voevent_outgoing_stream(settings)) == 3
-    assert broker_service.counters()["published"] == 3
+    wait_for(lambda: broker_service.counters()["published"] == 3, timeout=10, what="3 published recorded")
 
 
 def test_publish_latency_in_process(broker_service, listener_factory):
@@ -283,8 +284,9 @@ def test_notices_without_or_with_unknown_type_through_broker(broker_service, red
     reasons = [f[b"reason"].decode() for _, f in redis_client.xrange(deadletter_stream(settings, "gcn"))]
     assert len(reasons) == 2
     assert "without a Packet_Type" in reasons[0] and "9999" in reasons[1]
-    wait_for(lambda: broker_service.counters()["naked"] == 2, timeout=5)
-    assert broker_service.counters()["acked"] == 1
+    # the good notice is acked after the two naks: wait for the record that has all three
+    wait_for(lambda: (c := broker_service.counters())["naked"] == 2 and c["acked"] == 1, timeout=10,
+             what="2 naks and 1 ack recorded")
     assert "nak'ed ivo://gwnet/LVC#MS230101a-2-NoType" in broker_service.log_text()
 
 
@@ -293,8 +295,12 @@ def test_restart_loses_nothing_and_listener_backs_off(broker_service, redis_clie
     settings = broker_service.settings
     listener = listener_factory(settings, [broker_service.address], use_redis=False)
     wait_subscribers(broker_service, 1)
-    append_voevent(redis_client, settings, numbered(1))
+    first = append_voevent(redis_client, settings, numbered(1))
     wait_for(lambda: len(listener.received) == 1, timeout=10)
+    # Received is not yet settled: only once the broker has moved its durable cursor past
+    # entry 1 (after the ack) may it stop without sending entry 1 again (at-least-once).
+    wait_for(lambda: redis_client.get(cursor_key(settings)) == first, timeout=30,
+             what="the broker's cursor past the first entry")
 
     broker_service.stop()
     down_at = time.time()
@@ -328,7 +334,12 @@ def test_no_subscriber_holds_until_one_connects(broker_service, redis_client, li
     settings = broker_service.settings
     for n in (1, 2):
         append_voevent(redis_client, settings, numbered(n))
-    time.sleep(1.5)  # the broker is up with nobody to send to: it must hold
+    appended_at = time.time()
+    # the broker, alive with nobody to send to, must hold: let it record its health (one
+    # heartbeat, every broker_iamalive_s) three times after the append, then look
+    wait_for(lambda: float(broker_service.health().get("updated", 0))
+             > appended_at + 3 * settings.broker_iamalive_s, timeout=30, what="three broker heartbeats")
+    assert broker_service.health()["state"] == "connected"
     assert redis_client.get(cursor_key(settings)) is None
     listener = listener_factory(settings, [broker_service.address])
     wait_for(lambda: len(listener.received) == 2, timeout=10, what="the held backlog")
@@ -396,9 +407,11 @@ def test_broker_skips_invalid_stream_entries(broker_service, redis_client, liste
 
 
 def test_broker_health_and_clean_shutdown(broker_service, redis_client):
+    # broker_service.start() returned once this run's record was written (the race of
+    # reading it after the "listening" line alone is gone)
     health = broker_service.health()
     assert health["state"] == "connected" and "subscribers=0" in health["detail"]
-    broker_service.stop()
+    broker_service.stop()  # SIGTERM, waiting for the exit as long as a loaded machine needs
     assert broker_service.proc.returncode == 0, broker_service.log_text()
     assert broker_service.health()["state"] == "disconnected"
     assert "VOEvent broker stopped" in broker_service.log_text()
@@ -421,8 +434,7 @@ def test_fan_out_to_several_subscribers_despite_a_silent_one(broker_service, red
                  interval=0.01)
         # Pipelined sending: the silent peer (ack timeout 2 s) holds up nobody.
         assert time.time() - started < 1.5
-        wait_for(lambda: broker_service.counters()["subscribers"] == 2, timeout=10)
-        counters = broker_service.counters()
-        assert counters["acked"] == 6 and counters["dropped"] == 1, counters
+        wait_for(lambda: (c := broker_service.counters())["subscribers"] == 2 and c["acked"] == 6
+                 and c["dropped"] == 1, timeout=10, what="the silent peer dropped, 6 acks recorded")
     finally:
         silent.close()

@@ -11,10 +11,10 @@ import uuid
 
 import pytest
 
-from gw_ops.ops.probe import read_probe_records, send_lvalert_probe
-from gw_ops.transport.redis_client import get_redis
+from gw_ops.ops.probe import PROBE_NODE, read_probe_records, send_lvalert_probe
+from gw_ops.transport.redis_client import get_redis, lvalert_stream
 from tests.fixtures.stack import stack_env, stack_settings, started_pids
-from tests.helpers import REPO_ROOT, free_port, wait_for
+from tests.helpers import REPO_ROOT, free_port, lane_settled, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +55,8 @@ def test_up_starts_embedded_redis_when_none_answers(embedded_stack):
 
 def test_messages_survive_a_redis_restart_exactly_once(embedded_stack):
     settings, env, _ = embedded_stack
-    from gw_ops.ops.airflow_api import AirflowClient
-    from gw_ops.ops.stack import airflow_login
-    AirflowClient(settings.airflow_api_url, *airflow_login(settings)).wait_for_dag(
+    from gw_ops.ops.airflow_api import AirflowApi
+    AirflowApi.for_stack(settings).wait_for_dag(
         "lvalert_probe_lvalert_probe", timeout=180)
     prefix = f"redis-restart-{uuid.uuid4().hex[:6]}-"
     client = get_redis(settings)
@@ -75,5 +74,7 @@ def test_messages_survive_a_redis_restart_exactly_once(embedded_stack):
                 if r["uid"].startswith(prefix)]
 
     wait_for(lambda: len(handled()) >= 10, timeout=240, what="10 probes handled across the Redis restart")
-    time.sleep(settings.lvalert_rering_s + 2)
+    # every entry handed to the lane and acknowledged: a duplicate would have shown by now
+    wait_for(lambda: lane_settled(get_redis(settings), lvalert_stream(settings, PROBE_NODE),
+                                  "lvalert_probe_lvalert_probe"), timeout=120, what="the probe lane settled")
     assert sorted(handled()) == sorted(f"{prefix}{i}" for i in range(10))

@@ -8,9 +8,13 @@ import signal
 import time
 import uuid
 
-from gw_ops.ops.probe import read_probe_records, send_lvalert_probe
-from gw_ops.transport.redis_client import get_redis
-from tests.helpers import wait_for
+from gw_ops.ops.probe import PROBE_NODE, make_probe_notice, read_probe_records, send_lvalert_probe
+from gw_ops.transport.redis_client import gcn_incoming_stream, get_redis, lvalert_stream
+from tests.helpers import lane_settled, wait_for
+
+#: Consumer groups (handler DAG ids) of the probe lanes.
+LVALERT_PROBE_LANE = "lvalert_probe_lvalert_probe"
+GCN_PROBE_LANE = "gcn_probe_gcn_probe"
 
 
 def probe_uids(stack, kind: str, prefix: str) -> list[str]:
@@ -21,8 +25,15 @@ def probe_uids(stack, kind: str, prefix: str) -> list[str]:
 def wait_lanes_ready(stack) -> None:
     """Wait until the probe handler DAGs are parsed and the doorbell triggers watch."""
     airflow = stack.airflow()
-    airflow.wait_for_dag("lvalert_probe_lvalert_probe", timeout=180)
-    airflow.wait_for_dag("gcn_probe_gcn_probe", timeout=180)
+    airflow.wait_for_dag(LVALERT_PROBE_LANE, timeout=180)
+    airflow.wait_for_dag(GCN_PROBE_LANE, timeout=180)
+
+
+def wait_lane_settled(stack, stream: str, group: str) -> None:
+    """Wait until the lane has taken and acknowledged every entry: no message can be
+    handled again after that, so what the handler recorded is final."""
+    wait_for(lambda: lane_settled(get_redis(stack.settings), stream, group), timeout=120,
+             what=f"lane {group} settled")
 
 
 def test_every_lvalert_message_reaches_its_handler_exactly_once(airflow_stack):
@@ -34,7 +45,7 @@ def test_every_lvalert_message_reaches_its_handler_exactly_once(airflow_stack):
         time.sleep(0.1)
     wait_for(lambda: len(probe_uids(airflow_stack, "lvalert", prefix)) >= 20, timeout=180,
              what="20 probe messages handled")
-    time.sleep(airflow_stack.settings.lvalert_rering_s + 2)  # a late duplicate would show by now
+    wait_lane_settled(airflow_stack, lvalert_stream(airflow_stack.settings, PROBE_NODE), LVALERT_PROBE_LANE)
     uids = probe_uids(airflow_stack, "lvalert", prefix)
     assert sorted(uids) == sorted(f"{prefix}{i}" for i in range(20))
 
@@ -55,26 +66,8 @@ def test_no_message_lost_or_doubled_when_the_triggerer_is_killed(airflow_stack):
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
     wait_for(lambda: len(probe_uids(airflow_stack, "lvalert", prefix)) >= 10, timeout=240,
              what="10 probe messages handled after the triggerer restart")
-    time.sleep(airflow_stack.settings.lvalert_rering_s + 2)
+    wait_lane_settled(airflow_stack, lvalert_stream(airflow_stack.settings, PROBE_NODE), LVALERT_PROBE_LANE)
     assert sorted(probe_uids(airflow_stack, "lvalert", prefix)) == sorted(f"{prefix}{i}" for i in range(10))
-
-
-def make_probe_notice(ivorn_suffix: str) -> bytes:
-    """A minimal VOEvent of the probe's notice type (GCN's TEST_COORDS) carrying the time it was sent."""
-    from gcn import NoticeType
-
-    from gw_ops.ops.probe import PROBE_NOTICE_TYPE
-    packet_type = NoticeType[PROBE_NOTICE_TYPE].value
-    return f"""<?xml version="1.0" encoding="UTF-8"?>
-<voe:VOEvent xmlns:voe="http://www.ivoa.net/xml/VOEvent/v2.0" version="2.0" role="test"
-  ivorn="ivo://gw-ops/probe#{ivorn_suffix}">
-  <Who><AuthorIVORN>ivo://gw-ops/probe</AuthorIVORN><Date>2026-11-28T00:00:00</Date></Who>
-  <What>
-    <Param name="Packet_Type" value="{packet_type}"/>
-    <Param name="probe_sent" value="{time.time()!r}"/>
-  </What>
-</voe:VOEvent>
-""".encode()
 
 
 def test_gcn_notice_through_broker_reaches_its_handler(airflow_stack, tmp_path):
@@ -87,5 +80,5 @@ def test_gcn_notice_through_broker_reaches_its_handler(airflow_stack, tmp_path):
     assert published.returncode == 0, published.stdout + published.stderr
     wait_for(lambda: [u for u in probe_uids(airflow_stack, "gcn", "ivo://gw-ops/probe#") if u.endswith(suffix)],
              timeout=180, what="GCN probe handled")
-    time.sleep(3)
+    wait_lane_settled(airflow_stack, gcn_incoming_stream(airflow_stack.settings), GCN_PROBE_LANE)
     assert len([u for u in probe_uids(airflow_stack, "gcn", "ivo://") if u.endswith(suffix)]) == 1

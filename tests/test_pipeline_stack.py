@@ -4,12 +4,12 @@ through the broker → an external event; the same notice again → no duplicate
 from __future__ import annotations
 
 import random
-import time
 import uuid
 from pathlib import Path
 
+from gw_ops.transport.redis_client import gcn_incoming_stream, get_redis
 from tests.coinc_factory import coinc_xml
-from tests.helpers import wait_for
+from tests.helpers import lane_settled, wait_for
 
 PIPELINES = ("gstlal", "pycbc", "MBTA", "spiir")
 
@@ -89,7 +89,9 @@ def test_gcn_notice_through_broker_becomes_one_external_event(airflow_stack, tmp
         published = airflow_stack.gw_ops("gcn", "publish", str(path))
         assert published.returncode == 0, published.stdout + published.stderr
     wait_for(external_events, timeout=180, what="external event in GraceDB")
-    time.sleep(airflow_stack.settings.lvalert_rering_s + 3)  # a duplicate would show by now
+    # both deliveries handled and acknowledged: a duplicate would exist by now
+    wait_for(lambda: lane_settled(get_redis(airflow_stack.settings), gcn_incoming_stream(airflow_stack.settings),
+                                  "gcn_external_triggers_handle_notice"), timeout=120, what="GCN lane settled")
     found = external_events()
     assert len(found) == 1
     assert abs(found[0]["gpstime"] - notice.gpstime) < 1e-3

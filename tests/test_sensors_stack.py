@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 
+from gw_ops.ops.probe import make_probe_notice
 from tests.coinc_factory import coinc_xml
 from tests.helpers import wait_for
-from tests.test_lanes_airflow import make_probe_notice
 
 
 def task_state(airflow, dag_id, run_id):

@@ -8,15 +8,37 @@ import subprocess
 import sys
 import uuid
 
+import pytest
+
+from gw_ops.ops.airflow_api import ApiException
 from tests.fixtures.stack import stack_env
 from tests.helpers import REPO_ROOT, free_port
 
 COMPONENT_NAMES = ("gracedb", "broker", "api-server", "scheduler", "dag-processor", "triggerer")
 
 
+def healthy_status(env: dict[str, str], cwd) -> subprocess.CompletedProcess:
+    """``gw-ops status`` once it reports every component healthy (exit 0).
+
+    Right after ``up`` a loaded machine can keep the API server from answering one health
+    request in time (status then honestly says UNHEALTHY): wait for the healthy report.
+    """
+    from tests.helpers import wait_for
+    reports = []
+
+    def all_healthy():
+        reports.append(subprocess.run([sys.executable, "-m", "gw_ops.ops.cli", "status"], env=env, cwd=cwd,
+                                      capture_output=True, text=True, timeout=120))
+        return reports[-1].returncode == 0
+    try:
+        wait_for(all_healthy, timeout=120, interval=2, what="gw-ops status to report every component healthy")
+    except TimeoutError:
+        raise AssertionError(reports[-1].stdout + reports[-1].stderr) from None
+    return reports[-1]
+
+
 def test_status_lists_every_component_healthy(airflow_stack):
-    result = airflow_stack.gw_ops("status")
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = healthy_status(airflow_stack.env, REPO_ROOT)
     lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
     for name in COMPONENT_NAMES:
         assert name in lines, f"status has no line for {name}: {result.stdout}"
@@ -38,16 +60,15 @@ def test_smoke_dag_run_succeeds_through_the_rest_api(airflow_stack):
     run = airflow.wait_run("gw_ops_smoke", run_id, timeout=180)
     assert run["state"] == "success"
     # a second run with the same id is refused: run ids are unique
-    duplicate = airflow.request("POST", "/api/v2/dags/gw_ops_smoke/dagRuns",
-                                json={"logical_date": None, "dag_run_id": run_id})
-    assert duplicate.status_code == 409
+    with pytest.raises(ApiException) as refused:
+        airflow.trigger("gw_ops_smoke", run_id=run_id)
+    assert refused.value.status == 409
 
 
 def test_pools_are_declared_with_their_sizes(airflow_stack):
     from gw_ops.airflow.pools import pool_specs
-    response = airflow_stack.airflow().request("GET", "/api/v2/pools")
-    response.raise_for_status()
-    pools = {p["name"]: p["slots"] for p in response.json()["pools"]}
+    airflow = airflow_stack.airflow()
+    pools = {pool.name: pool.slots for pool in airflow.call(airflow.pools.get_pools).pools}
     for spec in pool_specs(airflow_stack.settings):
         assert pools.get(spec.name) == spec.slots
 
@@ -68,3 +89,86 @@ def test_new_state_folder_does_not_inherit_redis_data_of_an_earlier_stack(airflo
     from gw_ops.transport.redis_client import get_redis
     assert not get_redis(airflow_stack.settings).exists(airflow_stack.settings.key("stale", "alert-record"))
     assert "deleted 1 Redis keys" in airflow_stack.up_output
+
+
+def test_airflow_connections_hold_redis_and_gracedb(airflow_stack):
+    """`up` wrote both connections into the metadata DB (the UI lists them); Airflow processes
+    get no GW_OPS_REDIS_URL/GW_OPS_GRACEDB_URL, so their tasks and triggers can only reach
+    this stack's own Redis (not the default 6379) through redis_default."""
+    import json
+
+    import psutil
+
+    from gw_ops.airflow.connections import gracedb_url_from_fields, redis_url_from_fields
+    from gw_ops.ops.airflow_api import plain
+    settings = airflow_stack.settings
+    airflow = airflow_stack.airflow()
+    redis_conn = plain(airflow.call(airflow.connections.get_connection, "redis_default"))
+    gracedb_conn = plain(airflow.call(airflow.connections.get_connection, "gracedb_default"))
+    assert redis_conn["conn_type"] == "redis" and gracedb_conn["conn_type"] == "http"
+    assert redis_url_from_fields(redis_conn) == settings.redis_url != "redis://127.0.0.1:6379/0"
+    assert gracedb_url_from_fields(gracedb_conn) == settings.gracedb_api_url
+    # (/proc/PID/environ of Airflow processes is overwritten by setproctitle: check what
+    # `up` hands them; the next test proves a task really used the connection)
+    from gw_ops.ops.stack import COMPONENTS, _child_env
+    for component in COMPONENTS:
+        env = _child_env(settings, airflow=component.airflow)
+        assert ("GW_OPS_REDIS_URL" in env) is (not component.airflow), component.name
+        assert env["GW_OPS_KEY_PREFIX"] == settings.key_prefix
+    broker_pid = json.loads((settings.state_path / "run" / "broker.json").read_text())["pid"]
+    assert psutil.Process(broker_pid).environ()["GW_OPS_REDIS_URL"] == settings.redis_url
+
+
+def test_probe_handled_by_a_task_that_found_redis_through_the_connection(airflow_stack):
+    """A probe LVAlert reaches its handler task, which records it in this stack's Redis: the
+    task resolved redis_url from redis_default (its environment has no GW_OPS_REDIS_URL)."""
+    from gw_ops.ops.probe import read_probe_records, send_lvalert_probe
+    from gw_ops.transport.redis_client import get_redis
+    from tests.helpers import wait_for
+    airflow_stack.airflow().wait_for_dag("lvalert_probe_lvalert_probe", timeout=180)
+    client = get_redis(airflow_stack.settings)
+    uid = f"connection-{uuid.uuid4().hex[:8]}"
+    send_lvalert_probe(client, airflow_stack.settings, uid)
+    wait_for(lambda: any(r["uid"] == uid for r in read_probe_records(client, airflow_stack.settings, "lvalert")),
+             timeout=180, what="the probe handled")
+
+
+def test_status_down_and_settings_find_the_stack_from_another_folder(airflow_stack, tmp_path):
+    """No GW_OPS_STATE_DIR and a working folder elsewhere: the state folder recorded by `up`
+    is found, so status reports the real state and settings shows the stack's connections."""
+    env = {k: v for k, v in airflow_stack.env.items() if k != "GW_OPS_STATE_DIR"}
+    status = healthy_status(env, tmp_path)
+    assert "UNHEALTHY" not in status.stdout and "stopped" not in status.stdout
+    assert all(f"{name} " in status.stdout for name in COMPONENT_NAMES)
+    env.pop("GW_OPS_REDIS_URL")
+    shown = subprocess.run([sys.executable, "-m", "gw_ops.ops.cli", "settings"], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert f"GW_OPS_REDIS_URL = {airflow_stack.settings.redis_url}   [Airflow connection redis_default]" in lines
+    assert any(line.startswith(f"GW_OPS_STATE_DIR = {airflow_stack.settings.state_path}   [recorded by gw-ops up")
+               for line in lines), shown.stdout
+
+
+def test_files_private_and_log_servers_on_loopback(airflow_stack):
+    """airflow.db 0600 in a 0700 state folder; every port the stack listens on is bound to
+    127.0.0.1 (Airflow's own log servers would bind every interface)."""
+    import json
+
+    import psutil
+    settings = airflow_stack.settings
+    assert settings.state_path.stat().st_mode & 0o777 == 0o700
+    assert (settings.airflow_home / "airflow.db").stat().st_mode & 0o777 == 0o600
+    listening = {}
+    for record in (settings.state_path / "run").glob("*.json"):
+        root = psutil.Process(json.loads(record.read_text())["pid"])
+        for proc in (root, *root.children(recursive=True)):
+            try:
+                for conn in proc.net_connections(kind="inet"):
+                    if conn.status == psutil.CONN_LISTEN:
+                        listening[(conn.laddr.ip, conn.laddr.port)] = record.stem
+            except psutil.NoSuchProcess:
+                continue
+    ports = {port for _, port in listening}
+    assert {settings.airflow_worker_log_port, settings.airflow_trigger_log_port} <= ports, listening
+    assert {ip for ip, _ in listening} == {"127.0.0.1"}, listening

@@ -256,3 +256,16 @@ def test_message_whose_handler_never_returns_is_dead_lettered_after_max(lane, re
     assert len(report.dead_lettered) == 1
     [(_, letter)] = redis_client.xrange(deadletter_stream(settings, "lvalert"))
     assert b"never returned in 2 attempts" in letter[b"reason"]
+
+def test_group_created_after_messages_still_gets_them(fresh_prefix_settings, redis_client):
+    """Groups start at the stream's first entry, never at '$': a message added before its
+    group existed (a group lost with a Redis restart, an early publisher) is delivered."""
+    settings = fresh_prefix_settings
+    stream = lvalert_stream(settings, "cbc_gstlal")
+    for i in range(3):
+        publish(redis_client, stream, f"early{i}")
+    assert ensure_group(redis_client, stream, GROUP) is True
+    assert ensure_group(redis_client, stream, GROUP) is False  # exists: left as it is
+    seen = []
+    drain(redis_client, settings, [stream], GROUP, "c1", recorder(seen))
+    assert [uid for _, uid, _ in seen] == ["early0", "early1", "early2"]

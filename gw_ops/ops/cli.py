@@ -39,10 +39,26 @@ def settings_from(ctx: click.Context, **overrides):
 
 
 @main.command("settings")
-def settings_cmd() -> None:
-    """Print every setting, its GW_OPS_* variable, default and meaning."""
-    from gw_ops.config import describe
-    click.echo(describe())
+@click.pass_context
+def settings_cmd(ctx) -> None:
+    """Print every setting: its GW_OPS_* variable, the value in force, where that value came
+    from (default, preset, GW_OPS_ variable, option, Airflow connection, found state folder)
+    and its meaning.
+
+    Redis and GraceDB of a running stack come from its Airflow connections (what its tasks
+    and triggers use) unless a GW_OPS_ variable overrides them.
+    """
+    from gw_ops.config import describe, resolve_settings
+    from gw_ops.ops import stack
+
+    preset = ctx.obj.get("preset") if ctx.obj else None
+    settings, sources = resolve_settings(preset=preset)
+    connections, note = stack.connection_settings(settings)
+    if connections:
+        settings, sources = resolve_settings(connections=connections, preset=preset)
+    click.echo(describe(settings, sources))
+    if note:
+        click.echo(note)
 
 
 @main.command()

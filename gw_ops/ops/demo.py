@@ -77,7 +77,7 @@ def run(settings: Settings, keep_up: bool = True, out=print) -> int:
     from gw_ops.gracedb_client import gracedb_client
     from gw_ops.mock.pipeline import upload_mock_event
     from gw_ops.ops import stack
-    from gw_ops.ops.airflow_api import AirflowClient
+    from gw_ops.ops.airflow_api import AirflowApi
 
     started = time.monotonic()
     running = stack.running_settings(settings)
@@ -87,7 +87,7 @@ def run(settings: Settings, keep_up: bool = True, out=print) -> int:
             return code
     settings = stack.running_settings(settings)
     user, password = stack.airflow_login(settings)
-    airflow = AirflowClient(settings.airflow_api_url, user, password)
+    airflow = AirflowApi(settings.airflow_api_url, user, password)
     for dag_id in PIPELINE_DAGS:
         airflow.wait_for_dag(dag_id, timeout=120)
     out(f"stack ready after {time.monotonic() - started:.1f} s")

@@ -6,7 +6,8 @@ benchmarks do).  Each probe handler records every call in a Redis list
 is the Unix time (s) the sender put in the message and ``handled`` the time the handler ran.
 
 Send probes with :func:`send_lvalert_probe` (an LVAlert on node ``gw_ops_probe``) or as a
-GCN notice of type ``TEST_COORDS`` (GCN's own test packet type, 2) carrying a ``probe_sent`` Param.
+GCN notice of type ``TEST_COORDS`` (GCN's own test packet type, 2) carrying a ``probe_sent``
+Param, made by :func:`make_probe_notice`.
 """
 from __future__ import annotations
 
@@ -55,3 +56,20 @@ def send_lvalert_probe(client, settings, uid: str) -> str:
 def read_probe_records(client, settings, kind: str) -> list[dict]:
     """Every probe call recorded so far for ``kind`` (``lvalert`` or ``gcn``)."""
     return [json.loads(raw) for raw in client.lrange(settings.key("probe", kind), 0, -1)]
+
+
+def make_probe_notice(ivorn_suffix: str) -> bytes:
+    """A minimal VOEvent of the probe's notice type (GCN's TEST_COORDS) carrying the time it was sent."""
+    from gcn import NoticeType
+
+    packet_type = NoticeType[PROBE_NOTICE_TYPE].value
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<voe:VOEvent xmlns:voe="http://www.ivoa.net/xml/VOEvent/v2.0" version="2.0" role="test"
+  ivorn="ivo://gw-ops/probe#{ivorn_suffix}">
+  <Who><AuthorIVORN>ivo://gw-ops/probe</AuthorIVORN><Date>2026-11-28T00:00:00</Date></Who>
+  <What>
+    <Param name="Packet_Type" value="{packet_type}"/>
+    <Param name="probe_sent" value="{time.time()!r}"/>
+  </What>
+</voe:VOEvent>
+""".encode()

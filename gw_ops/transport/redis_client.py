@@ -114,6 +114,49 @@ def read_health(client: redis.Redis, settings: Settings, component: str) -> dict
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
+def persistence(client: redis.Redis, rdb_max_window_s: float) -> tuple[bool, str]:
+    """Whether a Redis server keeps every write over a restart, read with ``CONFIG GET``.
+
+    Durable means AOF on (``appendonly yes``), or RDB snapshots with a ``save <s> 1``
+    rule where ``s <= rdb_max_window_s``: every single write is then on disk within ``s``
+    seconds.  Rules that need more changes (``save 300 100``) leave a lone write unsaved
+    for ever and do not count.
+
+    Parameters
+    ----------
+    client : redis.Redis
+    rdb_max_window_s : float
+        Longest time (s) a write may stay unsaved with RDB only.
+
+    Returns
+    -------
+    durable : bool
+    detail : str
+        What was found, e.g. ``"appendonly yes (appendfsync everysec)"`` or
+        ``"appendonly no, save ''"``.
+
+    Raises
+    ------
+    redis.RedisError
+        When the server does not answer or refuses ``CONFIG GET`` (some managed Redis
+        services rename it).
+    """
+    def config_get(name: str) -> str:
+        value = client.config_get(name).get(name, "")
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    appendonly, save = config_get("appendonly"), config_get("save").strip()
+    if appendonly == "yes":
+        return True, f"appendonly yes (appendfsync {config_get('appendfsync')})"
+    numbers = [int(part) for part in save.split()] if save else []
+    windows = [seconds for seconds, changes in zip(numbers[::2], numbers[1::2], strict=False)
+               if changes <= 1]
+    detail = f"appendonly {appendonly or '?'}, save {save!r}"
+    if windows and min(windows) <= rdb_max_window_s:
+        return True, f"{detail}: every write saved within {min(windows)} s"
+    return False, detail
+
+
 def dumps(obj: Any) -> str:
     """Compact JSON used for every stream payload."""
     return json.dumps(obj, separators=(",", ":"), sort_keys=True)

@@ -129,12 +129,13 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def ensure_group(client: redis.Redis, stream: str, group: str, start_id: str = "$") -> bool:
+def ensure_group(client: redis.Redis, stream: str, group: str, start_id: str = "0") -> bool:
     """Create consumer group ``group`` on ``stream`` (and the stream) unless it exists.
 
-    ``start_id='$'`` means the group sees messages added from now on: groups are created
-    by ``gw-ops up`` before any service publishes, so nothing is missed at start, and a
-    handler added to a long-running deployment does not replay history.
+    ``start_id='0'``: a new group is handed every entry the stream still holds.  At ``$``
+    it would skip what was added before it existed (a group lost with a Redis restart, a
+    stream published to before ``gw-ops up`` declared its groups); handlers are idempotent,
+    so seeing an old entry again is safe, skipping one is not.
     Returns True when the group was created now.
     """
     try:
@@ -434,7 +435,7 @@ class LaneTransport(Protocol):
     """
 
     def ensure_group(self, stream: str, group: str) -> bool:
-        """Create the group on the stream (from now on) unless it exists."""
+        """Create the group on the stream (from its first entry) unless it exists."""
 
     def waiting_work(self, streams: Iterable[str], group: str) -> dict[str, int]:
         """Streams with work for the group (undelivered or abandoned messages)."""
