@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.fixtures.browser import save_screenshot
+from tests.fixtures.gracedb import DATA
 from tests.pages_world import (
     PNG_HEIGHT,
     PNG_WIDTH,
@@ -35,7 +36,10 @@ def world(gracedb_service):
     public_sid, _ = make_superevent(gracedb_service, T0 + 100, labels=["EM_READY"],
                                     png=sky_map_png(), voevent=True, expose=True)
     hidden_sid, _ = make_superevent(gracedb_service, T0 + 200)
-    return {"sid": advocate_sid, "public": public_sid, "hidden": hidden_sid,
+    external = gracedb_service.client().create_event(
+        "External", "Fermi", "fermi.xml", search="GRB",
+        filecontents=(DATA / "fermi-test.xml").read_bytes()).json()["graceid"]
+    return {"sid": advocate_sid, "public": public_sid, "hidden": hidden_sid, "external": external,
             "advocate": new_account(gracedb_service, "ada.browser", ("advocate",))}
 
 
@@ -65,6 +69,9 @@ def test_advocate_finds_the_superevent_sees_its_sky_map_and_signs_off(
     row = page.locator("#superevents tbody tr", has=page.get_by_role("link", name=sid, exact=True))
     expect(row).to_contain_text("gstlal")
     expect(row).to_contain_text("ADVREQ")
+    external = page.locator("#external-events tbody tr",
+                            has=page.get_by_role("link", name=world["external"], exact=True))
+    expect(external).to_contain_text("Fermi")
     save_screenshot(page, tmp_path, "gracedb-home")
 
     row.get_by_role("link", name=sid, exact=True).click()
@@ -107,6 +114,7 @@ def test_anonymous_visitor_sees_only_exposed_superevents(gracedb_service, world,
     expect(page.get_by_text(world["hidden"])).to_have_count(0)
     expect(page.get_by_text(world["sid"])).to_have_count(0)
     expect(page.locator("#login-link")).to_be_visible()
+    expect(page.locator("#external-events")).to_have_count(0)  # events are never public
     save_screenshot(page, tmp_path, "gracedb-home-anonymous")
 
     page.get_by_role("link", name=world["public"], exact=True).click()
