@@ -150,3 +150,33 @@ def test_api_docs_and_openapi_document_are_served_without_a_cdn(gracedb_service)
     spec = requests.get(f"{home}api/openapi.json", timeout=10).json()
     assert "/api/superevents/{superevent_id}/labels/" in spec["paths"]
     assert not any("/view/" in path for path in spec["paths"])  # pages are not API
+
+
+# starlette's TestClient still runs on httpx here and says so
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_pages_show_a_bounded_number_of_log_messages(base_settings, tmp_path, monkeypatch):
+    """In-process app with a page size of 3: the newest 3 messages, and a note of the rest."""
+    import dataclasses
+
+    from fastapi.testclient import TestClient
+
+    from gw_ops.local_gracedb import auth
+    from gw_ops.local_gracedb.app import create_app
+    from gw_ops.local_gracedb.pages import data
+    from tests.pages_world import coinc_at
+
+    monkeypatch.setattr(data, "LOG_PAGE", 3)
+    settings = dataclasses.replace(base_settings, state_dir=tmp_path, gracedb_url="",
+                                   gracedb_files_dir="", gracedb_db_url="")
+    credentials = auth.ensure_service_credentials(settings)
+    with TestClient(create_app(settings)) as client:
+        graceid = client.post("/api/events/", auth=credentials,
+                              data={"group": "CBC", "pipeline": "gstlal", "search": "AllSky"},
+                              files={"eventFile": ("coinc.xml", coinc_at(T0 + 500))}
+                              ).json()["graceid"]
+        for number in range(5):
+            assert client.post(f"/api/events/{graceid}/log/", auth=credentials,
+                               data={"comment": f"note number {number}"}).status_code == 201
+        page = client.get(f"/events/{graceid}/view/", auth=credentials).text
+    assert "The newest 3 of 6 messages" in page
+    assert [n for n in range(5) if f"note number {n}" in page] == [2, 3, 4]
