@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.fixtures.broker",
     "tests.fixtures.stack",
     "tests.fixtures.redis_server",
+    "tests.fixtures.browser",
 ]
 
 TEST_REDIS_URL = os.environ.get("GW_OPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -8,7 +8,9 @@ are announced as LVAlert messages on Redis streams (see :mod:`gw_ops.local_grace
 Layout: this module builds the app (middleware, error handlers, the outbox retry)
 and :func:`serve` runs it; :mod:`gw_ops.local_gracedb.routes` holds one router per
 resource and :mod:`gw_ops.local_gracedb.service` the request handling.  Status codes
-are listed in :mod:`gw_ops.local_gracedb.errors`.
+are listed in :mod:`gw_ops.local_gracedb.errors`.  :mod:`gw_ops.local_gracedb.pages`
+holds the web pages for people (home ``/``, ``/superevents/<id>/view/``, ...) and
+``/api/docs``.
 """
 from __future__ import annotations
 
@@ -22,9 +24,13 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from gw_ops.config import Settings
+from gw_ops.local_gracedb import permissions
 from gw_ops.local_gracedb.auth import Authenticator, ensure_service_credentials
 from gw_ops.local_gracedb.errors import ApiError
 from gw_ops.local_gracedb.middleware import RequestGate, error_response
+from gw_ops.local_gracedb.pages import docs as page_docs
+from gw_ops.local_gracedb.pages import views as page_views
+from gw_ops.local_gracedb.pages.render import error_page
 from gw_ops.local_gracedb.parsing import EventFileError
 from gw_ops.local_gracedb.routes import ROUTERS
 from gw_ops.local_gracedb.service import GraceDbService
@@ -38,7 +44,9 @@ OUTBOX_RETRY_S = 1.0
 
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, exc: ApiError):
+    async def _api_error(request: Request, exc: ApiError):
+        if permissions.is_page(request.url.path):
+            return error_page(exc.status, exc.detail, request.url.path, page_views.viewer(request))
         return error_response(exc)
 
     @app.exception_handler(EventFileError)
@@ -91,8 +99,8 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         finally:
             task.cancel()
 
-    app = FastAPI(title="gw-ops local GraceDB", docs_url=None, redoc_url=None, openapi_url=None,
-                  lifespan=lifespan)
+    app = FastAPI(title="gw-ops local GraceDB", docs_url=None, redoc_url=None,
+                  openapi_url=page_docs.OPENAPI_URL, lifespan=lifespan)
     app.state.settings = settings
     app.state.store = store
     app.state.service = GraceDbService(settings, store)
@@ -102,6 +110,9 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
                        service=app.state.service)
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(page_docs.router)
+    app.include_router(page_views.router)
+    page_docs.mount_static(app)
     return app
 
 

@@ -281,6 +281,29 @@ class Authenticator:
                            self._token_key, algorithm="HS256")
         return {"access_token": token, "token_type": "Bearer", "expires_in": TOKEN_LIFETIME_S}
 
+    def sign(self, claims: dict[str, object], audience: str, lifetime_s: float) -> str:
+        """A token of ``claims`` for ``audience``, signed with the service's key (HS256).
+
+        The web pages use it for their session cookie and form tokens, each with an
+        audience of its own, so that no token is accepted where another kind is due.
+        """
+        import jwt
+        now = int(time.time())
+        return jwt.encode({**claims, "iat": now, "exp": now + int(lifetime_s), "aud": audience},
+                          self._token_key, algorithm="HS256")
+
+    def verify(self, token: str, audience: str) -> dict[str, object] | None:
+        """Claims of a token made by :meth:`sign` for ``audience``; ``None`` when it is
+        forged, expired, for another audience, or names an account that no longer exists."""
+        import jwt
+        try:
+            claims = jwt.decode(token, self._token_key, algorithms=["HS256"], audience=audience)
+        except jwt.PyJWTError:
+            return None
+        with self._lock:
+            known = claims.get("sub") in self._current_users()
+        return claims if known else None
+
     def authenticate(self, authorization: str | None) -> str | None:
         """Account named by an ``Authorization`` header; ``None`` when there is none.
 

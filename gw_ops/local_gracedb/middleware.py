@@ -6,9 +6,11 @@ of a chunked body as they arrive):
 1. URL over ``settings.gracedb_max_url_bytes`` -> 414; a NUL byte in the path or
    query -> 400 (PostgreSQL cannot store one, SQLite would store it silently).
 2. Credentials (PBKDF2 takes ~50 ms, so it runs in the thread pool): wrong ones
-   -> 401, even on reads; a change without credentials -> 401.
+   -> 401, even on reads; a change without credentials -> 401 (but the login form).
+   Without an ``Authorization`` header, the login session cookie names the caller on
+   web pages and on API reads (see :mod:`gw_ops.local_gracedb.pages.session`).
 3. Anonymous reads: only public data (:func:`~gw_ops.local_gracedb.permissions.anonymous_read`);
-   anything else -> 404, as if it did not exist.
+   anything else -> 404, as if it did not exist.  Web pages get these errors as HTML.
 4. Body limit: multipart bodies (file uploads) up to ``gracedb_max_upload_bytes``
    plus 64 kB of form overhead, other bodies up to ``gracedb_max_form_bytes``.  A
    declared ``Content-Length`` over the limit -> 413 before reading; bodies without
@@ -25,6 +27,8 @@ from gw_ops.config import Settings
 from gw_ops.local_gracedb import permissions
 from gw_ops.local_gracedb.auth import Authenticator, AuthError
 from gw_ops.local_gracedb.errors import ApiError
+from gw_ops.local_gracedb.pages.render import error_page
+from gw_ops.local_gracedb.pages.session import session_user
 
 #: Room for multipart boundaries and form fields around an uploaded file (bytes).
 MULTIPART_OVERHEAD = 65536
@@ -59,7 +63,11 @@ class RequestGate:
         try:
             user = await self._admit(scope)
         except ApiError as exc:
-            await error_response(exc)(scope, receive, send)
+            if permissions.is_page(scope["path"]):
+                response = error_page(exc.status, exc.detail, scope["path"])
+            else:
+                response = error_response(exc)
+            await response(scope, receive, send)
             return
         scope.setdefault("state", {})["user"] = user
         headers = dict(scope.get("headers") or [])
@@ -92,10 +100,17 @@ class RequestGate:
         except AuthError as exc:
             raise ApiError(401, str(exc)) from None
         method = scope["method"]
-        if method not in ("GET", "HEAD", "OPTIONS") and user is None:
+        path = scope["path"]
+        if user is None and authorization is None and (
+                method in ("GET", "HEAD") or permissions.is_page(path)):
+            # cookies ride along with requests other sites make: API changes never take
+            # them, page forms check a signed token of their own
+            user = session_user(self.authenticator, headers.get(b"cookie", b"").decode("latin-1"))
+        if method not in ("GET", "HEAD", "OPTIONS") and user is None \
+                and not permissions.anonymous_post(path):
             raise ApiError(401, "Authentication credentials were not provided.")
         if user is None and method in ("GET", "HEAD"):
-            await self._check_public(scope["path"])
+            await self._check_public(path)
         length = headers.get(b"content-length", b"")
         limit = body_limit(self.settings, headers.get(b"content-type", b"").decode("latin-1"))
         if length.isdigit() and int(length) > limit:

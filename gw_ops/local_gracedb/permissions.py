@@ -5,7 +5,9 @@ caller             may
 =================  ==========================================================================
 anonymous          read public data only: the API root, superevents a robot exposed
                    (``modify_permissions(sid, 'expose')``) with their labels, VOEvents,
-                   member list, and the log messages and files tagged ``public``.
+                   member list, and the log messages and files tagged ``public``; the
+                   web pages of those superevents, the home page (exposed superevents
+                   only), the login page and the API docs.
                    Everything else answers 404, as if it did not exist.
 any account        read everything; write log comments (no file, no tags, no label).
 ``pipeline``       upload and replace events (with labels other than ADVOK/ADVNO); log
@@ -14,8 +16,13 @@ any account        read everything; write log comments (no file, no tags, no lab
                    confirm as GW, expose/hide), labels (add and remove, all but
                    ADVOK/ADVNO), log messages with files and tags, VOEvents, and the
                    External events it makes from GCN notices.
-``advocate``       signoffs (ADV and OP) and the ADVOK/ADVNO labels.
+``advocate``       signoffs (ADV and OP) and the ADVOK/ADVNO labels (the superevent page
+                   shows them a signoff form).
 =================  ==========================================================================
+
+Web pages accept the session cookie of the login page as well as the API's credentials;
+the JSON API accepts that cookie for reads only, so that no other site can make a
+logged-in browser change anything through the API (page forms carry a signed token).
 
 A role missing answers 403 with the role needed.  The service account holds
 ``pipeline``, ``robot`` and ``advocate`` (see :data:`gw_ops.local_gracedb.auth.SERVICE_ROLES`).
@@ -39,6 +46,14 @@ _PUBLIC_SUPEREVENT_PART = re.compile(
     r"^/api/superevents/(?P<sid>[^/]+)/(?:|labels/(?:[^/]+/)?|voevents/(?:\d+/)?|events/|"
     r"logs/(?:\d+/)?|files/(?:[^/]+)?)$")
 _EVENT_LIST = re.compile(r"^/api/events/$")
+#: Web pages anyone may open: the home page (it lists exposed superevents only to
+#: anonymous readers), the login page, the API docs and the static files they use.
+_PUBLIC_PAGE = re.compile(r"^/(?:|login/|static/[\w.\-]+|api/docs|api/docs/static/[\w.\-]+|"
+                          r"api/openapi\.json)$")
+#: The page of a superevent: public once the superevent is exposed.
+_SUPEREVENT_PAGE = re.compile(r"^/superevents/(?P<sid>[^/]+)/view/$")
+#: Changes anonymous callers may send: the login form (it checks its own token).
+_ANONYMOUS_POSTS = frozenset({"/login/"})
 
 
 def anonymous_read(path: str) -> str | None:
@@ -51,10 +66,21 @@ def anonymous_read(path: str) -> str | None:
         themselves), a superevent id when it may be read if that superevent is
         exposed, ``None`` when it is not public.
     """
-    if _PUBLIC_ROOT.match(path) or _PUBLIC_SUPEREVENT_LIST.match(path) or _EVENT_LIST.match(path):
+    if (_PUBLIC_ROOT.match(path) or _PUBLIC_SUPEREVENT_LIST.match(path) or _EVENT_LIST.match(path)
+            or _PUBLIC_PAGE.match(path)):
         return ""
-    match = _PUBLIC_SUPEREVENT_PART.match(path)
+    match = _PUBLIC_SUPEREVENT_PART.match(path) or _SUPEREVENT_PAGE.match(path)
     return match.group("sid") if match else None
+
+
+def anonymous_post(path: str) -> bool:
+    """Whether an anonymous ``POST`` of ``path`` may reach its route (the login form only)."""
+    return path in _ANONYMOUS_POSTS
+
+
+def is_page(path: str) -> bool:
+    """Whether ``path`` is a web page for people (HTML answers) rather than the JSON API."""
+    return not path.startswith("/api/")
 
 
 def require(roles: frozenset[str], *allowed: str, action: str) -> None:
