@@ -417,24 +417,30 @@ def test_broker_health_and_clean_shutdown(broker_service, redis_client):
     assert "VOEvent broker stopped" in broker_service.log_text()
 
 
-def test_fan_out_to_several_subscribers_despite_a_silent_one(broker_service, redis_client,
+def test_fan_out_to_several_subscribers_despite_a_silent_one(broker_factory, redis_client,
                                                              listener_factory):
-    """Every subscriber gets every notice; a silent one is dropped and does not block the rest."""
+    """Every subscriber gets every notice; a silent one is dropped and does not block the rest.
+
+    No clock in the assertion: the silent peer's acknowledgement timeout is long (20 s), so
+    "the others had everything while the silent one was still waiting to be dropped" shows
+    that nobody waited for it, however busy the machine is.
+    """
+    broker_service = broker_factory(broker_ack_timeout_s=20.0)
     settings = broker_service.settings
     first = listener_factory(settings, [broker_service.address], use_redis=False)
     second = listener_factory(settings, [broker_service.address], use_redis=False)
     silent = socket.create_connection((broker_service.host, broker_service.port), timeout=10)
     try:
         wait_subscribers(broker_service, 3)
-        started = time.time()
         for n in (1, 2, 3):
             append_voevent(redis_client, settings, numbered(n))
         expected = [ivorn(numbered(n)) for n in (1, 2, 3)]
         wait_for(lambda: first.ivorns() == expected and second.ivorns() == expected, timeout=15,
                  interval=0.01)
-        # Pipelined sending: the silent peer (ack timeout 2 s) holds up nobody.
-        assert time.time() - started < 1.5
+        # Pipelined sending: the silent peer, not yet timed out, held up nobody.
+        counters = broker_service.counters()
+        assert counters["dropped"] == 0 and counters["subscribers"] == 3, counters
         wait_for(lambda: (c := broker_service.counters())["subscribers"] == 2 and c["acked"] == 6
-                 and c["dropped"] == 1, timeout=10, what="the silent peer dropped, 6 acks recorded")
+                 and c["dropped"] == 1, timeout=60, what="the silent peer dropped, 6 acks recorded")
     finally:
         silent.close()
