@@ -363,6 +363,7 @@ def main(argv=None) -> int:
     parser.add_argument("--lock", default="/tmp/gw-ops-heavy.lock",
                         help="flock held around each localization ('' for none)")
     parser.add_argument("--save", help="folder for the FITS maps and rows.jsonl")
+    parser.add_argument("--report", help="only print the tables of a saved rows.jsonl")
     args = parser.parse_args(argv)
 
     import logging
@@ -374,9 +375,9 @@ def main(argv=None) -> int:
     thread_counts = [int(t) for t in args.threads.split(",")]
     threads = thread_counts[-1]
     cases: list[Case] = []
-    if args.gwcelery == "yes":
+    if args.gwcelery == "yes" and not args.report:
         cases.append(fetch_gwcelery_case(args.gwcelery_dir))
-    for index in _parse_events(args.events):
+    for index in [] if args.report else _parse_events(args.events):
         event = load_mock_event(index, now_gps=1_400_000_000.0)
         cases.append(Case(event.name, event.coinc_xml, event.psd_xml_gz,
                           event.injection.ra_deg, event.injection.dec_deg))
@@ -387,50 +388,63 @@ def main(argv=None) -> int:
 
     rows: list[dict] = []
     checks: list[str] = []
+
+    def record(item: dict) -> None:
+        (rows if "case" in item else checks).append(item if "case" in item else item["check"])
+        print(json.dumps(item), flush=True)
+        if args.save:
+            with open(os.path.join(args.save, "rows.jsonl"), "a") as f:
+                f.write(json.dumps(item) + "\n")
+
+    if args.report:
+        with open(args.report) as f:
+            for line in f:
+                item = json.loads(line)
+                (rows if "case" in item else checks).append(
+                    item if "case" in item else item["check"])
+        cases = []
     for case in cases:
         uploaded = _read_event(case)
         event = bayestar.zero_noise_event(uploaded)
         series = event.singles[0].snr_series
-        checks.append(f"{case.name}: {len(event.singles)} detectors, SNR series at "
-                      f"{1 / series.deltaT:g} Hz{' (zero-noise)' if event is not uploaded else ''}"
-                      f"; half-sample shift round-trip error "
-                      f"{max(shift_round_trip_error(s.snr_series) for s in event.singles):.1e}"
-                      " of the peak SNR")
-        reference = None
-        for setting in ["default"] + [s for s in settings if s != "default"]:
-            runs = [(setting, threads)]
-            if setting == "default" and case is cases[0]:  # determinism: first case only
-                runs = ([("default", threads)] + [("default", t) for t in thread_counts[:-1]]
-                        + [("default", threads)] * args.repeat)
-            for run_index, (name, run_threads) in enumerate(runs):
-                fits_bytes, wall, cpu, load0, load1 = _localize(case, name, run_threads,
-                                                                args.lock)
-                skymap = _read_map(fits_bytes)
-                summary = map_summary(skymap, case.ra_deg, case.dec_deg)
-                if args.save:
-                    label = f"{case.name}.{name}.{run_threads}t.{run_index}"
-                    with open(os.path.join(args.save, label + ".multiorder.fits"), "wb") as f:
-                        f.write(fits_bytes)
-                if reference is None:
-                    reference = (summary, skymap)
-                elif name == "default":
-                    same, diff = identical(reference[1], skymap)
-                    what = f"{run_threads} thread(s)" if run_index <= len(thread_counts) - 1 \
-                        else "repeat"
-                    checks.append(f"{case.name}: default rerun ({what}) vs first: "
-                                  f"{'bit-identical' if same else f'differs, max rel {diff:.1e}'}"
-                                  f"; wall {wall:.1f} s, CPU {cpu:.1f} s")
-                    continue
-                row = {"case": case.name, "setting": name, "threads": run_threads,
-                       "wall_s": wall, "cpu_s": cpu, "load_before": load0, "load_after": load1,
-                       **summary}
-                if name != "default":
-                    row.update(compare(reference, (summary, skymap)))
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-                if args.save:
-                    with open(os.path.join(args.save, "rows.jsonl"), "a") as f:
-                        f.write(json.dumps(row) + "\n")
+        record({"check": f"{case.name}: {len(event.singles)} detectors, SNR series at "
+                f"{1 / series.deltaT:g} Hz{' (zero-noise)' if event is not uploaded else ''}"
+                f"; half-sample shift round-trip error "
+                f"{max(shift_round_trip_error(s.snr_series) for s in event.singles):.1e}"
+                " of the peak SNR"})
+
+    # Setting by setting, so that a run cut short still covers every case for the
+    # settings it reached; the determinism reruns (first case only) come last.
+    references: dict[str, tuple] = {}
+    runs = [(setting, threads, case) for setting in ["default"] + [
+        s for s in settings if s != "default"] for case in cases]
+    if cases:
+        runs += [("rerun", t, cases[0]) for t in thread_counts[:-1]]
+        runs += [("rerun", threads, cases[0])] * args.repeat
+    for run_index, (name, run_threads, case) in enumerate(runs):
+        fits_bytes, wall, cpu, load0, load1 = _localize(
+            case, "default" if name == "rerun" else name, run_threads, args.lock)
+        skymap = _read_map(fits_bytes)
+        summary = map_summary(skymap, case.ra_deg, case.dec_deg)
+        if args.save:
+            label = f"{case.name}.{name}.{run_threads}t.{run_index}"
+            with open(os.path.join(args.save, label + ".multiorder.fits"), "wb") as f:
+                f.write(fits_bytes)
+        if name == "rerun":
+            same, diff = identical(references[case.name][1], skymap)
+            record({"check": f"{case.name}: default rerun with {run_threads} thread(s) vs the "
+                    f"first run ({threads}): "
+                    f"{'bit-identical' if same else f'differs, max rel {diff:.1e}'}"
+                    f"; wall {wall:.1f} s, CPU {cpu:.1f} s"})
+            continue
+        row = {"case": case.name, "setting": name, "threads": run_threads,
+               "wall_s": wall, "cpu_s": cpu, "load_before": load0, "load_after": load1,
+               **summary}
+        if name == "default":
+            references[case.name] = (summary, skymap)
+        else:
+            row.update(compare(references[case.name], (summary, skymap)))
+        record(row)
 
     tolerance: dict[str, float] = {}
     for row in rows:

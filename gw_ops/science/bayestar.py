@@ -12,18 +12,32 @@ default of this module is therefore ``TaylorF2threePointFivePN``, an analytic
 frequency-domain waveform that needs no data files; it only sets the template's
 autocorrelation and horizon (SNR time series are used when present).
 
+Where the time goes (profile, ``benchmarks/profile_bayestar.py``)
+-----------------------------------------------------------------
+One mock BNS event, 3 detectors, 1 thread, 8192 Hz series (367 samples after
+BAYESTAR's own trim to the arrival-time window of +-22 ms): about 66 s of CPU, all but
+0.2 s in BAYESTAR's C core.  About 7 s of it builds the distance-integral lookup tables
+(3 tables of 400 x 400 adaptive integrals; fixed cost, independent of the series), the
+rest integrates over the arrival-time samples at each of the 19 200 pixels of the
+adaptive sky grid (about 40 % of it in the bicubic lookup of the distance integral, once
+per pixel, polarization, inclination and time sample).  Reading the coinc and PSD
+(0.02 s), conditioning (PSD interpolation, template, horizons: 0.1 s) and writing the
+FITS file (0.06 s) are negligible; importing ligo.skymap costs 2.4 s once per process.
+ligo.skymap offers no option that cuts the grid or the lookup tables without changing
+the statistics; the number of time samples is the lever.
+
 Fast setting
 ------------
-BAYESTAR's cost is nearly proportional to the number of SNR time-series samples it
-integrates over arrival time at every sky pixel (measured here: 367 samples at
-8192 Hz, 21 s; the same series at 2048 Hz, 8 s; 1024 Hz, 4.5 s; 2 threads).
 ``fast=True`` still runs real BAYESTAR on the same data, with each detector's SNR time
-series decimated to ``fast_sample_rate_hz`` (2048 Hz by default, a rate typical of the
-SNR series search pipelines upload; ``bayestar-realize-coincs`` writes 8192 Hz).  The
-matched-filter output is complex with positive frequencies only, bounded by the PSD's
-upper frequency (about 1.9 kHz here), so complex samples at 2048 Hz keep
-its band; BAYESTAR interpolates between samples.  Series already at or below that rate
-are left alone.
+series decimated to ``fast_sample_rate_hz`` (samples taken every 8192/rate, keeping the
+trigger sample in the middle): the cost of the sky grid falls in proportion, the
+lookup tables stay.  A coinc without SNR series first gets BAYESTAR's own zero-noise
+series made explicit (:func:`zero_noise_event`, identical to what BAYESTAR builds
+inside), then the same decimation.  BAYESTAR interpolates the amplitude and phase of
+the series between samples (cubic), so a coarser grid changes the map a little; how
+much, against BAYESTAR's own scatter, is measured by ``benchmarks/bench_fidelity.py``
+and recorded in the README.  Series already at or below the rate are left alone.
+The local preset turns it on; production keeps the default.
 
 ligo.skymap and lal are imported inside the functions: this module is imported by the
 DAG processor.
