@@ -471,9 +471,11 @@ def main(argv=None) -> int:
         walls = sorted(r["wall_s"] for r in chosen)
         worst_bc = max(r.get("one_minus_bc", 0.0) for r in chosen)
         passed = sum(_passes(r, tolerance) == "yes" for r in chosen)
+        verdict = ("reference" if setting == "default" else "the scatter itself"
+                   if setting == "shift" else f"passes {passed}/{len(chosen)}")
         print(f"- {setting}: median CPU {median['cpu_s']:.1f} s, median wall "
               f"{walls[len(walls) // 2]:.1f} s (n={len(chosen)}); worst 1-BC {worst_bc:.1e}; "
-              f"passes {passed}/{len(chosen)}")
+              f"{verdict}")
     return 0
 
 

@@ -296,7 +296,7 @@ class Settings:
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
     # The volume rendering takes ~10 min on 2 cores and would hold the only openmp slot
     # of a small machine: off by default locally, on where there are cores to spare.
-    # BAYESTAR with SNR series at 1024 Hz: about 4x less CPU than the uploaded 8192 Hz,
+    # BAYESTAR with SNR series at 1024 Hz: 4.8x less CPU than the uploaded 8192 Hz,
     # for the 15 s upload-to-alert target on 2 cores; fidelity figures in the README.
     "local": {"plot_volume": False, "bayestar_fast": True,
               "bayestar_fast_sample_rate_hz": 1024.0},
