@@ -9,7 +9,9 @@ and probability of the injected position; then the time of each product.
 Usage::
 
     .venv/bin/python benchmarks/bench_bayestar.py [--events 0,1] [--threads 1,2]
-        [--settings default,fast] [--volume cheap|full|none]
+        [--settings default,fast,1024] [--volume cheap|full|none]
+
+For the fidelity of each setting against the default see bench_fidelity.py.
 
 Every localization takes 10-90 s here (2 shared cores): keep the lists short.
 """
@@ -38,7 +40,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", default="0,1", help="bundle indexes, comma separated")
     parser.add_argument("--threads", default="1,2", help="OpenMP thread counts")
-    parser.add_argument("--settings", default="default,fast", help="default and/or fast")
+    parser.add_argument("--settings", default="default,fast",
+                        help="default, fast (2048 Hz) and/or SNR series rates, e.g. 1024")
     parser.add_argument("--volume", choices=("none", "cheap", "full"), default="cheap",
                         help="volume plot to time (full: about 10 min here)")
     args = parser.parse_args(argv)
@@ -63,9 +66,11 @@ def main(argv=None) -> int:
         inj = event.injection
         for setting in settings:
             for threads in thread_counts:
+                fast = {} if setting == "default" else {"fast": True} if setting == "fast" \
+                    else {"fast": True, "fast_sample_rate_hz": float(setting)}
                 fits_bytes, wall, cpu = _timed(
                     bayestar.localize, event.coinc_xml, event.psd_xml_gz,
-                    omp_threads=threads, fast=(setting == "fast"))
+                    omp_threads=threads, **fast)
                 header = bayestar.header(fits_bytes)
                 a90 = skymap_products.area_deg2(fits_bytes, 0.9)
                 searched = skymap_products.searched_area_deg2(fits_bytes, inj.ra_deg, inj.dec_deg)

@@ -275,11 +275,14 @@ class Settings:
 
     # --- localization, sky-map products and classification (gw_ops.science.bayestar, ...) -----
     bayestar_fast: bool = _doc("Run BAYESTAR with the cheaper fast setting: SNR time series "
-                               "decimated to bayestar_fast_sample_rate_hz (about 3x faster "
-                               "here, same sky map within noise). For demos on small machines.",
+                               "(or BAYESTAR's zero-noise ones) decimated to "
+                               "bayestar_fast_sample_rate_hz. On in the local preset (15 s "
+                               "alert target on 2 cores), off elsewhere; see "
+                               "benchmarks/bench_fidelity.py for what it changes.",
                                default=False)
     bayestar_fast_sample_rate_hz: float = _doc("SNR series sample rate (Hz) of the fast "
-                                               "BAYESTAR setting (a rate typical of uploaded SNR series).",
+                                               "BAYESTAR setting; divides 8192 (PyCBC Live "
+                                               "uploads 2048 Hz series).",
                                                default=2048.0)
     bayestar_waveform: str = _doc("Template approximant BAYESTAR uses. ligo.skymap's default "
                                   "o2-uberbank needs SEOBNRv4_ROM data that no wheel ships; "
@@ -372,7 +375,11 @@ PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
     # the demo is appended to the outgoing stream directly and needs no permission).  On
     # one machine anyone who can reach loopback can also write to Redis, so this opens
     # nothing new; the other presets let nobody author until a setting says who.
-    "local": {"plot_volume": False, "broker_authors": ("127.0.0.0/8", "::1/128")},
+    # BAYESTAR with SNR series at 1024 Hz: 4.8x less CPU than the uploaded 8192 Hz,
+    # for the 15 s upload-to-alert target on 2 cores; its fidelity cost is in the README
+    # ("Localization speed"): a local-preset decision only, production keeps the default.
+    "local": {"plot_volume": False, "broker_authors": ("127.0.0.0/8", "::1/128"),
+              "bayestar_fast": True, "bayestar_fast_sample_rate_hz": 1024.0},
     "playground": {
         "gracedb_url": "https://gracedb-playground.ligo.org/api/",
         "superevent_categories": ("production", "mdc", "test"),
