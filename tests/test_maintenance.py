@@ -108,3 +108,29 @@ def test_lane_alarm_in_redis_fails_the_health_dag_and_shows_in_status(fresh_pref
                for line in lines), lines
     record_health(redis_client, settings, "lane:gw_ops_superevents", "ok", "")
     assert "lane:gw_ops_superevents" in check_listeners(settings)
+
+def test_dead_letters_raise_the_alarm_until_acknowledged(fresh_prefix_settings, redis_client):
+    from gw_ops.airflow.maintenance import check_dead_letters
+    from gw_ops.transport import dead_letters
+    from gw_ops.transport.redis_client import dead_letter
+
+    settings = fresh_prefix_settings
+    assert check_dead_letters(settings) == {}
+    assert dead_letters.status_lines(dead_letters.summary(redis_client, settings)) == ["dead letters   none"]
+    dead_letter(redis_client, settings, "lvalert:lvalert_superevents_handle", "no event object", b"{}")
+    dead_letter(redis_client, settings, "gcn:gcn_external_triggers_handle", "unknown notice type", b"<x/>")
+    dead_letter(redis_client, settings, "gcn:gcn_external_triggers_handle", "not XML", b"junk")
+    entries = {entry.source: entry for entry in dead_letters.summary(redis_client, settings)}
+    assert (entries["gcn"].count, entries["gcn"].new) == (2, 2)
+    assert entries["gcn"].last_reason == "gcn:gcn_external_triggers_handle: not XML"
+    assert (entries["lvalert"].count, entries["lvalert"].new) == (1, 1)
+    with pytest.raises(RuntimeError, match="gcn: 2 new dead letter"):
+        check_dead_letters(settings)
+    lines = dead_letters.status_lines(list(entries.values()))
+    assert any("gcn" in line and "2 new (ALARM)" in line and "not XML" in line for line in lines)
+    assert dead_letters.acknowledge(redis_client, settings) == {"gcn": 2, "lvalert": 1}
+    assert check_dead_letters(settings) == {"gcn": 2, "lvalert": 1}
+    # a new one after the acknowledgement raises the alarm again
+    dead_letter(redis_client, settings, "lvalert:lvalert_superevents_handle", "bad JSON", b"{")
+    with pytest.raises(RuntimeError, match="lvalert: 1 new dead letter.*bad JSON"):
+        check_dead_letters(settings)

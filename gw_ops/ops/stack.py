@@ -557,6 +557,14 @@ def status(settings: Settings, out=print) -> int:
                     f"{record.get('detail', '')}")
     except Exception:  # noqa: BLE001 - Redis down is reported above
         pass
+    try:  # the dead-letter alarm (issue 11): a count per source, what is new, the last reason
+        from gw_ops.transport import dead_letters
+        from gw_ops.transport.redis_client import get_redis
+        for line in dead_letters.status_lines(dead_letters.summary(get_redis(settings, socket_timeout=2),
+                                                                   settings)):
+            out(line)
+    except Exception as exc:  # noqa: BLE001 (status must print the rest)
+        out(f"dead letters   unknown ({type(exc).__name__})")
     return 0 if all_ok else 1
 
 
