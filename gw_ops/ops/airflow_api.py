@@ -74,7 +74,7 @@ class AirflowApi:
     @classmethod
     def for_stack(cls, settings) -> AirflowApi:
         """Logged in to the local stack of ``settings`` as its admin."""
-        from gw_ops.ops.stack import airflow_login
+        from gw_ops.ops.state import airflow_login  # not ops.stack: that imports this module
         return cls(settings.airflow_api_url, *airflow_login(settings))
 
     def login(self) -> None:
