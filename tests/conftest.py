@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.fixtures.gracedb",
     "tests.fixtures.broker",
     "tests.fixtures.stack",
+    "tests.fixtures.kafka",
 ]
 
 TEST_REDIS_URL = os.environ.get("GW_OPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
