@@ -29,6 +29,7 @@ from typing import Any
 from gw_ops import gracedb_client as gateway
 from gw_ops.config import Settings, get_settings
 from gw_ops.formats import alerts
+from gw_ops.handlers import kafka_alerts
 from gw_ops.rules.alert_policy import (
     AlertDecision,
     gcn_notice_number,
@@ -276,11 +277,15 @@ def send_alert(decision: AlertDecision, superevent_id: str, *, settings: Setting
                                  decision.alert_type, serial, cited)
         xml = alerts.build_voevent(content)
         alerts.validate_voevent(xml)
+        alert_json = alerts.build_json_alert(content)
+        kafka_alerts.prepare(alert_json, settings)  # validated before anything is sent
         status, detail = script(keys=[record_key, _outgoing_stream(settings)],
                                 args=[decision.key, serial, xml, content.ivorn,
                                       int(settings.alert_record_ttl_s), _outgoing_maxlen()])
         if int(status) == 1:
             log.info("sent %s (%s)", content.ivorn, decision.reason)
+            # recorded in GraceDB only once every Kafka broker acknowledged it
+            kafka_alerts.deliver(settings, redis_client, record_key, superevent_id, decision.key, alert_json)
             _record_in_gracedb(client, superevent_id, decision, serial, xml, content)
             _after_send(client, superevent_id, decision)
             return {"status": "sent", "key": decision.key, "serial_number": serial,
@@ -296,6 +301,7 @@ def send_alert(decision: AlertDecision, superevent_id: str, *, settings: Setting
     serial = int(record.split()[0])
     if decision.key not in sent_alerts_from_logs(gateway.logs(client, superevent_id)):
         xml = redis_client.hget(record_key, f"xml:{decision.key}")
+        kafka_alerts.deliver(settings, redis_client, record_key, superevent_id, decision.key, None)
         _record_in_gracedb(client, superevent_id, decision, serial, xml, None)
         status = "completed"
     else:
