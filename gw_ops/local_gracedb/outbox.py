@@ -40,9 +40,16 @@ class AlertPublisher:
     def __init__(self, settings: Settings, client: redis.Redis | None = None):
         self.settings = settings
         self.redis = client or get_redis(settings, socket_timeout=5, socket_connect_timeout=5)
+        from gw_ops.local_gracedb import kafka_publisher  # transport = kafka: IGWN Alert topics
+        self.kafka = kafka_publisher.for_settings(settings)
 
     def _xadd_batch(self, messages: list[Outbox]) -> None:
         """XADD ``messages`` in order in one round trip, retried as a whole on failure."""
+        if self.kafka is not None:
+            try:
+                return self.kafka.publish(messages)
+            except RuntimeError as exc:
+                raise PublishError(str(exc)) from exc
         pause = PUBLISH_BACKOFF_S
         for attempt in range(1, PUBLISH_ATTEMPTS + 1):
             try:
