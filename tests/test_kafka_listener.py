@@ -252,3 +252,33 @@ def test_gcn_kafka_classic_voevents_and_json_notices(kafka_settings, redis_clien
     assert any("bad VOEvent XML" in r and "not well-formed" in r for r in reasons)
     assert any("DOCTYPE" in r for r in reasons)
     assert log_path.read_text().count('"stream_id"') == len(expected)
+
+
+def test_listener_stays_up_across_a_broker_restart_and_reads_the_new_log(
+        kafka_settings, tansu_broker, redis_client, tmp_path):
+    """tansu's memory store forgets its topics on restart: the re-created topic starts at
+    offset 0 again, with newer timestamps; those records are read, not taken for redeliveries."""
+    settings = kafka_settings
+    node = "superevent"
+    topic = f"{settings.igwn_alert_group}.{node}"
+
+    def produce(uids):
+        ensure_topics(settings.igwn_alert_servers, [topic])
+        producer = Producer({"bootstrap.servers": settings.igwn_alert_servers})
+        for uid in uids:
+            producer.produce(topic, lvalert_message(uid), headers=hop_headers("json"))
+        assert producer.flush(10) == 0
+
+    produce([f"A{i}" for i in range(5)])
+    listener = start_listener(settings, "igwn_alert", tmp_path / "listener.log")
+    try:
+        wait_for(lambda: len(lvalert_uids(redis_client, settings, [node])) == 5, timeout=60,
+                 what="the first 5 records")
+        tansu_broker.restart()  # SIGKILL, then a fresh broker on the same port
+        produce([f"B{i}" for i in range(5)])
+        wait_for(lambda: len(lvalert_uids(redis_client, settings, [node])) >= 10, timeout=90,
+                 what="the 5 records of the new log")
+        assert listener.poll() is None, "the listener died with the broker"
+    finally:
+        kill(listener)
+    assert lvalert_uids(redis_client, settings, [node]) == [f"A{i}" for i in range(5)] + [f"B{i}" for i in range(5)]
