@@ -21,6 +21,7 @@ the foreground with the ``GW_OPS_*`` settings (for tests and for checking creden
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
@@ -72,7 +73,10 @@ class _KafkaListenerTrigger(BaseEventTrigger):
 
         bridge = self.make_bridge(settings, delivered)
         stop = threading.Event()
-        pump = asyncio.ensure_future(asyncio.to_thread(bridge.run, stop))
+        # A thread of its own: the consumer blocks for the trigger's whole life and must not
+        # hold one of the few threads of the default executor that the doorbells share.
+        executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.component)
+        pump = loop.run_in_executor(executor, bridge.run, stop)
         try:
             while True:
                 getter = asyncio.ensure_future(rings.get())
@@ -88,6 +92,7 @@ class _KafkaListenerTrigger(BaseEventTrigger):
                 await asyncio.wait({pump}, timeout=CLOSE_TIMEOUT_S)
             except BaseException:  # noqa: BLE001 (cancelled again while closing)
                 pass
+            executor.shutdown(wait=False)
 
 
 class IgwnAlertListenerTrigger(_KafkaListenerTrigger):

@@ -361,7 +361,12 @@ class KafkaBridge:
                 if stop.wait(wait):
                     return  # not committed: redelivered to the next listener
                 wait = min(wait * 2, 10.0)
-        consumer.commit(message=message, asynchronous=False)
+        try:
+            consumer.commit(message=message, asynchronous=False)
+        except Exception as exc:  # noqa: BLE001 (KafkaException: rebalance, broker gone)
+            # The record is durable; without the commit it comes back once and is a no-op.
+            log.warning("%s: commit of %s/%d/%d failed (%s); it will be redelivered and skipped",
+                        self.component, message.topic(), message.partition(), message.offset(), exc)
         self._health("connected", f"receiving from {self.server}", outcome == "delivered")
 
 
