@@ -38,3 +38,25 @@ def test_kafka_transport_declares_both_listeners(monkeypatch):
         assert watcher_triggers(dag)[IGWN_ALERT_ASSET] == ["IgwnAlertListenerTrigger"]
     for dag in gcn_dags:
         assert watcher_triggers(dag)[GCN_NOTICES_ASSET] == ["GcnListenerTrigger", "GcnKafkaListenerTrigger"]
+
+
+def test_health_dag_watches_the_kafka_listeners_when_they_run(fresh_prefix_settings, redis_client):
+    import dataclasses
+
+    import pytest
+
+    from gw_ops.airflow.maintenance import check_listeners
+    from gw_ops.transport.redis_client import record_health
+
+    for name in ("lvalert", "gcn", "broker"):
+        record_health(redis_client, fresh_prefix_settings, name, "connected", "test")
+    assert set(check_listeners(fresh_prefix_settings)) == {"lvalert", "gcn", "broker"}
+    on_kafka = dataclasses.replace(fresh_prefix_settings, transport="kafka",
+                                   gcn_kafka_topics=("gcn.classic.voevent.SNEWS",))
+    with pytest.raises(RuntimeError, match="igwn_alert: no health record"):
+        check_listeners(on_kafka)
+    record_health(redis_client, on_kafka, "igwn_alert", "connected", "test")
+    record_health(redis_client, on_kafka, "gcn_kafka", "disconnected", "broker down")
+    redis_client.hset(on_kafka.key("health", "gcn_kafka"), "since", "0")  # down for ages
+    with pytest.raises(RuntimeError, match="gcn_kafka: disconnected"):
+        check_listeners(on_kafka)

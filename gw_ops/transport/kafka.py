@@ -66,6 +66,8 @@ redis.call('HINCRBY', KEYS[3], 'written', 1)
 return id
 """
 
+#: Seconds between health records of an idle listener.
+HEARTBEAT_S = 30.0
 #: hop's format header names.
 FORMAT_HEADER = "_format"
 
@@ -324,9 +326,15 @@ class KafkaBridge:
         consumer.subscribe(topics)
         self._health("connected", f"subscribed to {len(topics)} topics on {self.server}")
         broken = False
+        beat = time.monotonic()
         try:
             while not stop.is_set():
                 message = consumer.poll(poll_s)
+                if not broken and time.monotonic() - beat > HEARTBEAT_S:
+                    # a quiet but live listener stays "connected" with a fresh time; a dead
+                    # one goes stale, and the health DAG says so
+                    beat = time.monotonic()
+                    self._health("connected", f"subscribed to {len(topics)} topics on {self.server}")
                 if message is None:
                     continue
                 error = message.error()
