@@ -29,17 +29,14 @@ from typing import Any, AsyncIterator
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
+from gw_ops.transport.kafka import lvalert_nodes
+
 log = logging.getLogger(__name__)
 
 #: Seconds to wait for the consumer thread to close after the trigger is cancelled.
 CLOSE_TIMEOUT_S = 10.0
 
 
-def lvalert_nodes() -> list[str]:
-    """Nodes of every registered ``@lvalert.handler``."""
-    from gw_ops.transport.registry import load_handlers
-
-    return sorted({node for spec in load_handlers() if spec.kind == "lvalert" for node in spec.keys})
 
 
 class _KafkaListenerTrigger(BaseEventTrigger):

@@ -260,9 +260,8 @@ def _local_kafka(settings: Settings) -> bool:
 
 def _prepare_kafka_topics(settings: Settings) -> None:
     """Create the local broker's topics before any listener subscribes."""
-    from gw_ops.airflow.kafka_triggers import lvalert_nodes
     from gw_ops.handlers.kafka_alerts import targets
-    from gw_ops.transport.kafka import ensure_topics
+    from gw_ops.transport.kafka import ensure_topics, lvalert_nodes
     topics = [f"{settings.igwn_alert_group}.{node}" for node in lvalert_nodes()]
     topics += [t for t in settings.gcn_kafka_topics if not settings.gcn_kafka_bootstrap]
     topics += [t.topic for t in targets(settings) if t.server == settings.local_kafka_bootstrap]

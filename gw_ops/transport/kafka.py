@@ -115,6 +115,13 @@ def decode_json_value(value: bytes, headers: dict[str, bytes]) -> Any:
     return document
 
 
+def lvalert_nodes() -> list[str]:
+    """Nodes of every registered ``@lvalert.handler`` (the IGWN Alert topics to read)."""
+    from gw_ops.transport.registry import load_handlers
+
+    return sorted({node for spec in load_handlers() if spec.kind == "lvalert" for node in spec.keys})
+
+
 class LVAlertRoute:
     """IGWN Alert topics ``<group>.<node>`` to the ``lvalert:<node>`` lane streams.
 
