@@ -31,7 +31,7 @@ def producer(settings):
 
 def send_lvalert(kafka, settings, uid: str) -> None:
     from gw_ops.ops.probe import PROBE_NODE
-    from gw_ops.transport.kafka import hop_headers
+    from gw_ops.transport.kafka_client import hop_headers
     value = json.dumps({"uid": uid, "alert_type": "new", "data": {"sent": time.time()}, "object": {}})
     kafka.produce(f"{settings.igwn_alert_group}.{PROBE_NODE}", value.encode(), headers=hop_headers("json"))
     kafka.poll(0)

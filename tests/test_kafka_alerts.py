@@ -14,7 +14,7 @@ from gw_ops.errors import is_transient
 from gw_ops.formats import alerts
 from gw_ops.handlers import alert_sender, kafka_alerts
 from gw_ops.rules import alert_policy as policy
-from gw_ops.transport.kafka import ensure_topics
+from gw_ops.transport.kafka_client import ensure_topics
 from gw_ops.transport.redis_client import voevent_outgoing_stream
 from tests.fixtures.kafka import TansuBroker
 from tests.helpers import free_port

@@ -20,7 +20,8 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from gw_ops.transport import gcn_notices, lvalert
-from gw_ops.transport.kafka import KafkaBridge, LVAlertRoute, ensure_topics, hop_headers, lvalert_nodes
+from gw_ops.transport.kafka import KafkaBridge, LVAlertRoute, lvalert_nodes
+from gw_ops.transport.kafka_client import ensure_topics, hop_headers
 from gw_ops.transport.kafka_config import consumer_config
 from gw_ops.transport.redis_client import deadletter_stream, gcn_incoming_stream, lvalert_stream
 from gw_ops.transport.streams import RedisStreamsTransport

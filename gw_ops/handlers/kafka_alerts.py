@@ -207,7 +207,9 @@ def deliver(settings: Settings, redis_client, record_key: str, superevent_id: st
     KafkaAlertNotSent
         A broker did not acknowledge within ``kafka_alert_timeout_s``.
     """
-    from gw_ops.transport.kafka import DeliveryFailed, hop_headers, produce_acked
+    from confluent_kafka import KafkaException
+
+    from gw_ops.transport.kafka_client import DeliveryFailed, hop_headers, produce_acked
 
     wanted = targets(settings)
     if not wanted:
@@ -230,10 +232,8 @@ def deliver(settings: Settings, redis_client, record_key: str, superevent_id: st
         try:
             partition, offset = produce_acked(_producer(settings, target.server), target.topic, value,
                                               headers, settings.kafka_alert_timeout_s)
-        except (DeliveryFailed, Exception) as exc:  # noqa: BLE001 (any client failure: retry)
-            if isinstance(exc, DeliveryFailed) or type(exc).__module__.startswith(("cimpl", "confluent")):
-                raise KafkaAlertNotSent(f"{superevent_id} {key} to {target.name}: {exc}") from exc
-            raise
+        except (DeliveryFailed, KafkaException, BufferError) as exc:  # BufferError: local queue full
+            raise KafkaAlertNotSent(f"{superevent_id} {key} to {target.name}: {exc}") from exc
         redis_client.hset(record_key, _mark_field(target, key), f"{partition}/{offset}")
         sent[target.name] = f"{partition}/{offset}"
         log.info("%s %s: Kafka alert acknowledged by %s at %d/%d", superevent_id, key, target.name,

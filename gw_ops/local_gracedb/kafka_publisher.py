@@ -49,7 +49,7 @@ class KafkaLVAlertPublisher:
             the caller keeps them all in the outbox (a retry may send some twice: the
             listener and the handlers are idempotent).
         """
-        from gw_ops.transport.kafka import hop_headers
+        from gw_ops.transport.kafka_client import hop_headers
 
         failures: list[str] = []
 

@@ -240,7 +240,7 @@ def _broker_health(settings: Settings) -> tuple[bool, str]:
 
 
 def _kafka_health(settings: Settings) -> tuple[bool, str]:
-    from gw_ops.transport.kafka import wait_ready
+    from gw_ops.transport.kafka_client import wait_ready
     try:
         wait_ready(settings.local_kafka_bootstrap, timeout_s=2.0)
     except Exception as exc:  # noqa: BLE001
@@ -261,7 +261,8 @@ def _local_kafka(settings: Settings) -> bool:
 def _prepare_kafka_topics(settings: Settings) -> None:
     """Create the local broker's topics before any listener subscribes."""
     from gw_ops.handlers.kafka_alerts import targets
-    from gw_ops.transport.kafka import ensure_topics, lvalert_nodes
+    from gw_ops.transport.kafka import lvalert_nodes
+    from gw_ops.transport.kafka_client import ensure_topics
     topics = [f"{settings.igwn_alert_group}.{node}" for node in lvalert_nodes()]
     topics += [t for t in settings.gcn_kafka_topics if not settings.gcn_kafka_bootstrap]
     topics += [t.topic for t in targets(settings) if t.server == settings.local_kafka_bootstrap]

@@ -47,7 +47,7 @@ def start_tansu(host: str, port: int, log_path: Path, *, storage: str = "memory:
     TimeoutError
         Not ready within ``timeout_s`` (s).
     """
-    from gw_ops.transport.kafka import wait_ready
+    from gw_ops.transport.kafka_client import wait_ready
 
     log = open(log_path, "ab")
     proc = subprocess.Popen(tansu_command(host, port, storage), stdout=log,
