@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 #: ``_sender`` header of the records (hop puts the Kafka user name there).
 SENDER = "gracedb-local"
+#: Longest wait (s) for the broker's acknowledgements while the service holds its write
+#: lock: a broker outage fails the request quickly and leaves the messages in the outbox.
+PUBLISH_TIMEOUT_S = 5.0
 
 
 class KafkaLVAlertPublisher:
@@ -45,7 +48,7 @@ class KafkaLVAlertPublisher:
         Raises
         ------
         RuntimeError
-            Some message was refused or not acknowledged within ``kafka_alert_timeout_s``;
+            Some message was refused or not acknowledged within :data:`PUBLISH_TIMEOUT_S`;
             the caller keeps them all in the outbox (a retry may send some twice: the
             listener and the handlers are idempotent).
         """
@@ -63,7 +66,7 @@ class KafkaLVAlertPublisher:
             self.producer.produce(self.topic(message.node), value, headers=hop_headers("json", SENDER),
                                   on_delivery=on_delivery)
             self.producer.poll(0)
-        left = self.producer.flush(self.settings.kafka_alert_timeout_s)
+        left = self.producer.flush(min(self.settings.kafka_alert_timeout_s, PUBLISH_TIMEOUT_S))
         if left or failures:
             raise RuntimeError(f"LVAlert publish to Kafka {self.settings.igwn_alert_servers}: "
                                f"{left} unacknowledged, refused: {failures[:3]}")
