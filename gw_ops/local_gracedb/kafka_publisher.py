@@ -8,8 +8,8 @@ gracedb.ligo.org.
 
 The outbox (:mod:`gw_ops.local_gracedb.outbox`) hands it messages in commit order after
 each commit; it returns only once the broker acknowledged every one of them, so a
-message leaves the outbox only when it is on Kafka.  One idempotent producer keeps
-the order within each topic, retries included.
+message leaves the outbox only when it is on Kafka.  One idempotent producer and one
+record key per topic (the node) keep each topic in commit order, retries included.
 """
 from __future__ import annotations
 
@@ -63,8 +63,10 @@ class KafkaLVAlertPublisher:
         for message in messages:
             payload = message.payload
             value = payload.encode() if isinstance(payload, str) else bytes(payload)
-            self.producer.produce(self.topic(message.node), value, headers=hop_headers("json", SENDER),
-                                  on_delivery=on_delivery)
+            # one key per topic: one partition, so the topic keeps the commit order (a
+            # broker that auto-creates topics may give them several partitions)
+            self.producer.produce(self.topic(message.node), value, key=message.node.encode(),
+                                  headers=hop_headers("json", SENDER), on_delivery=on_delivery)
             self.producer.poll(0)
         left = self.producer.flush(min(self.settings.kafka_alert_timeout_s, PUBLISH_TIMEOUT_S))
         if left or failures:
