@@ -11,11 +11,13 @@ handled*, across crashes:
 2. one Lua script writes it *and* raises the partition's high-water mark, atomically,
    unless the record's offset is at or below the mark (a redelivery: written once
    already, nothing is written);
-3. only then the offset is committed to Kafka.
+3. only then the offset is committed to Kafka (asynchronously: the record is durable
+   already).
 
-A crash (SIGKILL) between 2 and 3 makes Kafka deliver the record again, and step 2 turns
-it into a no-op.  Offsets are committed per record, so a crash redelivers at most what
-was in flight.  The handlers cannot tell which transport carried a message.
+A crash (SIGKILL) between 2 and 3, or a commit that never reached the broker, makes
+Kafka deliver the record again, and step 2 turns it into a no-op.  Offsets are committed
+per record, so a crash redelivers at most the records whose commits were in flight.  The
+handlers cannot tell which transport carried a message.
 
 The mark holds ``"<offset> <max timestamp ms>"`` per ``group/topic/partition``: a record
 counts as seen when its offset is at or below the mark *and* its timestamp is not newer
@@ -375,10 +377,12 @@ class KafkaBridge:
                 if stop.wait(wait):
                     return  # not committed: redelivered to the next listener
                 wait = min(wait * 2, 10.0)
+        # Asynchronous: the record is already durable, so a commit that is lost (crash,
+        # rebalance, broker gone) only means one redelivery, which the mark turns into a
+        # no-op; waiting for each commit would cost a broker round trip per record.
         try:
-            consumer.commit(message=message, asynchronous=False)
-        except Exception as exc:  # noqa: BLE001 (KafkaException: rebalance, broker gone)
-            # The record is durable; without the commit it comes back once and is a no-op.
+            consumer.commit(message=message, asynchronous=True)
+        except Exception as exc:  # noqa: BLE001 (KafkaException: no coordinator right now)
             log.warning("%s: commit of %s/%d/%d failed (%s); it will be redelivered and skipped",
                         self.component, message.topic(), message.partition(), message.offset(), exc)
         self._health("connected", f"receiving from {self.server}", outcome == "delivered")
