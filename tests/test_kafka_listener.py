@@ -113,22 +113,28 @@ def test_sigkill_while_records_flow_loses_and_duplicates_nothing(kafka_settings,
         producer.flush(10)
 
     listener = start_listener(settings, "igwn_alert", tmp_path / "listener.log")
+    # warm-up: once this record is stored the listener has joined its group, so the kill
+    # below lands while records are still arriving
+    producer.produce(topic, lvalert_message("K-warmup"), headers=hop_headers("json"))
+    producer.flush(10)
+    wait_for(lambda: lvalert_uids(redis_client, settings, [node]) == ["K-warmup"], timeout=60,
+             what="the warm-up record")
     feeder = threading.Thread(target=produce)
     feeder.start()
-    wait_for(lambda: len(lvalert_uids(redis_client, settings, [node])) >= 30, timeout=60,
+    wait_for(lambda: len(lvalert_uids(redis_client, settings, [node])) >= 31, timeout=60,
              what="the listener to store 30 records")
     kill(listener, signal.SIGKILL)  # mid-stream: some records written, not committed
     at_kill = len(lvalert_uids(redis_client, settings, [node]))
     feeder.join()
-    assert at_kill < total, "the kill came after everything was stored: the test proves nothing"
+    assert at_kill < total + 1, "the kill came after everything was stored: the test proves nothing"
     listener = start_listener(settings, "igwn_alert", tmp_path / "listener.log")
     try:
-        wait_for(lambda: len(lvalert_uids(redis_client, settings, [node])) >= total, timeout=90,
+        wait_for(lambda: len(lvalert_uids(redis_client, settings, [node])) >= total + 1, timeout=90,
                  what=f"all {total} records after the restart")
     finally:
         kill(listener)
     uids = lvalert_uids(redis_client, settings, [node])
-    assert sorted(uids) == [f"K{i:03d}" for i in range(total)]
+    assert sorted(uids) == sorted([f"K{i:03d}" for i in range(total)] + ["K-warmup"])
 
 
 def test_record_written_but_not_committed_is_a_no_op_when_redelivered(kafka_settings, redis_client):
@@ -282,3 +288,43 @@ def test_listener_stays_up_across_a_broker_restart_and_reads_the_new_log(
     finally:
         kill(listener)
     assert lvalert_uids(redis_client, settings, [node]) == [f"A{i}" for i in range(5)] + [f"B{i}" for i in range(5)]
+
+
+def test_gcn_notices_across_a_sigkill_exactly_once(kafka_settings, redis_client, tmp_path):
+    from tests.test_lanes_airflow import make_probe_notice
+
+    topic = "gcn.classic.voevent.TEST_COORDS"
+    settings = dataclasses.replace(kafka_settings, gcn_kafka_topics=(topic,))
+    ensure_topics(settings.gcn_kafka_servers, [topic])
+    producer = Producer({"bootstrap.servers": settings.gcn_kafka_servers})
+    total = 120
+    stream = gcn_incoming_stream(settings)
+
+    def produce():
+        for i in range(total):
+            producer.produce(topic, make_probe_notice(f"kill{i:03d}"))
+            producer.poll(0)
+            time.sleep(0.01)
+        producer.flush(10)
+
+    listener = start_listener(settings, "gcn_kafka", tmp_path / "gcn.log")
+    # warm-up: the listener has joined its group once this one is stored, so the kill
+    # below lands while the notices are still arriving
+    producer.produce(topic, make_probe_notice("warmup"))
+    producer.flush(10)
+    wait_for(lambda: redis_client.xlen(stream) == 1, timeout=60, what="the warm-up notice")
+    feeder = threading.Thread(target=produce)
+    feeder.start()
+    wait_for(lambda: redis_client.xlen(stream) >= 21, timeout=60, what="20 notices stored")
+    kill(listener, signal.SIGKILL)
+    at_kill = redis_client.xlen(stream)
+    feeder.join()
+    assert at_kill < total + 1, "the kill came after everything was stored: the test proves nothing"
+    listener = start_listener(settings, "gcn_kafka", tmp_path / "gcn.log")
+    try:
+        wait_for(lambda: redis_client.xlen(stream) >= total + 1, timeout=90, what=f"all {total} notices")
+    finally:
+        kill(listener)
+    ivorns = [f[b"ivorn"].decode() for f in entries(redis_client, stream)]
+    assert sorted(ivorns) == sorted([f"ivo://gw-ops/probe#kill{i:03d}" for i in range(total)]
+                                    + ["ivo://gw-ops/probe#warmup"])
