@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 import pytest
@@ -87,3 +88,16 @@ def test_production_preset_points_at_scimma_and_gcn():
     playground = get_settings(env={"GW_OPS_PRESET": "playground"})
     assert playground.igwn_alert_group == "gracedb-playground"
     assert get_settings(env={}).transport == "redis"
+
+
+def test_airflow_connection_wins_over_the_auth_file(auth_file, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_SCIMMA_KAFKA", json.dumps({
+        "conn_type": "generic", "login": "from-airflow", "password": "airflow-secret",
+        "extra": {"mechanism": "SCRAM-SHA-256", "protocol": "SASL_PLAINTEXT"}}))
+    settings = settings_with(kafka_auth_file=str(auth_file),
+                             kafka_airflow_connections=("kafka.scimma.org=scimma_kafka",))
+    assert auth_config(settings, "kafka.scimma.org:9092") == {
+        "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-256",
+        "sasl.username": "from-airflow", "sasl.password": "airflow-secret"}
+    # other hosts still come from the file
+    assert auth_config(settings, "kafka.gcn.nasa.gov:9092")["sasl.oauthbearer.client.id"] == "gcn-client-id"
