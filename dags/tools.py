@@ -3,6 +3,8 @@ the triggerer with the deferrable sensors of gw_ops.airflow.sensors.
 
 Declarations only.
 """
+from datetime import timedelta
+
 from airflow.sdk import DAG, Param
 
 from gw_ops.airflow.handler_dags import default_args
@@ -13,7 +15,11 @@ with DAG(
     schedule=None,
     catchup=False,
     tags=["gw-ops", "tools"],
-    default_args=default_args(retries=0),
+    # One retry: when the label comes within seconds of the deferral, the LocalExecutor's
+    # late report of the deferring process ("success" while the task is already queued for
+    # its resume) makes Airflow 3.3's scheduler fail the task. The retry is safe: the
+    # sensor first checks GraceDB, finds the label and succeeds.
+    default_args=default_args(retries=1, retry_delay=timedelta(seconds=2)),
     render_template_as_native_obj=True,
     params={"uid": Param("", type="string", description="superevent id, e.g. S261128a"),
             "label": Param("ADVOK", type="string"),

@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from gw_ops.airflow.links import superevent_file_url, superevent_page_url
+from gw_ops.ops.airflow_api import plain
 from gw_ops.ops.stack import airflow_login
 from tests.fixtures.browser import save_screenshot
 
@@ -66,9 +67,8 @@ def test_tasks_of_a_superevent_run_link_to_its_graceDB_page(airflow_stack, brows
     airflow.trigger("gw_ops_smoke", run_id=SUPEREVENT_RUN_ID)
     airflow.wait_run("gw_ops_smoke", SUPEREVENT_RUN_ID)
     task_id = airflow.task_instances("gw_ops_smoke", SUPEREVENT_RUN_ID)[0]["task_id"]
-    links = airflow.request(
-        "GET", f"/api/v2/dags/gw_ops_smoke/dagRuns/{SUPEREVENT_RUN_ID}/taskInstances/{task_id}/links"
-    ).json()["extra_links"]
+    links = plain(airflow.call(airflow.task_instances_api.get_extra_links, "gw_ops_smoke",
+                               SUPEREVENT_RUN_ID, task_id))["extra_links"]
     assert links == {
         "GraceDB superevent": superevent_page_url(settings, SUPEREVENT_RUN_ID),
         "Sky map": superevent_file_url(settings, SUPEREVENT_RUN_ID, "bayestar.png")}
