@@ -172,8 +172,7 @@ def _stored_field(key: str) -> str:
     return f"kafkaalert:{key}"
 
 
-#: One producer per (server, delivery timeout): its configuration is fixed at creation.
-_producers: dict[tuple[str, float], Any] = {}
+_producers: dict[str, Any] = {}
 
 
 def _producer(settings: Settings, server: str):
@@ -181,10 +180,9 @@ def _producer(settings: Settings, server: str):
 
     from gw_ops.transport.kafka_config import producer_config
 
-    key = (server, settings.kafka_alert_timeout_s)
-    if key not in _producers:
-        _producers[key] = Producer(producer_config(settings, server))
-    return _producers[key]
+    if server not in _producers:
+        _producers[server] = Producer(producer_config(settings, server))
+    return _producers[server]
 
 
 def record_id(superevent_id: str, key: str, target: Target) -> bytes:
