@@ -86,9 +86,7 @@ def check_listeners(settings: Settings | None = None) -> dict[str, dict[str, str
 
     settings = settings or get_settings()
     client = get_redis(settings)
-    kafka = (("igwn_alert",) if settings.transport == "kafka" else ()) + (
-        ("gcn_kafka",) if settings.gcn_kafka_topics else ())
-    records = {name: read_health(client, settings, name) for name in LISTENERS + kafka}
+    records = {name: read_health(client, settings, name) for name in LISTENERS}
     records.update(alarm_records(client, settings))
     problems = listener_problems(records, time.time(), settings.listener_down_alarm_s)
     if problems:
