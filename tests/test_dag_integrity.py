@@ -30,13 +30,14 @@ for dag_id, dag in bag.dags.items():
         "retries": sorted({t.retries for t in tasks}),
         "pools": sorted({t.pool for t in tasks}),
         "queues": sorted({t.queue for t in tasks}),
+        "max_active_runs": dag.max_active_runs,
     }
 print("REPORT" + json.dumps(report))
 """
 
 
-def parse_dag_folder(tmp_path) -> dict:
-    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+def parse_dag_folder(tmp_path, **extra_env: str) -> dict:
+    env = {**os.environ, **extra_env, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path}/airflow.db",
            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags")}
     result = subprocess.run([sys.executable, "-c", PARSE_SCRIPT, str(REPO_ROOT / "dags")], env=env,
@@ -73,3 +74,16 @@ def test_serial_lanes_use_their_one_slot_pools(tmp_path):
     assert "superevent" in pools_in_use and "exttrig" in pools_in_use
     sizes = {spec.name: spec.slots for spec in pool_specs(get_settings(env={}))}
     assert sizes["superevent"] == 1 and sizes["exttrig"] == 1 and sizes["openmp"] >= 1
+
+
+def test_one_run_per_lane_and_no_dag_that_can_only_do_nothing(tmp_path):
+    # a lane run drains until its streams are empty: a second active run could only wait
+    # for the first (issue 11: 16 runs "running" for one openmp slot)
+    off = parse_dag_folder(tmp_path, GW_OPS_PRESET="local", GW_OPS_PLOT_VOLUME="0")["dags"]
+    lanes = {dag_id: info for dag_id, info in off.items() if dag_id.startswith(("lvalert_", "gcn_"))}
+    assert lanes and all(info["max_active_runs"] == 1 for info in lanes.values()), lanes
+    # volume plots off: no volume-plot lane at all
+    assert "lvalert_orchestrator_plot_volume_after_alert" not in off
+    assert "lvalert_orchestrator_localize_preferred" in off
+    on = parse_dag_folder(tmp_path / "on", GW_OPS_PRESET="local", GW_OPS_PLOT_VOLUME="1")["dags"]
+    assert "lvalert_orchestrator_plot_volume_after_alert" in on

@@ -6,6 +6,11 @@ in the handler's pool/queue.  It is scheduled by an asset whose watcher is a
 GCN handler DAGs are also woken by the asset of the :class:`GcnListenerTrigger`, which
 fires once per received notice.  Airflow may fold several asset events into one run:
 that is harmless, since a run drains everything waiting.
+
+One run per lane at a time (``max_active_runs=1``): a run drains in rounds until its
+streams are empty, so a second run could only wait (for the one ``openmp`` slot, for the
+``superevent`` pool) and then find nothing.  While a run is active Airflow keeps the
+doorbell's asset events queued and folds them into the next run.
 """
 from __future__ import annotations
 
@@ -87,7 +92,7 @@ def declare_handler_dags() -> dict[str, Any]:
         retries = spec.task_kwargs.get("retries", 2)
         with DAG(dag_id=spec.dag_id, schedule=schedule, doc_md=_doc(spec), catchup=False,
                  tags=["gw-ops", "handler", spec.kind], default_args=default_args(retries=retries),
-                 max_active_runs=spec.task_kwargs.get("max_active_runs", 16)) as dag:
+                 max_active_runs=spec.task_kwargs.get("max_active_runs", 1)) as dag:
             PythonOperator(task_id="drain", python_callable=run_lane,
                            op_kwargs={"handler_name": spec.name}, **task_settings)
         dags[spec.dag_id] = dag

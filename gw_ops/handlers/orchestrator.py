@@ -168,7 +168,7 @@ def localize_preferred(message: Mapping[str, Any], *, settings: Settings | None 
     return localization.localize_preferred(message, settings=settings, client=client)
 
 
-@lvalert.handler(*SUPEREVENT_NODES, pool="openmp", priority_weight=1)
+@lvalert.handler(*SUPEREVENT_NODES, pool="openmp", priority_weight=1, enabled_setting="plot_volume")
 def plot_volume_after_alert(message: Mapping[str, Any], *, settings: Settings | None = None,
                             client=None) -> str | None:
     """Lane handler: :func:`gw_ops.handlers.localization.plot_volume_after_alert`."""

@@ -25,7 +25,7 @@ HANDLER_MODULES: tuple[str, ...] = (
 
 #: Task settings a handler may give: passed to the handler DAG's task.
 TASK_KWARGS = frozenset({"pool", "queue", "priority_weight", "retries", "execution_timeout",
-                         "sort_key", "max_active_runs"})
+                         "sort_key", "max_active_runs", "enabled_setting"})
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,9 @@ class HandlerSpec:
     task_kwargs : dict
         Airflow task settings of the handler's lane (see :data:`TASK_KWARGS`).
         ``sort_key`` (a function of one decoded LVAlert message dict) orders each drained
-        batch; ties keep arrival order.
+        batch; ties keep arrival order.  ``enabled_setting`` names a boolean setting:
+        while it is false the handler has no lane at all (no DAG, no consumer group), so
+        no DAG exists that could only do nothing.
     """
 
     kind: str
@@ -90,14 +92,24 @@ def load_handlers(modules: tuple[str, ...] | None = None) -> list[HandlerSpec]:
     """Import the handler modules and return every registered handler, sorted by name.
 
     By default the modules are :data:`HANDLER_MODULES` plus the setting
-    ``extra_handler_modules``.
+    ``extra_handler_modules``.  Handlers whose ``enabled_setting`` is false in the
+    active settings are left out.
     """
+    from gw_ops.config import get_settings
+
+    settings = get_settings()
     if modules is None:
-        from gw_ops.config import get_settings
-        modules = HANDLER_MODULES + get_settings().extra_handler_modules
+        modules = HANDLER_MODULES + settings.extra_handler_modules
     for module in modules:
         importlib.import_module(module)
-    return sorted(_REGISTRY.values(), key=lambda spec: spec.name)
+    return sorted((spec for spec in _REGISTRY.values() if is_enabled(spec, settings)),
+                  key=lambda spec: spec.name)
+
+
+def is_enabled(spec: HandlerSpec, settings) -> bool:
+    """Whether the handler has a lane under ``settings`` (its ``enabled_setting`` is true)."""
+    name = spec.task_kwargs.get("enabled_setting")
+    return True if name is None else bool(getattr(settings, name))
 
 
 def handlers_for(kind: str, key: str) -> list[HandlerSpec]:
