@@ -6,7 +6,13 @@ from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, Asset, AssetWatcher
 
 from gw_ops.airflow.handler_dags import default_args, every_minutes
-from gw_ops.airflow.maintenance import check_listeners, delayed_actions, mock_event, smoke
+from gw_ops.airflow.maintenance import (
+    check_dead_letters,
+    check_listeners,
+    delayed_actions,
+    mock_event,
+    smoke,
+)
 from gw_ops.airflow.triggers import DueActionTrigger
 from gw_ops.config import get_settings
 
@@ -30,9 +36,11 @@ with DAG(
     default_args=default_args(retries=0),
     doc_md="### gw_ops_listener_health\n\nEvery 5 minutes: fails visibly when the LVAlert listener, the "
            "GCN listener or the VOEvent broker has been disconnected (or silent) longer than "
-           "`GW_OPS_LISTENER_DOWN_ALARM_S`.",
+           "`GW_OPS_LISTENER_DOWN_ALARM_S`; and while input was dead-lettered (rejected at "
+           "the door) that no operator has acknowledged (`gw-ops dead-letters --ack`).",
 ):
     PythonOperator(task_id="check_listeners", python_callable=check_listeners)
+    PythonOperator(task_id="check_dead_letters", python_callable=check_dead_letters)
 
 _settings = get_settings()
 

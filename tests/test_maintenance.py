@@ -52,3 +52,30 @@ def test_failing_delayed_action_is_dead_lettered(fresh_prefix_settings, redis_cl
     counts = run_due(redis_client, settings, now=NOW)
     assert counts["dead_lettered"] == 1
     assert redis_client.xlen(deadletter_stream(settings, "delayed")) == 1
+
+
+def test_dead_letters_raise_the_alarm_until_acknowledged(fresh_prefix_settings, redis_client):
+    from gw_ops.airflow.maintenance import check_dead_letters
+    from gw_ops.transport import dead_letters
+    from gw_ops.transport.redis_client import dead_letter
+
+    settings = fresh_prefix_settings
+    assert check_dead_letters(settings) == {}
+    assert dead_letters.status_lines(dead_letters.summary(redis_client, settings)) == ["dead letters   none"]
+    dead_letter(redis_client, settings, "lvalert:lvalert_superevents_handle", "no event object", b"{}")
+    dead_letter(redis_client, settings, "gcn:gcn_external_triggers_handle", "unknown notice type", b"<x/>")
+    dead_letter(redis_client, settings, "gcn:gcn_external_triggers_handle", "not XML", b"junk")
+    entries = {entry.source: entry for entry in dead_letters.summary(redis_client, settings)}
+    assert (entries["gcn"].count, entries["gcn"].new) == (2, 2)
+    assert entries["gcn"].last_reason == "gcn:gcn_external_triggers_handle: not XML"
+    assert (entries["lvalert"].count, entries["lvalert"].new) == (1, 1)
+    with pytest.raises(RuntimeError, match="gcn: 2 new dead letter"):
+        check_dead_letters(settings)
+    lines = dead_letters.status_lines(list(entries.values()))
+    assert any("gcn" in line and "2 new (ALARM)" in line and "not XML" in line for line in lines)
+    assert dead_letters.acknowledge(redis_client, settings) == {"gcn": 2, "lvalert": 1}
+    assert check_dead_letters(settings) == {"gcn": 2, "lvalert": 1}
+    # a new one after the acknowledgement raises the alarm again
+    dead_letter(redis_client, settings, "lvalert:lvalert_superevents_handle", "bad JSON", b"{")
+    with pytest.raises(RuntimeError, match="lvalert: 1 new dead letter.*bad JSON"):
+        check_dead_letters(settings)

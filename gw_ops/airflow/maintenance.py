@@ -67,6 +67,24 @@ def check_listeners(settings: Settings | None = None) -> dict[str, dict[str, str
     return records
 
 
+def check_dead_letters(settings: Settings | None = None) -> dict[str, int]:
+    """Fail (raise) while there are dead letters no operator has acknowledged yet.
+
+    Returns ``{source: dead letters kept}`` when none is new.  Acknowledge with
+    ``gw-ops dead-letters --ack`` after reading them.
+    """
+    from gw_ops.transport import dead_letters
+    from gw_ops.transport.redis_client import get_redis
+
+    settings = settings or get_settings()
+    entries = dead_letters.summary(get_redis(settings), settings)
+    found = dead_letters.problems(entries)
+    if found:
+        raise RuntimeError("rejected input waits for an operator (gw-ops dead-letters): "
+                           + "; ".join(found))
+    return {entry.source: entry.count for entry in entries}
+
+
 def mock_event(settings: Settings | None = None) -> dict[str, Any]:
     """Upload the scheduled mock event (see :mod:`gw_ops.mock.pipeline`)."""
     from gw_ops.mock.pipeline import upload_mock_event

@@ -81,6 +81,24 @@ def status(ctx) -> None:
     sys.exit(stack.status(settings_from(ctx)))
 
 
+@main.command("dead-letters")
+@click.option("--ack", is_flag=True, help="Mark every dead letter seen (silences the alarm).")
+@click.pass_context
+def dead_letters_cmd(ctx, ack) -> None:
+    """Input rejected at the door: a count per source, the new ones, the last reason."""
+    from gw_ops.ops.stack import running_settings
+    from gw_ops.transport import dead_letters
+    from gw_ops.transport.redis_client import get_redis
+
+    settings = running_settings(settings_from(ctx))
+    client = get_redis(settings)
+    for line in dead_letters.status_lines(dead_letters.summary(client, settings)):
+        click.echo(line)
+    if ack:
+        for source, count in dead_letters.acknowledge(client, settings).items():
+            click.echo(f"acknowledged {count} new dead letter(s) of {source}")
+
+
 @main.command()
 @click.option("--keep-up/--down-after", default=True, help="Leave the stack running afterwards.")
 @click.pass_context

@@ -513,6 +513,14 @@ def status(settings: Settings, out=print) -> int:
             out(f"listener {listener:<5} {record.get('state', '?'):<12} last message {age}  {record.get('detail', '')}")
         else:
             out(f"listener {listener:<5} no record yet")
+    try:  # the dead-letter alarm (issue 11): a count per source, what is new, the last reason
+        from gw_ops.transport import dead_letters
+        from gw_ops.transport.redis_client import get_redis
+        for line in dead_letters.status_lines(dead_letters.summary(get_redis(settings, socket_timeout=2),
+                                                                   settings)):
+            out(line)
+    except Exception as exc:  # noqa: BLE001 (status must print the rest)
+        out(f"dead letters   unknown ({type(exc).__name__})")
     return 0 if all_ok else 1
 
 
