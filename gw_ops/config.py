@@ -116,6 +116,9 @@ class Settings:
     skip_injections: bool = _doc("Ignore events flagged as hardware injections.", default=True)
     preliminary_cleanup_timeout_s: float = _doc("Wait (s) before the second preliminary alert.",
                                                 default=270.0)
+    alert_from_superevent_lane: bool = _doc("The superevent lane sends the alert of a lock label "
+                                             "it writes at once (one Airflow run sooner); the "
+                                             "orchestrator lane stays the guarantee.", default=True)
     vetting_timeout_s: float = _doc("Wait (s) before the mock ADVOK/ADVNO signoff of mock events.",
                                     default=600.0)
     mock_event_interval_minutes: int = _doc("Interval of the scheduled mock event.", default=60)

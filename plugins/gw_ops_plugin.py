@@ -5,14 +5,40 @@ installed package ``gw_ops.airflow``, because the triggerer imports triggers fro
 installed package (a class left only in plugins/ or dags/ fails with ModuleNotFoundError).
 """
 from airflow.plugins_manager import AirflowPlugin
+from airflow.sdk import BaseOperatorLink
 
 from gw_ops.config import get_settings
+from gw_ops.handlers.superevent_runs import SUPEREVENT_DAG_ID, gracedb_page_url, skymap_image_url
+
+
+class GraceDBSupereventLink(BaseOperatorLink):
+    """Extra link of every task of a superevent run: the superevent's GraceDB page."""
+
+    name = "GraceDB superevent"
+
+    def get_link(self, operator, *, ti_key) -> str:
+        if ti_key.dag_id != SUPEREVENT_DAG_ID:
+            return ""
+        return gracedb_page_url(get_settings(), ti_key.run_id)
+
+
+class SkyMapImageLink(BaseOperatorLink):
+    """Extra link of every task of a superevent run: its sky-map image."""
+
+    name = "Sky map"
+
+    def get_link(self, operator, *, ti_key) -> str:
+        if ti_key.dag_id != SUPEREVENT_DAG_ID:
+            return ""
+        return skymap_image_url(get_settings(), ti_key.run_id)
 
 
 class GwOpsPlugin(AirflowPlugin):
-    """Adds a GraceDB link to the Airflow navigation bar."""
+    """Adds a GraceDB link to the Airflow navigation bar, and to each superevent run's
+    tasks links to the superevent's GraceDB page and sky-map image (run id = superevent id)."""
 
     name = "gw_ops"
+    global_operator_extra_links = [GraceDBSupereventLink(), SkyMapImageLink()]
     external_views = [
         {
             "name": "GraceDB",

@@ -46,7 +46,10 @@ def redis_client(session_prefix):
 def base_settings(tmp_path_factory, session_prefix, redis_client) -> Settings:
     """Settings for this session: own state folder, own Redis key prefix."""
     state = tmp_path_factory.mktemp("gw-ops-state")
-    return get_settings(env={}, state_dir=state, redis_url=TEST_REDIS_URL, key_prefix=session_prefix)
+    # alert_from_superevent_lane off: unit tests see the superevent manager alone (the
+    # stack tests and tests/test_superevent_runs.py turn it on)
+    return get_settings(env={}, state_dir=state, redis_url=TEST_REDIS_URL, key_prefix=session_prefix,
+                        alert_from_superevent_lane=False)
 
 
 @pytest.fixture

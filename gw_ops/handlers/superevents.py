@@ -24,6 +24,7 @@ from typing import Any
 
 from gw_ops import gracedb_client as gateway
 from gw_ops.config import Settings, get_settings
+from gw_ops.handlers import superevent_runs
 from gw_ops.rules.events import SupereventError, event_category, require, with_label
 from gw_ops.rules.superevents import (
     event_window,
@@ -35,7 +36,7 @@ from gw_ops.rules.superevents import (
 )
 from gw_ops.rules.thresholds import parse_alert_thresholds
 from gw_ops.transport import lvalert
-from gw_ops.vocabulary import G_EVENT_NODES
+from gw_ops.vocabulary import EARLY_WARNING, G_EVENT_NODES, LOW_SIGNIF_LOCKED, SIGNIF_LOCKED
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def _superevent_query(category: str, gpstime: float, settings: Settings) -> str:
 
 @lvalert.handler(*NODES, pool="superevent", sort_key=sort_key)
 def handle(message: Mapping[str, Any], client: Any = None,
-           settings: Settings | None = None) -> Outcome:
+           settings: Settings | None = None, redis_client: Any = None) -> Outcome:
     """Group the event of one pipeline LVAlert message into its superevent.
 
     GraceDB calls: one superevent query; then one create, or one add (when the event
@@ -92,6 +93,9 @@ def handle(message: Mapping[str, Any], client: Any = None,
         Defaults to :func:`gw_ops.gracedb_client.pipeline_client` of the settings.
     settings : Settings, optional
         Defaults to :func:`gw_ops.config.get_settings`.
+    redis_client : redis.Redis, optional
+        Where the superevent's run is requested (:mod:`gw_ops.handlers.superevent_runs`);
+        defaults to the settings' Redis.
 
     Returns
     -------
@@ -136,6 +140,8 @@ def handle(message: Mapping[str, Any], client: Any = None,
         for label in labels:  # new superevent: none of its labels can be there yet
             gateway.write(client.write_label, superevent_id, label)
         log.info("%s: created %s (%s)", graceid, superevent_id, ",".join(labels) or "no labels")
+        _request_run(redis_client, settings, superevent_id, event, category)
+        _send_alerts_of(labels, superevent_id, settings, client, redis_client)
         return Outcome("created", graceid, superevent_id, labels=labels)
 
     superevent = placement.superevent
@@ -150,11 +156,57 @@ def handle(message: Mapping[str, Any], client: Any = None,
         gateway.write(client.update_superevent, superevent_id, **update.fields)
     for label in update.labels:  # plan_update lists only labels the superevent lacks
         gateway.write(client.write_label, superevent_id, label)
+    _send_alerts_of(update.labels, superevent_id, settings, client, redis_client)
+    if preferred.get("graceid") == graceid or update.fields.get("preferred_event") == graceid:
+        # a redelivery after a crash between creating the superevent and requesting its
+        # run lands here: request it again (nothing when the run was started)
+        _request_run(redis_client, settings, superevent_id,
+                     event if update.fields.get("preferred_event") == graceid else preferred,
+                     category)
     action = ("added" if placement.action == "join"
               else "updated" if update.fields or update.labels else "unchanged")
     log.info("%s: %s %s %s %s", graceid, action, superevent_id, update.fields,
              ",".join(update.labels))
     return Outcome(action, graceid, superevent_id, fields=update.fields, labels=update.labels)
+
+
+#: Labels whose alert the superevent lane sends at once (see :func:`_send_alerts_of`).
+ALERT_LABELS = frozenset({SIGNIF_LOCKED, LOW_SIGNIF_LOCKED, EARLY_WARNING})
+
+
+def _send_alerts_of(labels, superevent_id: str, settings: Settings, client, redis_client) -> None:
+    """Send the alert a lock label just written calls for, in this lane, at once.
+
+    The orchestrator lane, woken by the same label's LVAlert message, would send it too,
+    but one Airflow run later (about 1.5 s here, the largest share of the alert latency
+    besides BAYESTAR).  Sending is at most once (:func:`gw_ops.handlers.alert_sender.send_alert`),
+    so the lane then finds it sent; it stays the delivery guarantee, which is why a
+    failure here is logged and not raised (the superevent is written, and the label's
+    message is not lost).
+    """
+    wanted = [label for label in labels if label in ALERT_LABELS]
+    if not wanted or not settings.alert_from_superevent_lane:
+        return
+    from gw_ops.handlers.orchestrator import handle_superevent
+
+    for label in wanted:
+        try:
+            handle_superevent({"uid": superevent_id, "alert_type": "label_added",
+                               "data": {"name": label}}, settings=settings, client=client,
+                              redis_client=redis_client)
+        except Exception:  # noqa: BLE001 (the orchestrator lane retries from the message)
+            log.exception("%s: sending the alert of %s failed here; the orchestrator lane "
+                          "will send it", superevent_id, label)
+
+
+def _request_run(redis_client, settings: Settings, superevent_id: str, event: Mapping[str, Any],
+                 category: str) -> None:
+    """Ask for the superevent's DAG run (see :mod:`gw_ops.handlers.superevent_runs`)."""
+    if redis_client is None:
+        from gw_ops.transport.redis_client import get_redis
+        redis_client = get_redis(settings)
+    superevent_runs.request_run(redis_client, settings,
+                                superevent_runs.story(settings, superevent_id, event, category))
 
 
 __all__ = ["NODES", "handle", "sort_key", "SupereventError", "Outcome"]
