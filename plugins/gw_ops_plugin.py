@@ -8,7 +8,15 @@ from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
 
 from gw_ops.config import get_settings
-from gw_ops.handlers.superevent_runs import SUPEREVENT_DAG_ID, gracedb_page_url, skymap_image_url
+from gw_ops.handlers.superevent_runs import (
+    ALERT_DAG_ID,
+    SUPEREVENT_DAG_ID,
+    gracedb_page_url,
+    skymap_image_url,
+)
+
+#: DAGs whose run ids start with a superevent id.
+_SUPEREVENT_DAGS = (SUPEREVENT_DAG_ID, ALERT_DAG_ID)
 
 
 class GraceDBSupereventLink(BaseOperatorLink):
@@ -17,9 +25,9 @@ class GraceDBSupereventLink(BaseOperatorLink):
     name = "GraceDB superevent"
 
     def get_link(self, operator, *, ti_key) -> str:
-        if ti_key.dag_id != SUPEREVENT_DAG_ID:
+        if ti_key.dag_id not in _SUPEREVENT_DAGS:
             return ""
-        return gracedb_page_url(get_settings(), ti_key.run_id)
+        return gracedb_page_url(get_settings(), ti_key.run_id.split(".")[0])
 
 
 class SkyMapImageLink(BaseOperatorLink):
@@ -28,9 +36,9 @@ class SkyMapImageLink(BaseOperatorLink):
     name = "Sky map"
 
     def get_link(self, operator, *, ti_key) -> str:
-        if ti_key.dag_id != SUPEREVENT_DAG_ID:
+        if ti_key.dag_id not in _SUPEREVENT_DAGS:
             return ""
-        return skymap_image_url(get_settings(), ti_key.run_id)
+        return skymap_image_url(get_settings(), ti_key.run_id.split(".")[0])
 
 
 class GwOpsPlugin(AirflowPlugin):
