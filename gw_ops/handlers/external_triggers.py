@@ -1,5 +1,9 @@
 """External triggers: GCN notices of GRBs, neutrinos and supernovae become GraceDB events.
 
+Why one module of about 400 lines: the five steps below share one idempotency record
+(the event's log) and one GraceDB session; the decisions are already out in
+:mod:`gw_ops.rules.external`.
+
 One handler, :func:`handle_notice`, takes every notice type in :data:`NOTICE_KINDS`
 (Fermi GBM, Swift BAT, INTEGRAL, SNEWS, IceCube gold/bronze tracks) on the serial
 ``exttrig`` pool; :func:`gw_ops.handlers.kafka_notices.process_json_notice` takes a

@@ -1,5 +1,9 @@
 """RAVEN: coincidences of gravitational-wave superevents with external triggers.
 
+Why one module of about 400 lines: the windows, the two FAR formulas and the search
+that applies them are one method and are tested as one table; publishing is already
+its own module (:mod:`gw_ops.rules.raven_publish`).
+
 Written for gw-ops from the published RAVEN method (Urban 2016; Cho et al. 2019,
 ligo-raven); the computation is small enough that gw-ops does it itself rather than
 depend on ligo-raven, whose search queries GraceDB with its own query strings.

@@ -1,5 +1,9 @@
 """Superevent rules: how the low-latency pipelines' events group into superevents.
 
+Why one module of about 430 lines: skip rules, windows, category, preferred-event
+ranking and labels are one decision made per message, tested as one table; most of
+the length is the rules' documentation below.
+
 Every ``new`` or ``label_added`` LVAlert message of a search pipeline's node (a *G
 event*) is handled, one at a time, by :func:`handle` in the Airflow pool
 ``superevent`` (one slot, so superevent decisions never race).  The rules follow

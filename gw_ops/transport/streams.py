@@ -1,5 +1,9 @@
 """At-least-once message lanes on Redis Streams: the delivery core of every handler DAG.
 
+Why one module of about 460 lines: the drain's reclaim, read, order, handle and
+acknowledge steps share the exactly-once record (one MULTI with the XACK); cutting
+them apart would spread that invariant over several files.
+
 The design (called *doorbell and drain* in the README):
 
 * Every message source is a durable Redis stream: one per LVAlert node (written by

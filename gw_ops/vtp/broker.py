@@ -1,5 +1,9 @@
 """The gw-ops VOEvent broker: a VTP server fed by a durable Redis stream.
 
+Why one module of about 670 lines: per-subscriber cursors, pipelined sending, author
+connections and the Redis-outage handling act on the same connection state; who a
+subscriber is lives in :mod:`gw_ops.vtp.subscribers`.
+
 Subscribers (our :func:`gw_ops.vtp.protocol.listen`, pygcn's ``gcn.voeventclient.listen``, any VTP
 client) connect to ``settings.host:settings.broker_port`` and receive every VOEvent
 appended to ``voevent_outgoing_stream(settings)`` (fields ``xml``, ``ivorn``).  A DAG task

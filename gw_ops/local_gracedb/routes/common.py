@@ -11,7 +11,18 @@ from gw_ops.config import Settings
 from gw_ops.local_gracedb.request_body import RequestData, base_of, read_body
 from gw_ops.local_gracedb.service import GraceDbService
 
-__all__ = ["anonymous", "base_of", "body", "call", "created", "roles", "service", "user"]
+__all__ = ["DEFAULT_PAGE", "MAX_PAGE", "anonymous", "base_of", "body", "call", "created",
+           "page_bounds", "roles", "service", "user"]
+
+#: Page size of listings when the client gives no ``count``.
+DEFAULT_PAGE = 100
+#: Largest page a listing serves, whatever ``count`` asks: one request stays bounded.
+MAX_PAGE = 1000
+
+
+def page_bounds(start: int, count: int) -> tuple[int, int]:
+    """Clamp a listing's ``start`` (>= 0) and ``count`` (1 to :data:`MAX_PAGE`)."""
+    return max(start, 0), min(max(count, 1), MAX_PAGE)
 
 
 def service(request: Request) -> GraceDbService:

@@ -8,11 +8,13 @@ from gw_ops.local_gracedb import permissions
 from gw_ops.local_gracedb.errors import ApiError, check_label, parse_bool, safe_filename
 from gw_ops.local_gracedb.request_body import API
 from gw_ops.local_gracedb.routes.common import (
+    DEFAULT_PAGE,
     anonymous,
     base_of,
     body,
     call,
     created,
+    page_bounds,
     roles,
     service,
     user,
@@ -20,15 +22,12 @@ from gw_ops.local_gracedb.routes.common import (
 
 router = APIRouter(prefix=API + "events")
 
-#: Page size of event listings when the client gives no ``count``.
-DEFAULT_PAGE = 100
-
 
 @router.get("/")
 async def events(request: Request, query: str | None = None, start: int = 0,
                  count: int = DEFAULT_PAGE, sort: str | None = None):
-    return await call(service(request).list_events, base_of(request), query, max(start, 0),
-                      min(max(count, 1), 1000), sort, anonymous(request))
+    return await call(service(request).list_events, base_of(request), query,
+                      *page_bounds(start, count), sort, anonymous(request))
 
 
 @router.post("/")

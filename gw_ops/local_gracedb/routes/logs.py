@@ -41,18 +41,24 @@ async def _write_log(request: Request, object_id: str, is_event: bool):
     return created(result)
 
 
-# --- events -----------------------------------------------------------------------------------
+# --- reading: one function per endpoint, both spellings --------------------------------------
 
+# GraceDB spells the same log endpoints two ways: ``events/<id>/log/<n>/tag/`` and
+# ``superevents/<id>/logs/<n>/tags/``; one function serves both spellings.
 @router.get("/events/{object_id}/log/")
-async def event_logs(request: Request, object_id: str):
+@router.get("/superevents/{object_id}/logs/")
+async def logs(request: Request, object_id: str):
     return await call(service(request).logs, base_of(request), object_id, None, anonymous(request))
 
 
 @router.get("/events/{object_id}/log/{number}")
-async def event_log(request: Request, object_id: str, number: int):
+@router.get("/superevents/{object_id}/logs/{number}/")
+async def log_entry(request: Request, object_id: str, number: int):
     return await call(service(request).logs, base_of(request), object_id, number,
                       anonymous(request))
 
+
+# --- events: writing --------------------------------------------------------------------------
 
 @router.post("/events/{object_id}/log/")
 async def event_write_log(request: Request, object_id: str):
@@ -60,7 +66,8 @@ async def event_write_log(request: Request, object_id: str):
 
 
 @router.get("/events/{object_id}/log/{number}/tag/")
-async def event_tags(request: Request, object_id: str, number: int):
+@router.get("/superevents/{object_id}/logs/{number}/tags/")
+async def log_tags(request: Request, object_id: str, number: int):
     return await call(service(request).tags, base_of(request), object_id, number)
 
 
@@ -80,27 +87,12 @@ async def event_remove_tag(request: Request, object_id: str, number: int, tag_na
     return Response(status_code=204)
 
 
-# --- superevents --------------------------------------------------------------------------------
-
-@router.get("/superevents/{object_id}/logs/")
-async def superevent_logs(request: Request, object_id: str):
-    return await call(service(request).logs, base_of(request), object_id, None, anonymous(request))
-
-
-@router.get("/superevents/{object_id}/logs/{number}/")
-async def superevent_log(request: Request, object_id: str, number: int):
-    return await call(service(request).logs, base_of(request), object_id, number,
-                      anonymous(request))
+# --- superevents: writing ------------------------------------------------------------------------
 
 
 @router.post("/superevents/{object_id}/logs/")
 async def superevent_write_log(request: Request, object_id: str):
     return await _write_log(request, object_id, is_event=False)
-
-
-@router.get("/superevents/{object_id}/logs/{number}/tags/")
-async def superevent_tags(request: Request, object_id: str, number: int):
-    return await call(service(request).tags, base_of(request), object_id, number)
 
 
 @router.post("/superevents/{object_id}/logs/{number}/tags/")

@@ -7,16 +7,17 @@ from fastapi.responses import Response
 from gw_ops.local_gracedb import permissions
 from gw_ops.local_gracedb.request_body import API
 from gw_ops.local_gracedb.routes.common import (
+    DEFAULT_PAGE,
     anonymous,
     base_of,
     body,
     call,
     created,
+    page_bounds,
     roles,
     service,
     user,
 )
-from gw_ops.local_gracedb.routes.events import DEFAULT_PAGE
 
 router = APIRouter(prefix=API + "superevents")
 
@@ -24,8 +25,8 @@ router = APIRouter(prefix=API + "superevents")
 @router.get("/")
 async def superevents(request: Request, query: str | None = None, start: int = 0,
                       count: int = DEFAULT_PAGE, sort: str | None = None):
-    return await call(service(request).list_superevents, base_of(request), query, max(start, 0),
-                      min(max(count, 1), 1000), sort, anonymous(request))
+    return await call(service(request).list_superevents, base_of(request), query,
+                      *page_bounds(start, count), sort, anonymous(request))
 
 
 @router.post("/")
