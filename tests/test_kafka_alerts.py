@@ -133,6 +133,9 @@ def test_failed_send_is_retried_not_recorded_and_never_doubled(tmp_path, gracedb
     broker.start()
     try:
         ensure_topics(broker.bootstrap, [JSON_TOPIC])
+        # The redelivery may wait as long as it needs for the broker's acknowledgement: the
+        # 2 s above only makes the outage fail fast, and a loaded machine needs more.
+        settings = dataclasses.replace(settings, kafka_alert_timeout_s=60.0)
         redelivered = alert_sender.send_alert(decision, superevent_id, settings=settings,
                                               client=client, redis_client=redis_client)
         assert redelivered["status"] == "completed"

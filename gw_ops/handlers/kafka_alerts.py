@@ -172,7 +172,8 @@ def _stored_field(key: str) -> str:
     return f"kafkaalert:{key}"
 
 
-_producers: dict[str, Any] = {}
+#: One producer per (server, delivery timeout): its configuration is fixed at creation.
+_producers: dict[tuple[str, float], Any] = {}
 
 
 def _producer(settings: Settings, server: str):
@@ -180,9 +181,10 @@ def _producer(settings: Settings, server: str):
 
     from gw_ops.transport.kafka_config import producer_config
 
-    if server not in _producers:
-        _producers[server] = Producer(producer_config(settings, server))
-    return _producers[server]
+    key = (server, settings.kafka_alert_timeout_s)
+    if key not in _producers:
+        _producers[key] = Producer(producer_config(settings, server))
+    return _producers[key]
 
 
 def record_id(superevent_id: str, key: str, target: Target) -> bytes:
