@@ -63,7 +63,7 @@ def lvalert_uids(redis_client, settings, nodes) -> list[str]:
 
 def test_n_lvalerts_in_exactly_n_handled(kafka_settings, redis_client, tmp_path):
     settings = kafka_settings
-    nodes = lvalert_nodes()
+    nodes = lvalert_nodes(settings)  # what the listener process subscribes to
     topics = [f"{settings.igwn_alert_group}.{node}" for node in nodes]
     ensure_topics(settings.igwn_alert_servers, topics)
     producer = Producer({"bootstrap.servers": settings.igwn_alert_servers})

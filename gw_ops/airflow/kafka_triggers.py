@@ -108,7 +108,7 @@ class IgwnAlertListenerTrigger(_KafkaListenerTrigger):
     def make_bridge(self, settings, on_delivered):
         from gw_ops.transport.kafka import KafkaBridge, LVAlertRoute
 
-        route = LVAlertRoute(settings, lvalert_nodes())
+        route = LVAlertRoute(settings, lvalert_nodes(settings))
         if self.topics:
             route.topics_override = list(self.topics)
         return KafkaBridge(settings, route, settings.igwn_alert_servers,

@@ -266,7 +266,7 @@ def _prepare_kafka_topics(settings: Settings) -> None:
     from gw_ops.handlers.kafka_alerts import targets
     from gw_ops.transport.kafka import lvalert_nodes
     from gw_ops.transport.kafka_client import ensure_topics
-    topics = [f"{settings.igwn_alert_group}.{node}" for node in lvalert_nodes()]
+    topics = [f"{settings.igwn_alert_group}.{node}" for node in lvalert_nodes(settings)]
     topics += [t for t in settings.gcn_kafka_topics if not settings.gcn_kafka_bootstrap]
     topics += [t.topic for t in targets(settings) if t.server == settings.local_kafka_bootstrap]
     ensure_topics(settings.local_kafka_bootstrap, topics)

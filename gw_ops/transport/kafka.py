@@ -116,11 +116,13 @@ def decode_json_value(value: bytes, headers: dict[str, bytes]) -> Any:
     return document
 
 
-def lvalert_nodes() -> list[str]:
-    """Nodes of every registered ``@lvalert.handler`` (the IGWN Alert topics to read)."""
+def lvalert_nodes(settings: Settings | None = None) -> list[str]:
+    """Nodes of every ``@lvalert.handler`` of the configured handler modules (the IGWN
+    Alert topics to read): the same for every process with the same settings."""
     from gw_ops.transport.registry import load_handlers
 
-    return sorted({node for spec in load_handlers() if spec.kind == "lvalert" for node in spec.keys})
+    return sorted({node for spec in load_handlers(settings=settings) if spec.kind == "lvalert"
+                   for node in spec.keys})
 
 
 class LVAlertRoute:
