@@ -8,7 +8,6 @@ import itertools
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, Producer
 
 from gw_ops.errors import is_transient
 from gw_ops.formats import alert_content, json_alert
@@ -16,13 +15,12 @@ from gw_ops.handlers import alert_sender, kafka_alerts
 from gw_ops.rules import alert_policy as policy
 from gw_ops.transport.kafka_client import ensure_topics
 from gw_ops.transport.redis_client import voevent_outgoing_stream
-from tests.fixtures.kafka import TansuBroker
+from tests.fixtures.kafka import TansuBroker, read_topic
 from tests.helpers import free_port
 from tests.test_alerts import make_content
 from tests.test_orchestrator_gracedb import SKYMAP, upload_mdc_event
 
 AVRO_TOPIC, JSON_TOPIC = "igwn.gwalert", "igwn.gwalert-json"
-SENTINEL = b"sentinel"
 _GPS = itertools.count(1_250_000_000.1 + (uuid.uuid4().int % 5_000) * 10_000.0, 10_000.0)
 pytestmark = pytest.mark.timeout(180)
 
@@ -45,27 +43,27 @@ def test_both_forms_validate_and_a_broken_alert_is_refused_before_sending():
     assert kafka_alerts.decode(kafka_alerts.serialize(retraction, "avro"), "avro")["event"] is None
 
 
-def read_topic(server: str, topic: str) -> list:
-    """Every record of ``topic`` up to a sentinel produced now."""
-    producer = Producer({"bootstrap.servers": server})
-    producer.produce(topic, SENTINEL)
-    assert producer.flush(10) == 0
-    consumer = Consumer({"bootstrap.servers": server, "group.id": uuid.uuid4().hex,
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                         "session.timeout.ms": 1000, "heartbeat.interval.ms": 100})
-    consumer.subscribe([topic])
-    records = []
+def test_a_record_given_up_on_never_goes_out_later(tmp_path):
+    """produce_acked ends on the producer's verdict: a record it gave up on is not left in
+    the producer, to reach the broker later beside the retried alert.  The producer here
+    would hold records for 60 s; the broker comes up right after the give-up."""
+    from confluent_kafka import Producer
+
+    from gw_ops.transport.kafka_client import DeliveryFailed, produce_acked
+
+    broker = TansuBroker(free_port(), tmp_path / "tansu.log")  # not started: the broker is down
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "message.timeout.ms": 60_000,
+                         "log_level": 0})
+    with pytest.raises(DeliveryFailed, match="purged"):
+        produce_acked(producer, JSON_TOPIC, b"given up", [], timeout_s=1.0, verdict_grace_s=0.5)
+    broker.start()
     try:
-        for _ in range(600):
-            message = consumer.poll(0.1)
-            if message is None or message.error():
-                continue
-            if message.value() == SENTINEL:
-                return records
-            records.append(message)
+        ensure_topics(broker.bootstrap, [JSON_TOPIC])
+        # the same producer, connected now: anything it still held would go out first
+        produce_acked(producer, JSON_TOPIC, b"sent", [], timeout_s=60.0)
+        assert [record.value() for record in read_topic(broker.bootstrap, JSON_TOPIC)] == [b"sent"]
     finally:
-        consumer.close()
-    raise TimeoutError(f"no sentinel on {topic}")
+        broker.stop()
 
 
 @pytest.fixture

@@ -12,33 +12,14 @@ import sys
 
 import psutil
 import pytest
-from confluent_kafka import Consumer
 
 from gw_ops.handlers import kafka_alerts
 from gw_ops.transport.redis_client import get_redis, lvalert_stream, read_health
+from tests.fixtures.kafka import read_topic
 from tests.fixtures.stack import stack_env, stack_settings, started_pids
 from tests.helpers import REPO_ROOT, free_port
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(1200)]
-
-
-def consume_all(server: str, topic: str) -> list:
-    consumer = Consumer({"bootstrap.servers": server, "group.id": f"check-{topic}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                         "session.timeout.ms": 1000, "heartbeat.interval.ms": 100})
-    consumer.subscribe([topic])
-    records, idle = [], 0
-    try:
-        while idle < 30 or not records and idle < 150:  # 3 s of silence after the last record
-            message = consumer.poll(0.1)
-            if message is None or message.error():
-                idle += 1
-                continue
-            idle = 0
-            records.append(message)
-    finally:
-        consumer.close()
-    return records
 
 
 def test_demo_runs_on_the_kafka_transport(base_settings):
@@ -67,7 +48,7 @@ def test_demo_runs_on_the_kafka_transport(base_settings):
         assert read_health(client, settings, "igwn_alert")["state"] == "connected"
         # the preliminary alert also went out on Kafka, once per form, valid
         for fmt, topic in (("avro", "igwn.gwalert"), ("json", "igwn.gwalert-json")):
-            alerts = [kafka_alerts.decode(m.value(), fmt) for m in consume_all(settings.local_kafka_bootstrap, topic)]
+            alerts = [kafka_alerts.decode(m.value(), fmt) for m in read_topic(settings.local_kafka_bootstrap, topic)]
             preliminaries = [a for a in alerts if a["superevent_id"] == sid]
             assert preliminaries, f"no {fmt} alert of {sid} on {topic}"
             assert len({(a["alert_type"], a["time_created"]) for a in preliminaries}) == len(preliminaries)

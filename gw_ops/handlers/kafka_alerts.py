@@ -13,10 +13,13 @@ alert sender (:mod:`gw_ops.handlers.alert_sender`) calls
    A failed send raises :class:`KafkaAlertNotSent` (transient): the lane retries, the
    task goes red while it persists, and the alert is not recorded in GraceDB until every
    target has it.  A redelivery sends only to the targets without a mark, from the alert
-   stored at the first attempt, so no target gets an alert twice.  One window is left: a
-   crash between the broker's acknowledgement and the mark; the resent record then carries
-   the same ``_id`` header (a UUID derived from superevent, alert key and target), so a
-   subscriber can tell it is the same alert.
+   stored at the first attempt, so no target gets an alert twice.  A failed attempt ends
+   only on the producer's own verdict on the record (timed out, refused), never while the
+   producer could still send it, and its producer is dropped.  Two windows are left: a
+   crash between the broker's acknowledgement and the mark, and a record that timed out
+   while in flight yet was written; the resent record then carries the same ``_id``
+   header (a UUID derived from superevent, alert key and target), so a subscriber can
+   tell it is the same alert.
 
 Records carry hop's headers (``_id``, ``_sender``, ``_format``), so hop and igwn-alert
 subscribers decode them as they decode GWCelery's: Avro as an Object Container File
@@ -172,8 +175,9 @@ def _stored_field(key: str) -> str:
     return f"kafkaalert:{key}"
 
 
-#: One producer per (server, delivery timeout): its configuration is fixed at creation.
-_producers: dict[tuple[str, float], Any] = {}
+#: One producer per server, with the delivery timeout it was made with (librdkafka fixes
+#: ``message.timeout.ms`` at creation).
+_producers: dict[str, tuple[float, Any]] = {}
 
 
 def _producer(settings: Settings, server: str):
@@ -181,10 +185,25 @@ def _producer(settings: Settings, server: str):
 
     from gw_ops.transport.kafka_config import producer_config
 
-    key = (server, settings.kafka_alert_timeout_s)
-    if key not in _producers:
-        _producers[key] = Producer(producer_config(settings, server))
-    return _producers[key]
+    timeout_s, producer = _producers.get(server, (None, None))
+    if producer is None or timeout_s != settings.kafka_alert_timeout_s:
+        _discard_producer(server)
+        producer = Producer(producer_config(settings, server))
+        _producers[server] = (settings.kafka_alert_timeout_s, producer)
+    return producer
+
+
+def _discard_producer(server: str) -> None:
+    """Drop a server's producer, taking back what it still holds.
+
+    After a failed send the next attempt gets a fresh producer: the old one would keep
+    reconnecting and asking for its topics' metadata (which makes a broker that creates
+    topics on demand create them), and could still hold records.
+    """
+    _, producer = _producers.pop(server, (None, None))
+    if producer is not None:
+        producer.purge(in_queue=True, in_flight=True)
+        producer.flush(0)
 
 
 def record_id(superevent_id: str, key: str, target: Target) -> bytes:
@@ -235,6 +254,7 @@ def deliver(settings: Settings, redis_client, record_key: str, superevent_id: st
             partition, offset = produce_acked(_producer(settings, target.server), target.topic, value,
                                               headers, settings.kafka_alert_timeout_s)
         except (DeliveryFailed, KafkaException, BufferError) as exc:  # BufferError: local queue full
+            _discard_producer(target.server)
             raise KafkaAlertNotSent(f"{superevent_id} {key} to {target.name}: {exc}") from exc
         redis_client.hset(record_key, _mark_field(target, key), f"{partition}/{offset}")
         sent[target.name] = f"{partition}/{offset}"

@@ -22,9 +22,21 @@ class DeliveryFailed(TransientError):
     """The broker did not acknowledge a record in time (transient: retry)."""
 
 
+#: Extra seconds to wait for librdkafka's own verdict on a record after ``timeout_s``: it
+#: expires records on a periodic scan (about once a second), so a verdict may come late.
+VERDICT_GRACE_S = 5.0
+
+
 def produce_acked(producer, topic: str, value: bytes, headers: list[tuple[str, bytes]],
-                  timeout_s: float) -> tuple[int, int]:
+                  timeout_s: float, verdict_grace_s: float = VERDICT_GRACE_S) -> tuple[int, int]:
     """Produce one record and wait for the broker's acknowledgement.
+
+    The wait ends on librdkafka's verdict (acknowledged, refused, timed out), not on a
+    clock alone: a record given up on while the producer still holds it could reach the
+    broker later, after the caller retried it, and go out twice.  The producer must be
+    configured with ``message.timeout.ms`` at most ``timeout_s``, so the verdict comes
+    about ``timeout_s`` after the call; should none come ``verdict_grace_s`` (s) later,
+    the record is purged from the producer's queue if it was not sent yet.
 
     Returns
     -------
@@ -34,7 +46,7 @@ def produce_acked(producer, topic: str, value: bytes, headers: list[tuple[str, b
     Raises
     ------
     DeliveryFailed
-        The broker refused it or did not answer within ``timeout_s`` (s).
+        The broker refused it or did not acknowledge it within ``timeout_s`` (s).
     """
     outcome: dict[str, Any] = {}
 
@@ -43,13 +55,17 @@ def produce_acked(producer, topic: str, value: bytes, headers: list[tuple[str, b
         outcome["message"] = message
 
     producer.produce(topic, value, headers=headers, on_delivery=on_delivery)
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + timeout_s + verdict_grace_s
     while "error" not in outcome and time.monotonic() < deadline:
         producer.poll(min(0.1, max(0.0, deadline - time.monotonic())))
     if "error" not in outcome:
-        raise DeliveryFailed(f"no acknowledgement for a record to {topic} within {timeout_s} s")
+        producer.purge(in_queue=True, in_flight=False)  # not sent yet: it never will be
+        producer.poll(0)
+        raise DeliveryFailed(f"no verdict on a record to {topic} within {timeout_s} s "
+                             f"(+{verdict_grace_s} s); {'purged' if outcome else 'possibly in flight'}")
     if outcome["error"] is not None:
-        raise DeliveryFailed(f"broker refused a record to {topic}: {outcome['error']}")
+        raise DeliveryFailed(f"broker did not acknowledge a record to {topic} within "
+                             f"{timeout_s} s: {outcome['error']}")
     message = outcome["message"]
     return message.partition(), message.offset()
 
