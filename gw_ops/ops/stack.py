@@ -245,7 +245,7 @@ def _log_server_health(settings: Settings) -> tuple[bool, str]:
 def _kafka_health(settings: Settings) -> tuple[bool, str]:
     from gw_ops.transport.kafka_client import wait_ready
     try:
-        wait_ready(settings.local_kafka_bootstrap, timeout_s=2.0)
+        wait_ready(settings.local_kafka_bootstrap, timeout_s=HEALTH_TIMEOUT_S)
     except Exception as exc:  # noqa: BLE001
         return False, str(exc)[:80]
     return True, "answers metadata requests"

@@ -109,7 +109,10 @@ def wait_ready(server: str, timeout_s: float = 30.0, alive: Callable[[], bool] |
         if alive is not None and not alive():
             raise RuntimeError(f"Kafka broker at {server} exited before it was ready")
         try:
-            if admin.list_topics(timeout=1.0).brokers:
+            # a busy broker (or machine) may need over a second to answer; 3 s at most, so
+            # a broker that exited is noticed soon
+            wait = min(3.0, max(0.5, timeout_s - (time.monotonic() - start)))
+            if admin.list_topics(timeout=wait).brokers:
                 return time.monotonic() - start
         except Exception as exc:  # noqa: BLE001 (transport errors until it listens)
             last = exc
