@@ -240,24 +240,84 @@ def test_gcn_kafka_classic_voevents_and_json_notices(kafka_settings, redis_clien
     stream = gcn_incoming_stream(settings)
     dead = deadletter_stream(settings, "gcn")
     try:
-        wait_for(lambda: redis_client.xlen(stream) >= len(expected) and redis_client.xlen(dead) >= 3,
-                 timeout=60, what="every notice stored or dead-lettered")
+        wait_for(lambda: redis_client.xlen(stream) >= len(expected) + 1 and redis_client.xlen(dead) >= 2,
+                 timeout=90, what="every notice stored or dead-lettered")
         # one event per stored notice, as the VTP listener fires
-        wait_for(lambda: log_path.read_text().count('"stream_id"') >= len(expected), timeout=30,
+        wait_for(lambda: log_path.read_text().count('"stream_id"') >= len(expected) + 1, timeout=60,
                  what="one trigger event per notice")
         assert listener.poll() is None
     finally:
         kill(listener)
     stored = entries(redis_client, stream)
-    assert [f[b"notice_type"].decode() for f in stored] == expected
-    for fields in stored:  # the lanes decode them as they decode VTP notices
+    voevents = [f for f in stored if b"xml" in f]
+    assert [f[b"notice_type"].decode() for f in voevents] == expected
+    for fields in voevents:  # the lanes decode them as they decode VTP notices
         name, payload, root = gcn_notices.decode_notice({k.decode(): v for k, v in fields.items()})
         assert name == fields[b"notice_type"].decode() and root.get("ivorn") == fields[b"ivorn"].decode()
+    (json_notice,) = [f for f in stored if b"json" in f]  # for the JSON notices' lane
+    name, _, notice = gcn_notices.decode_notice({k.decode(): v for k, v in json_notice.items()})
+    assert name == gcn_notices.JSON_NOTICE and notice["mission"] == "IceCube"
     reasons = [f[b"reason"].decode() for f in entries(redis_client, dead)]
-    assert any("JSON notice on gcn.notices.icecube" in r and "no handler" in r for r in reasons)
+    assert len(reasons) == 2
     assert any("bad VOEvent XML" in r and "not well-formed" in r for r in reasons)
     assert any("DOCTYPE" in r for r in reasons)
-    assert log_path.read_text().count('"stream_id"') == len(expected)
+    assert log_path.read_text().count('"stream_id"') == len(expected) + 1
+
+
+#: GCN Kafka JSON notices -> (topic, pipeline, search) of the external event each must become
+#: (expected values: tests/data/kafka/SOURCES.md and tests/data/gcn_kafka/SOURCES.md).
+JSON_NOTICES = {
+    DATA / "json" / "kafka_alert_icecube_bronze.json":
+        ("gcn.notices.icecube.gold_bronze_track_alerts", "IceCube", "HEN"),
+    DATA / "json" / "kafka_alert_swift_targeted.json": ("gcn.notices.swift.bat.guano", "Swift", "SubGRBTargeted"),
+    DATA / "json" / "kafka_alert_chime_detection.json": ("gcn.notices.chime.frb", "CHIME", "FRB"),
+    DATA.parent / "gcn_kafka" / "kafka_alert_fermi_targeted.json":
+        ("fermi.gbm.targeted.private.igwn", "Fermi", "SubGRBTargeted"),
+    # SVOM's JSON form (GWCelery 3.0 reads SVOM's VOEvent topic); the topic name is the test's
+    DATA / "json" / "kafka_alert_svom_wakeup.json": ("gcn.notices.svom.json.eclairs", "SVOM", "GRB"),
+}
+
+
+def test_json_notices_from_kafka_become_external_events(kafka_settings, gracedb_service, redis_client,
+                                                        tmp_path, monkeypatch):
+    """End to end: JSON notices on GCN Kafka topics -> listener -> gcn:incoming -> the JSON
+    notices' lane (run as the handler DAG's task runs it) -> external events in GraceDB."""
+    from gw_ops.airflow.lanes import run_lane
+    from gw_ops.rules.external_json import notice_from_json
+
+    topics = tuple(dict.fromkeys(topic for topic, _, _ in JSON_NOTICES.values()))
+    settings = dataclasses.replace(
+        gracedb_service.settings, key_prefix=kafka_settings.key_prefix, gcn_kafka_topics=topics,
+        gcn_kafka_bootstrap=kafka_settings.gcn_kafka_bootstrap, ext_skymap_max_order=5,
+        kafka_consumer_group=kafka_settings.kafka_consumer_group,
+        kafka_session_timeout_ms=kafka_settings.kafka_session_timeout_ms,
+        kafka_heartbeat_interval_ms=kafka_settings.kafka_heartbeat_interval_ms)
+    ensure_topics(settings.gcn_kafka_servers, topics)
+    # the Fermi targeted notice carries its sky map: 1 MB, above librdkafka's default limit
+    producer = Producer({"bootstrap.servers": settings.gcn_kafka_servers, "message.max.bytes": 2 << 20})
+    for path, (topic, _, _) in JSON_NOTICES.items():
+        producer.produce(topic, path.read_bytes())  # GCN's JSON records: bare JSON, no headers
+    assert producer.flush(10) == 0
+    stream = gcn_incoming_stream(settings)
+    listener = start_listener(settings, "gcn_kafka", tmp_path / "gcn.log")
+    try:
+        wait_for(lambda: redis_client.xlen(stream) >= len(JSON_NOTICES), timeout=90,
+                 what="every JSON notice in gcn:incoming")
+    finally:
+        kill(listener)
+    for name, value in settings.as_env().items():  # the handler reads the process settings
+        monkeypatch.setenv(name, value)
+    summary = run_lane("gw_ops.handlers.kafka_notices.handle_json_notice", consumer="kafka-test",
+                       settings=settings)
+    reasons = [f[b"reason"].decode() for f in entries(redis_client, deadletter_stream(settings, "gcn"))]
+    assert (summary["handled"], summary["dead_lettered"], summary["failed"]) == (len(JSON_NOTICES), 0, 0), reasons
+    client = gracedb_service.client()
+    for path, (_, pipeline, search) in JSON_NOTICES.items():
+        notice = notice_from_json(json.loads(path.read_text()), settings)
+        found = [e for e in client.events(f"pipeline: {pipeline} gpstime: {notice.gpstime - 1} .. "
+                                          f"{notice.gpstime + 1}")
+                 if e["extra_attributes"]["GRB"]["trigger_id"] == notice.trigger_id]
+        assert [(e["group"], e["search"]) for e in found] == [("External", search)], path.name
 
 
 def test_listener_stays_up_across_a_broker_restart_and_reads_the_new_log(

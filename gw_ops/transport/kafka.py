@@ -172,9 +172,10 @@ class GcnRoute:
     Classic VOEvent topics (``gcn.classic.voevent.*``, and VOEvent topics under
     ``gcn.notices.*`` such as SVOM's) carry raw VOEvent XML: parsed with the hardened
     parser of the VTP listener, stored with the same fields (``xml``, ``notice_type``,
-    ``ivorn``, ``received``, plus ``topic``).  JSON notices (IceCube, Swift/BAT-GUANO,
-    CHIME, Fermi targeted) have no handler in this version: they are dead-lettered with a
-    reason that says so, never dropped silently.
+    ``ivorn``, ``received``, plus ``topic``).  JSON notices (IceCube, SVOM, Swift/BAT-GUANO,
+    CHIME, Fermi targeted) are stored as field ``json`` (the JSON object, hop's wrappings
+    removed) with notice type :data:`gw_ops.transport.gcn_notices.JSON_NOTICE`; their lane
+    is :func:`gw_ops.handlers.kafka_notices.handle_json_notice`.
     """
 
     kind = "gcn"
@@ -191,6 +192,7 @@ class GcnRoute:
         return list(self._topics)
 
     def route(self, topic: str, value: bytes, headers: dict[str, bytes]) -> Delivery:
+        from gw_ops.transport.gcn_notices import JSON_NOTICE
         from gw_ops.vtp import protocol as vtp
 
         if topic not in self._topics:
@@ -211,8 +213,9 @@ class GcnRoute:
         document = decode_json_value(value, headers)
         if not isinstance(document, dict):
             raise RecordRejected(f"GCN JSON notice on {topic} is not a JSON object")
-        raise RecordRejected(f"JSON notice on {topic}: no handler for JSON GCN notices in "
-                             "this version (kept here for replay)")
+        return Delivery(self.stream, {"json": json.dumps(document, separators=(",", ":")),
+                                      "notice_type": JSON_NOTICE, "ivorn": "",
+                                      "received": repr(time.time()), "topic": topic}, self.kind)
 
 
 class RedisSink:

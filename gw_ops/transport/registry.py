@@ -21,6 +21,7 @@ HANDLER_MODULES: tuple[str, ...] = (
     "gw_ops.handlers.superevents",
     "gw_ops.handlers.external_triggers",
     "gw_ops.handlers.orchestrator",
+    "gw_ops.handlers.kafka_notices",
 )
 
 #: Task settings a handler may give: passed to the handler DAG's task.
@@ -44,7 +45,8 @@ class HandlerSpec:
     task_kwargs : dict
         Airflow task settings of the handler's lane (see :data:`TASK_KWARGS`).
         ``sort_key`` (a function of one decoded LVAlert message dict) orders each drained
-        batch; ties keep arrival order.  ``enabled_setting`` names a boolean setting:
+        batch; ties keep arrival order.  ``enabled_setting`` names a setting (a boolean, or
+        a list that is on when not empty):
         while it is false the handler has no lane at all (no DAG, no consumer group), so
         no DAG exists that could only do nothing.
     """
