@@ -435,7 +435,9 @@ _KAFKA_PRODUCTION: dict[str, Any] = {
         "FERMI_GBM_ALERT", "FERMI_GBM_FLT_POS", "FERMI_GBM_GND_POS", "FERMI_GBM_FIN_POS",
         "FERMI_GBM_SUBTHRESH", "SWIFT_BAT_GRB_POS_ACK", "SNEWS")) + (
         "gcn.notices.svom.voevent.eclairs", "gcn.notices.swift.bat.guano", "gcn.notices.chime.frb",
-        "gcn.notices.icecube.gold_bronze_track_alerts"),
+        "gcn.notices.icecube.gold_bronze_track_alerts",
+        # GBM's targeted search, private to IGWN (the GCN account needs access to it)
+        "fermi.gbm.targeted.private.igwn"),
     "kafka_auth_file": "~/.config/hop/auth.toml",
     "kafka_alert_topics": ("avro@kafka.scimma.org:9092/igwn.gwalert",
                            "json@kafka.gcn.nasa.gov:9092/igwn.gwalert"),
