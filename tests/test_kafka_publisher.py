@@ -12,6 +12,7 @@ from confluent_kafka import Consumer
 
 from gw_ops.local_gracedb.kafka_publisher import PUBLISH_TIMEOUT_S, KafkaLVAlertPublisher, for_settings
 from gw_ops.transport.kafka import LVAlertRoute, headers_dict
+from gw_ops.transport.kafka_client import VERDICT_GRACE_S
 from tests.helpers import free_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -53,7 +54,7 @@ def test_broker_down_fails_the_publish_quickly(kafka_settings):
     started = time.monotonic()
     with pytest.raises(RuntimeError, match="unacknowledged"):
         KafkaLVAlertPublisher(down).publish([row("superevent", "S9")])
-    assert time.monotonic() - started < PUBLISH_TIMEOUT_S + 3
+    assert time.monotonic() - started < PUBLISH_TIMEOUT_S + VERDICT_GRACE_S
 
 
 def test_redis_transport_has_no_kafka_publisher(base_settings):

@@ -14,6 +14,7 @@ record key per topic (the node) keep each topic in commit order, retries include
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,7 +25,8 @@ log = logging.getLogger(__name__)
 #: ``_sender`` header of the records (hop puts the Kafka user name there).
 SENDER = "gracedb-local"
 #: Longest wait (s) for the broker's acknowledgements while the service holds its write
-#: lock: a broker outage fails the request quickly and leaves the messages in the outbox.
+#: lock (plus librdkafka's expiry scan): a broker outage fails the request quickly and
+#: leaves the messages in the outbox.
 PUBLISH_TIMEOUT_S = 5.0
 
 
@@ -37,26 +39,35 @@ class KafkaLVAlertPublisher:
         from gw_ops.transport.kafka_config import producer_config
 
         self.settings = settings
-        self.producer = Producer(producer_config(settings, settings.igwn_alert_servers))
+        self.timeout_s = min(settings.kafka_alert_timeout_s, PUBLISH_TIMEOUT_S)
+        # records expire when the publish gives up on them, so none goes out later
+        self.producer = Producer({**producer_config(settings, settings.igwn_alert_servers),
+                                  "message.timeout.ms": int(self.timeout_s * 1000)})
 
     def topic(self, node: str) -> str:
         return f"{self.settings.igwn_alert_group}.{node}"
 
     def publish(self, messages: Sequence[Any]) -> None:
-        """Produce every message and wait for all acknowledgements.
+        """Produce every message and wait for the producer's verdict on each.
+
+        The wait ends on the verdicts (acknowledged, refused, expired after
+        ``timeout_s``), not on a clock alone: a record given up on while the producer
+        still held it would reach the broker later, beside the outbox's retry.
 
         Raises
         ------
         RuntimeError
-            Some message was refused or not acknowledged within :data:`PUBLISH_TIMEOUT_S`;
-            the caller keeps them all in the outbox (a retry may send some twice: the
+            Some message was refused or not acknowledged within ``timeout_s`` (s); the
+            caller keeps them all in the outbox (a retry may send some twice: the
             listener and the handlers are idempotent).
         """
-        from gw_ops.transport.kafka_client import hop_headers
+        from gw_ops.transport.kafka_client import VERDICT_GRACE_S, hop_headers
 
         failures: list[str] = []
+        outstanding = [len(messages)]
 
         def on_delivery(error, message) -> None:
+            outstanding[0] -= 1
             if error is not None:
                 failures.append(f"{message.topic()}: {error}")
 
@@ -68,10 +79,16 @@ class KafkaLVAlertPublisher:
             self.producer.produce(self.topic(message.node), value, key=message.node.encode(),
                                   headers=hop_headers("json", SENDER), on_delivery=on_delivery)
             self.producer.poll(0)
-        left = self.producer.flush(min(self.settings.kafka_alert_timeout_s, PUBLISH_TIMEOUT_S))
-        if left or failures:
+        deadline = time.monotonic() + self.timeout_s + VERDICT_GRACE_S
+        while outstanding[0] and time.monotonic() < deadline:
+            self.producer.poll(0.1)
+        if outstanding[0]:  # no verdict yet: take back what was not sent
+            self.producer.purge(in_queue=True, in_flight=False)
+            self.producer.poll(0)
+        if outstanding[0] or failures:
             raise RuntimeError(f"LVAlert publish to Kafka {self.settings.igwn_alert_servers}: "
-                               f"{left} unacknowledged, refused: {failures[:3]}")
+                               f"{outstanding[0] + len(failures)} unacknowledged within "
+                               f"{self.timeout_s} s: {failures[:3]}")
 
 
 def for_settings(settings: Settings) -> KafkaLVAlertPublisher | None:
