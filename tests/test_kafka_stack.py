@@ -22,9 +22,12 @@ from tests.helpers import REPO_ROOT, free_port
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
-def test_demo_runs_on_the_kafka_transport(base_settings):
+def test_demo_runs_on_the_kafka_transport(base_settings, durable_redis_url):
+    # gw-ops up refuses a Redis that does not persist (the machine's): the session's own
+    # append-only one, as the Airflow stack fixture uses
     settings = dataclasses.replace(
-        stack_settings(base_settings, "kafkastack"), transport="kafka", kafka_port=free_port(),
+        stack_settings(base_settings, "kafkastack", redis_url=durable_redis_url), transport="kafka",
+        kafka_port=free_port(),
         kafka_consumer_group="kafkastack",
         kafka_alert_topics=("avro@/igwn.gwalert", "json@/igwn.gwalert-json"))
     env = stack_env(settings)
