@@ -172,6 +172,49 @@ class Settings:
                                     "wait starts at 1 s and doubles.", default=64.0)
     gcn_max_packet_bytes: int = _doc("Largest VTP packet accepted (bytes).", default=1024 * 1024)
 
+    # --- Kafka: IGWN Alert and GCN Kafka in, Kafka alerts out (gw_ops.transport.kafka) ----
+    transport: str = _doc("How LVAlert messages travel: 'redis' (the local GraceDB writes the "
+                          "lane streams directly) or 'kafka' (IGWN Alert topics '<group>.<node>' "
+                          "read by the Kafka listener trigger into the same lane streams; the "
+                          "local GraceDB then publishes to Kafka and `gw-ops up` starts a "
+                          "tansu broker).", default="redis")
+    kafka_port: int = _doc("Port of the local tansu Kafka broker `gw-ops up` starts when "
+                           "transport is kafka.", default=8097)
+    igwn_alert_bootstrap: str = _doc("host:port of the IGWN Alert Kafka broker. Empty means the "
+                                     "local tansu broker.", default="")
+    igwn_alert_group: str = _doc("IGWN Alert group (topic prefix): gracedb, gracedb-playground, "
+                                 "gracedb-test, or the local GraceDB's name.", default="gracedb")
+    gcn_kafka_bootstrap: str = _doc("host:port of the GCN Kafka broker. Empty means the local "
+                                    "tansu broker.", default="")
+    gcn_kafka_topics: tuple[str, ...] = _doc("GCN Kafka topics to read: classic VOEvent topics "
+                                             "(gcn.classic.voevent.*, raw XML) and JSON notice "
+                                             "topics (gcn.notices.*). Empty: no GCN Kafka "
+                                             "listener.", default=())
+    kafka_consumer_group: str = _doc("Prefix of the Kafka consumer group ids (<prefix>-lvalert, "
+                                     "<prefix>-gcn). Keep it fixed: committed offsets survive "
+                                     "restarts under it.", default="gw-ops")
+    kafka_session_timeout_ms: int = _doc("Kafka consumer session timeout (ms). Real brokers "
+                                         "refuse less than 6000; a crashed listener's "
+                                         "partitions move after about this long.", default=6000)
+    kafka_heartbeat_interval_ms: int = _doc("Kafka consumer heartbeat interval (ms).",
+                                            default=500)
+    kafka_max_record_bytes: int = _doc("Largest incoming Kafka record accepted (bytes); larger "
+                                       "ones go to the dead letters.", default=1024 * 1024)
+    kafka_auth_file: str = _doc("hop auth.toml (mode 0600) holding Kafka credentials; the entry "
+                                "whose hostname matches the broker is used. Empty: no "
+                                "authentication (the local broker).", default="")
+    kafka_airflow_connections: tuple[str, ...] = _doc(
+        "Airflow connections holding Kafka credentials, 'host=conn_id' per broker host (login, "
+        "password; extra: protocol, mechanism, token_endpoint). Wins over kafka_auth_file.",
+        default=())
+    kafka_alert_topics: tuple[str, ...] = _doc(
+        "Where public alerts go besides the VOEvent broker: '<avro|json>@<host:port>/<topic>' "
+        "entries; an empty host:port means the local tansu broker. Empty: no Kafka alerts.",
+        default=())
+    kafka_alert_timeout_s: float = _doc("Wait (s) for the broker to acknowledge a Kafka alert "
+                                        "before the send counts as failed (and is retried).",
+                                        default=30.0)
+
     # --- alerts and timings --------------------------------------------------------
     superevent_categories: tuple[str, ...] = _doc("Superevent categories this deployment handles.",
                                                   default=("production", "mdc", "test"))
@@ -351,6 +394,21 @@ class Settings:
         """VTP servers for the GCN listener (the local broker by default)."""
         return self.gcn_servers or (f"{self.host}:{self.broker_port}",)
 
+    @property
+    def local_kafka_bootstrap(self) -> str:
+        """host:port of the local tansu broker."""
+        return f"{self.host}:{self.kafka_port}"
+
+    @property
+    def igwn_alert_servers(self) -> str:
+        """IGWN Alert bootstrap servers (the local broker by default)."""
+        return self.igwn_alert_bootstrap or self.local_kafka_bootstrap
+
+    @property
+    def gcn_kafka_servers(self) -> str:
+        """GCN Kafka bootstrap servers (the local broker by default)."""
+        return self.gcn_kafka_bootstrap or self.local_kafka_bootstrap
+
     def key(self, *parts: str) -> str:
         """Redis key under this deployment's prefix, e.g. ``key('lvalert', 'superevent')``."""
         return self.key_prefix + ":".join(parts)
@@ -370,6 +428,24 @@ class Settings:
         return env
 
 
+#: GWCelery 3.0's production Kafka endpoints (IGWN Alert on SCIMMA, GCN Kafka, alerts out).
+_KAFKA_PRODUCTION: dict[str, Any] = {
+    "transport": "kafka",
+    "igwn_alert_bootstrap": "kafka.scimma.org:9092",
+    "igwn_alert_group": "gracedb",
+    "gcn_kafka_bootstrap": "kafka.gcn.nasa.gov:9092",
+    "gcn_kafka_topics": tuple(f"gcn.classic.voevent.{name}" for name in (
+        "FERMI_GBM_ALERT", "FERMI_GBM_FLT_POS", "FERMI_GBM_GND_POS", "FERMI_GBM_FIN_POS",
+        "FERMI_GBM_SUBTHRESH", "SWIFT_BAT_GRB_POS_ACK", "SNEWS")) + (
+        "gcn.notices.svom.voevent.eclairs", "gcn.notices.swift.bat.guano", "gcn.notices.chime.frb",
+        "gcn.notices.icecube.gold_bronze_track_alerts",
+        # GBM's targeted search, private to IGWN (the GCN account needs access to it)
+        "fermi.gbm.targeted.private.igwn"),
+    "kafka_auth_file": "~/.config/hop/auth.toml",
+    "kafka_alert_topics": ("avro@kafka.scimma.org:9092/igwn.gwalert",
+                           "json@kafka.gcn.nasa.gov:9092/igwn.gwalert"),
+}
+
 #: Defaults per preset; explicit GW_OPS_* variables win over these.
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
     # The volume rendering takes ~10 min on 2 cores and would hold the only openmp slot
@@ -386,12 +462,18 @@ PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
     "playground": {
         "gracedb_url": "https://gracedb-playground.ligo.org/api/",
         "superevent_categories": ("production", "mdc", "test"),
+        **_KAFKA_PRODUCTION,
+        "igwn_alert_group": "gracedb-playground",
+        "gcn_kafka_bootstrap": "kafka.test.gcn.nasa.gov:9092",
+        "kafka_alert_topics": ("avro@kafka.scimma.org:9092/igwn.gwalert-playground",
+                               "json@kafka.test.gcn.nasa.gov:9092/igwn.gwalert"),
     },
     "production": {
         "gracedb_url": "https://gracedb.ligo.org/api/",
         "superevent_categories": ("production",),
         "gcn_servers": ("45.58.43.186:8099", "68.169.57.253:8099"),
         "mock_event_interval_minutes": 0,
+        **_KAFKA_PRODUCTION,
     },
 }
 

@@ -166,6 +166,15 @@ def test_test_tense_is_a_test_notice():
     assert rules.gracedb_group_and_search(notice, SETTINGS) == ("Test", "GRB")
 
 
+def test_chime_error_ellipse_becomes_the_circle_of_its_semi_major_axis():
+    """CHIME sends ra_dec_error as [a, b, rotation] (deg): the circle of radius a contains it."""
+    alert = json.loads((DATA / "kafka" / "json" / "kafka_alert_chime_detection.json").read_text())
+    assert alert["ra_dec_error"] == [0.503806986334273, 0.598921231135782, 0]
+    notice = notice_from_json(alert, SETTINGS)
+    assert notice.error_radius == pytest.approx(0.598921231135782)
+    assert (notice.pipeline, notice.search) == ("CHIME", "FRB")
+
+
 @pytest.mark.parametrize("alert, reason", [
     ([], "not an object"),
     ({"id": ["x"], "trigger_time": "2024-02-22T08:51:31"}, "no instrument"),
@@ -178,6 +187,8 @@ def test_test_tense_is_a_test_notice():
       "ra": "north"}, "not a finite number"),
     ({"instrument": "Unknown", "id": ["x"], "trigger_time": "2024-02-22T08:51:31"},
      "not one gw-ops knows"),
+    ({"instrument": "ECLAIRs", "id": ["x"], "trigger_time": "2024-02-22T08:51:31",
+      "ra": 1.0, "dec": 0.0, "ra_dec_error": [1.0, 0.5]}, "neither a radius nor an ellipse"),
 ])
 def test_bad_json_notices_raise_invalid_notice(alert, reason):
     with pytest.raises(rules.InvalidNotice, match=reason):

@@ -21,6 +21,9 @@ from typing import Any
 OWNER = "gw-ops"
 #: Name of the asset fired by the GCN listener.
 GCN_NOTICES_ASSET = "gw_ops.gcn.notices"
+#: Asset whose watcher runs the IGWN Alert (Kafka) listener; it never fires (the lanes'
+#: doorbells ring for what it writes), it only keeps the listener running.
+IGWN_ALERT_ASSET = "gw_ops.kafka.igwn_alert"
 
 
 def queue_for_pool(pool: str | None) -> str:
@@ -77,8 +80,16 @@ def declare_handler_dags() -> dict[str, Any]:
     from gw_ops.transport.streams import lane_streams
 
     settings = get_settings()
-    gcn_asset = Asset(name=GCN_NOTICES_ASSET,
-                      watchers=[AssetWatcher(name="gcn_listener", trigger=GcnListenerTrigger())])
+    gcn_watchers = [AssetWatcher(name="gcn_listener", trigger=GcnListenerTrigger())]
+    kafka_lvalert = None
+    if settings.gcn_kafka_topics or settings.transport == "kafka":
+        from gw_ops.airflow.kafka_triggers import GcnKafkaListenerTrigger, IgwnAlertListenerTrigger
+        if settings.gcn_kafka_topics:
+            gcn_watchers.append(AssetWatcher(name="gcn_kafka_listener", trigger=GcnKafkaListenerTrigger()))
+        if settings.transport == "kafka":
+            kafka_lvalert = Asset(name=IGWN_ALERT_ASSET, watchers=[
+                AssetWatcher(name="igwn_alert_listener", trigger=IgwnAlertListenerTrigger())])
+    gcn_asset = Asset(name=GCN_NOTICES_ASSET, watchers=gcn_watchers)
     dags: dict[str, Any] = {}
     for spec in load_handlers():
         doorbell = Asset(name=f"gw_ops.lane.{spec.dag_id}", watchers=[AssetWatcher(
@@ -86,6 +97,8 @@ def declare_handler_dags() -> dict[str, Any]:
             trigger=StreamDoorbellTrigger(streams=lane_streams(spec, settings), group=spec.dag_id,
                                           component=spec.kind))])
         schedule = (gcn_asset | doorbell) if spec.kind == "gcn" else doorbell
+        if spec.kind == "lvalert" and kafka_lvalert is not None:
+            schedule = doorbell | kafka_lvalert
         task_settings = {k: v for k, v in spec.task_kwargs.items()
                          if k in ("pool", "queue", "priority_weight", "execution_timeout")}
         task_settings.setdefault("queue", queue_for_pool(task_settings.get("pool")))

@@ -86,7 +86,9 @@ def check_listeners(settings: Settings | None = None) -> dict[str, dict[str, str
 
     settings = settings or get_settings()
     client = get_redis(settings)
-    records = {name: read_health(client, settings, name) for name in LISTENERS}
+    kafka = (("igwn_alert",) if settings.transport == "kafka" else ()) + (
+        ("gcn_kafka",) if settings.gcn_kafka_topics else ())
+    records = {name: read_health(client, settings, name) for name in LISTENERS + kafka}
     records.update(alarm_records(client, settings))
     problems = listener_problems(records, time.time(), settings.listener_down_alarm_s)
     if problems:

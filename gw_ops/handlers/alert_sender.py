@@ -29,6 +29,7 @@ from typing import Any
 from gw_ops import gracedb_client as gateway
 from gw_ops.config import Settings, get_settings
 from gw_ops.formats import alert_content, circular, gpstime, json_alert, voevent
+from gw_ops.handlers import kafka_alerts
 from gw_ops.rules.alert_policy import (
     AlertDecision,
     gcn_notice_number,
@@ -295,12 +296,16 @@ def send_alert(decision: AlertDecision, superevent_id: str, *, settings: Setting
                                  decision.alert_type, serial, cited)
         xml = voevent.build_voevent(content)
         voevent.validate_voevent(xml)
-        _validate_json(content)  # before anything is published: a rejected alert never goes
+        alert_json = json_alert.build_json_alert(content)
+        _validate_json(alert_json)  # before anything is published: a rejected alert never goes
+        kafka_alerts.prepare(alert_json, settings)  # every Kafka form built and validated too
         status, detail = script(keys=[record_key, _outgoing_stream(settings)],
                                 args=[decision.key, serial, xml, content.ivorn,
                                       int(settings.alert_record_ttl_s), _outgoing_maxlen()])
         if int(status) == 1:
             log.info("sent %s (%s)", content.ivorn, decision.reason)
+            # recorded in GraceDB only once every Kafka broker acknowledged it
+            kafka_alerts.deliver(settings, redis_client, record_key, superevent_id, decision.key, alert_json)
             _record_in_gracedb(client, superevent_id, decision, serial, xml, content)
             _after_send(client, superevent_id, decision)
             return {"status": "sent", "key": decision.key, "serial_number": serial,
@@ -316,6 +321,7 @@ def send_alert(decision: AlertDecision, superevent_id: str, *, settings: Setting
     serial = int(record.split()[0])
     if decision.key not in sent_alerts_from_logs(gateway.logs(client, superevent_id)):
         xml = redis_client.hget(record_key, f"xml:{decision.key}")
+        kafka_alerts.deliver(settings, redis_client, record_key, superevent_id, decision.key, None)
         _record_in_gracedb(client, superevent_id, decision, serial, xml, None)
         status = "completed"
     else:
@@ -325,13 +331,13 @@ def send_alert(decision: AlertDecision, superevent_id: str, *, settings: Setting
             "ivorn": alert_content.ivorn(superevent_id, serial, decision.alert_type)}
 
 
-def _validate_json(content: alert_content.AlertContent) -> None:
+def _validate_json(alert: dict[str, Any]) -> None:
     """Check the alert's JSON form against igwn-gwalert-schema; a rejection is a gw-ops bug:
     logged as an error and raised, so that alert stops, red, with the schema's reason."""
     from gw_ops.formats.schema import AlertSchemaError, validate_json_alert
 
     try:
-        validate_json_alert(json_alert.build_json_alert(content))
+        validate_json_alert(alert)
     except AlertSchemaError as exc:
         log.error("NOT SENT: %s", exc.reason)
         raise

@@ -5,8 +5,13 @@ decoded (dict), reads it with :func:`gw_ops.rules.external_json.notice_from_json
 rules of GWCelery 3.0.0's ``handle_kafka_alert``), and hands the notice to the shared
 external-trigger path (:func:`gw_ops.handlers.external_triggers.apply_notice`: event,
 ``NOT_GRB``, sky map, RAVEN).  The GraceDB event file is the JSON notice itself, as
-GWCelery uploads it.  The Kafka transport that will feed this entry point is a separate
-piece of work; until then the handler is called directly (tests, replays).
+GWCelery uploads it.
+
+The lane :func:`handle_json_notice` feeds it: the GCN Kafka listener
+(:mod:`gw_ops.transport.kafka`) stores each JSON notice in ``gcn:incoming`` as notice
+type :data:`~gw_ops.transport.gcn_notices.JSON_NOTICE`.  The lane runs in the serial
+``exttrig`` pool, like the VOEvent lane, so external events are never made concurrently;
+it exists only while the setting ``gcn_kafka_topics`` names topics.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from gw_ops.config import Settings, get_settings
 from gw_ops.handlers.external_triggers import apply_notice
 from gw_ops.rules.external import InvalidNotice
 from gw_ops.rules.external_json import MAX_JSON_NOTICE_BYTES, gracedb_payload, notice_from_json
+from gw_ops.transport import gcn_notices as gcn
 
 
 def decode_json_notice(payload: bytes) -> dict[str, Any]:
@@ -73,4 +79,17 @@ def process_json_notice(alert: Mapping[str, Any] | bytes, *, client: Any = None,
     return apply_notice(notice, payload, client=client, settings=settings, run_raven=run_raven)
 
 
-__all__ = ["process_json_notice", "decode_json_notice"]
+@gcn.handler(gcn.JSON_NOTICE, pool="exttrig", enabled_setting="gcn_kafka_topics")
+def handle_json_notice(payload: bytes, notice: dict[str, Any]) -> str | None:
+    """Lane handler of GCN Kafka JSON notices (IceCube, SVOM, Swift/BAT-GUANO, CHIME,
+    Fermi targeted): each becomes an external event.
+
+    Raises
+    ------
+    InvalidNotice
+        The notice cannot be handled; the lane dead-letters it.
+    """
+    return process_json_notice(notice)
+
+
+__all__ = ["process_json_notice", "decode_json_notice", "handle_json_notice"]

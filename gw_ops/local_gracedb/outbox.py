@@ -63,6 +63,8 @@ class AlertPublisher:
     def __init__(self, settings: Settings, client: redis.Redis | None = None):
         self.settings = settings
         self.redis = client or get_redis(settings, socket_timeout=5, socket_connect_timeout=5)
+        from gw_ops.local_gracedb import kafka_publisher  # transport = kafka: IGWN Alert topics
+        self.kafka = kafka_publisher.for_settings(settings)
 
     def _publish(self, message: Outbox) -> str | None:
         """XADD one message; ``None`` when sent, else why it can never be sent.
@@ -76,6 +78,12 @@ class AlertPublisher:
         if size > self.settings.lvalert_max_message_bytes:
             return (f"message of {size} bytes is larger than the "
                     f"{self.settings.lvalert_max_message_bytes} bytes allowed")
+        if self.kafka is not None:  # transport = kafka: the IGWN Alert topic of the node
+            try:
+                self.kafka.publish([message])
+            except RuntimeError as exc:  # refused or not acknowledged: the message waits
+                raise PublishError(str(exc)) from exc
+            return None
         try:
             self.redis.xadd(lvalert_stream(self.settings, message.node),
                             {"payload": message.payload},

@@ -246,7 +246,38 @@ def _log_server_health(settings: Settings) -> tuple[bool, str]:
     return len(listening) == len(ports), f"listening on {settings.host}:{','.join(map(str, listening)) or '-'}"
 
 
+def _kafka_health(settings: Settings) -> tuple[bool, str]:
+    from gw_ops.transport.kafka_client import wait_ready
+    try:
+        wait_ready(settings.local_kafka_bootstrap, timeout_s=HEALTH_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001
+        return False, str(exc)[:80]
+    return True, "answers metadata requests"
+
+
+def _tansu_command(settings: Settings) -> list[str]:
+    from gw_ops.ops.tansu import tansu_command
+    return tansu_command(settings.host, settings.kafka_port)
+
+
+def _local_kafka(settings: Settings) -> bool:
+    """transport = kafka with the IGWN Alert broker left to the stack (a local tansu)."""
+    return settings.transport == "kafka" and not settings.igwn_alert_bootstrap
+
+
+def _prepare_kafka_topics(settings: Settings) -> None:
+    """Create the local broker's topics before any listener subscribes."""
+    from gw_ops.handlers.kafka_alerts import targets
+    from gw_ops.transport.kafka import lvalert_nodes
+    from gw_ops.transport.kafka_client import ensure_topics
+    topics = [f"{settings.igwn_alert_group}.{node}" for node in lvalert_nodes(settings)]
+    topics += [t for t in settings.gcn_kafka_topics if not settings.gcn_kafka_bootstrap]
+    topics += [t.topic for t in targets(settings) if t.server == settings.local_kafka_bootstrap]
+    ensure_topics(settings.local_kafka_bootstrap, topics)
+
+
 COMPONENTS: tuple[Component, ...] = (
+    Component("kafka", _tansu_command, lambda s: s.kafka_port, _kafka_health, enabled=_local_kafka),
     Component("redis", embedded_redis_command, lambda s: s.embedded_redis_port,
               lambda s: (redis_answers(s.redis_url), s.redis_url),
               enabled=lambda s: s.redis_url.startswith(f"redis://{s.host}:{s.embedded_redis_port}")),
@@ -391,10 +422,11 @@ def up(settings: Settings, out=print) -> int:
     from gw_ops.local_gracedb.auth import ensure_service_credentials
     ensure_service_credentials(settings)
 
-    redis_component = [c for c in components if c.name == "redis"]
+    redis_component = [c for c in components if c.name in ("redis", "kafka")]
     for component in redis_component:
         start_component(settings, component)
-        if not _wait_healthy(settings, [component], UP_TIMEOUT_S, out) or not check_redis_durable(settings, out):
+        if not _wait_healthy(settings, [component], UP_TIMEOUT_S, out) or (
+                component.name == "redis" and not check_redis_durable(settings, out)):
             down(settings, out)
             return 3
     from gw_ops.transport.redis_client import get_redis
@@ -405,9 +437,11 @@ def up(settings: Settings, out=print) -> int:
             out(f"new state folder: deleted {stale} Redis keys under {settings.key_prefix!r} "
                 "left by an earlier stack")
     ensure_lane_groups(get_redis(settings), settings)
+    if _local_kafka(settings):
+        _prepare_kafka_topics(settings)
     prepare_airflow(settings)
     for component in components:
-        if component.name != "redis":
+        if component not in redis_component:
             start_component(settings, component)
     if not _wait_healthy(settings, components, UP_TIMEOUT_S, out):
         out("the stack did not become healthy; logs are in " + str(log_dir(settings)))

@@ -26,7 +26,9 @@ A JSON notice has no IVORN; gw-ops names it ``gcn-kafka://<pipeline>/<instrument
 <alert type>/<record number or alert time>`` -- unique per notice, so it serves as the
 idempotency key of the event's log like a VOEvent's IVORN.
 
-Position: ``ra``/``dec``/``ra_dec_error`` (deg; 90 % error circle).  GWCelery downloads
+Position: ``ra``/``dec``/``ra_dec_error`` (deg; 90 % error circle, or an error ellipse
+``[semi-major, semi-minor, rotation]`` as CHIME sends it, taken as the circle of its
+semi-major axis, which contains it).  GWCelery downloads
 ``healpix_url`` when there is one; gw-ops makes the sky map from the position (no
 network access from the pipeline's workers).
 """
@@ -105,6 +107,24 @@ def _number(alert: Mapping[str, Any], key: str) -> float | None:
     return float(value)
 
 
+def _error_radius(alert: Mapping[str, Any]) -> float | None:
+    """``ra_dec_error`` (deg) as one radius: a number, or the semi-major axis of an ellipse.
+
+    GCN's schema allows ``[a, b, rotation]`` (CHIME); the circle of radius ``a`` contains
+    that ellipse, so the sky map made from it does not lose the source.
+    """
+    value = alert.get("ra_dec_error")
+    if isinstance(value, (list, tuple)):
+        if len(value) != 3:
+            raise InvalidNotice(f"JSON notice field ra_dec_error = {value!r} is neither a radius "
+                                "nor an ellipse [a, b, rotation]")
+        numbers = [_number({"ra_dec_error": item}, "ra_dec_error") for item in value]
+        if None in numbers:
+            raise InvalidNotice(f"JSON notice field ra_dec_error = {value!r} has an empty entry")
+        return max(numbers[:2])
+    return _number(alert, "ra_dec_error")
+
+
 def notice_type_of(alert: Mapping[str, Any], pipeline: str) -> str:
     """``PIPELINE_INSTRUMENT_SUBTYPE`` or ``PIPELINE_INSTRUMENT_ALERTTYPE`` of a notice."""
     name = pipeline.upper()
@@ -180,7 +200,7 @@ def notice_from_json(alert: Mapping[str, Any], settings: Settings) -> ExternalNo
         except (TypeError, ValueError):
             raise InvalidNotice(f"duration {duration!r} is not a number") from None
         event_time = gps_to_utc(gpstime).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    ra, dec, error = (_number(alert, key) for key in ("ra", "dec", "ra_dec_error"))
+    ra, dec, error = _number(alert, "ra"), _number(alert, "dec"), _error_radius(alert)
     if ra is not None and dec is not None:
         if not (0.0 <= ra <= 360.0 and -90.0 <= dec <= 90.0):
             raise InvalidNotice(f"position RA={ra:g}, Dec={dec:g} deg is outside the sky")

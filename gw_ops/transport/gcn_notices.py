@@ -10,6 +10,10 @@ Usage
 
 ``payload`` is the VOEvent XML (bytes) and ``root`` its parsed lxml root element.
 Delivery is at-least-once: handlers must be idempotent.
+
+GCN's Kafka JSON notices (IceCube, SVOM, Swift/BAT-GUANO, CHIME, Fermi targeted) have no
+``NoticeType``; they share the pseudo type :data:`JSON_NOTICE`, and a handler registered
+for it is called as ``func(payload, notice)`` with the decoded JSON object.
 """
 from __future__ import annotations
 
@@ -19,9 +23,15 @@ from gcn import NoticeType  # pygcn: an IntEnum of GCN notice types, a light imp
 
 from gw_ops.transport.registry import register
 
+#: Notice type of every GCN Kafka JSON notice (stream entries with a ``json`` field).
+JSON_NOTICE = "GCN_KAFKA_JSON"
+
 
 def notice_type_name(notice_type: NoticeType | int | str) -> str:
-    """Canonical name of a notice type (``NoticeType`` member, its number, or its name)."""
+    """Canonical name of a notice type (``NoticeType`` member, its number, its name, or
+    :data:`JSON_NOTICE`)."""
+    if notice_type == JSON_NOTICE:
+        return JSON_NOTICE
     if isinstance(notice_type, str):
         return NoticeType[notice_type].name
     return NoticeType(int(notice_type)).name
@@ -42,20 +52,36 @@ def handler(*notice_types: NoticeType | int | str, **task_kwargs: Any) -> Callab
 
 
 def decode_notice(fields: dict[str, bytes]) -> tuple[str, bytes, Any]:
-    """Notice type name, XML payload and parsed root of a ``gcn:incoming`` stream entry.
+    """Notice type name, payload and parsed form of a ``gcn:incoming`` stream entry.
+
+    A VOEvent entry (field ``xml``) gives its ``NoticeType`` name, the XML and its lxml
+    root; a GCN Kafka JSON notice (field ``json``) gives :data:`JSON_NOTICE`, the JSON
+    and the decoded object.
 
     Raises
     ------
     gw_ops.errors.PermanentError
-        When the entry has no XML, the XML does not parse (safely), or the type is unknown.
+        When the entry has neither, the XML does not parse (safely), the JSON is not an
+        object, or the type is unknown.
     """
+    import json
+
     from gw_ops.config import get_settings
     from gw_ops.errors import PermanentError
     from gw_ops.formats import xml as safe_xml
 
+    if fields.get("json") and not fields.get("xml"):
+        payload = fields["json"]
+        try:
+            document = json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise PermanentError(f"GCN JSON notice is not JSON: {exc}") from None
+        if not isinstance(document, dict):
+            raise PermanentError("GCN JSON notice is not a JSON object")
+        return JSON_NOTICE, payload, document
     payload = fields.get("xml")
     if not payload:
-        raise PermanentError("GCN stream entry without xml")
+        raise PermanentError("GCN stream entry without xml or json")
     try:
         root = safe_xml.parse_xml(payload, max_bytes=get_settings().gcn_max_packet_bytes)
     except safe_xml.XMLRejected as exc:  # malformed, too large or carrying a DTD: bad input

@@ -21,6 +21,7 @@ HANDLER_MODULES: tuple[str, ...] = (
     "gw_ops.handlers.superevents",
     "gw_ops.handlers.external_triggers",
     "gw_ops.handlers.orchestrator",
+    "gw_ops.handlers.kafka_notices",
 )
 
 #: Task settings a handler may give: passed to the handler DAG's task.
@@ -44,7 +45,8 @@ class HandlerSpec:
     task_kwargs : dict
         Airflow task settings of the handler's lane (see :data:`TASK_KWARGS`).
         ``sort_key`` (a function of one decoded LVAlert message dict) orders each drained
-        batch; ties keep arrival order.  ``enabled_setting`` names a boolean setting:
+        batch; ties keep arrival order.  ``enabled_setting`` names a setting (a boolean, or
+        a list that is on when not empty):
         while it is false the handler has no lane at all (no DAG, no consumer group), so
         no DAG exists that could only do nothing.
     """
@@ -88,21 +90,32 @@ def register(kind: str, keys: tuple[str, ...], task_kwargs: dict[str, Any]) -> C
     return decorate
 
 
-def load_handlers(modules: tuple[str, ...] | None = None) -> list[HandlerSpec]:
-    """Import the handler modules and return every registered handler, sorted by name.
+def load_handlers(modules: tuple[str, ...] | None = None, settings=None) -> list[HandlerSpec]:
+    """Import the handler modules and return their registered handlers, sorted by name.
 
     By default the modules are :data:`HANDLER_MODULES` plus the setting
-    ``extra_handler_modules``.  Handlers whose ``enabled_setting`` is false in the
-    active settings are left out.
+    ``extra_handler_modules``.  Only handlers defined in those modules count: what else
+    this process happened to import (a test module that imports the probe handlers, say)
+    must not change which lanes, consumer groups or Kafka topics exist, or two processes
+    with the same settings would disagree.  Handlers whose ``enabled_setting`` is false
+    in the settings are left out.
+
+    Parameters
+    ----------
+    modules : tuple of str, optional
+    settings : Settings, optional
+        Default: :func:`gw_ops.config.get_settings`.
     """
     from gw_ops.config import get_settings
 
-    settings = get_settings()
+    settings = settings or get_settings()
     if modules is None:
         modules = HANDLER_MODULES + settings.extra_handler_modules
     for module in modules:
         importlib.import_module(module)
-    return sorted((spec for spec in _REGISTRY.values() if is_enabled(spec, settings)),
+    wanted = set(modules)
+    return sorted((spec for spec in _REGISTRY.values()
+                   if spec.func.__module__ in wanted and is_enabled(spec, settings)),
                   key=lambda spec: spec.name)
 
 

@@ -423,7 +423,7 @@ def ensure_lane_groups(client: redis.Redis, settings: Settings) -> int:
     from gw_ops.transport.registry import load_handlers
 
     created = 0
-    for spec in load_handlers():
+    for spec in load_handlers(settings=settings):
         for stream in lane_streams(spec, settings):
             created += ensure_group(client, stream, spec.dag_id)
     return created
