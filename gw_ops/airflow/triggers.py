@@ -361,3 +361,59 @@ class DueActionTrigger(BaseEventTrigger):
                 await asyncio.sleep(self.poll_s)
         finally:
             client.close()
+
+
+class AlertRecordTrigger(BaseTrigger):
+    """Fire once when a superevent's alert with a given key was sent (or at ``timeout_s``).
+
+    Polls the alert record hash of :mod:`gw_ops.handlers.alert_sender` (one ``HGET`` per
+    ``poll_s`` on an asyncio Redis client: no thread, no blocking read, so hundreds of
+    waiting superevent runs cost the triggerer next to nothing).
+
+    Parameters
+    ----------
+    superevent_id : str
+    key : str
+        Alert key, e.g. ``Preliminary-1``.
+    timeout_s : float
+        Give up after this long (s); the event then carries ``timed_out: True``.
+    poll_s : float
+        Seconds between polls.
+    """
+
+    def __init__(self, superevent_id: str, key: str, timeout_s: float, poll_s: float = 0.5):
+        super().__init__()
+        self.superevent_id = superevent_id
+        self.key = key
+        self.timeout_s = timeout_s
+        self.poll_s = poll_s
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (f"{type(self).__module__}.{type(self).__qualname__}",
+                {"superevent_id": self.superevent_id, "key": self.key,
+                 "timeout_s": self.timeout_s, "poll_s": self.poll_s})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from gw_ops.handlers.alert_sender import alert_record_key
+        from gw_ops.transport.redis_client import get_async_redis
+
+        settings = _settings()
+        client = get_async_redis(settings)
+        record_key = alert_record_key(settings, self.superevent_id)
+        deadline = time.time() + self.timeout_s
+        try:
+            while time.time() < deadline:
+                try:
+                    record = await client.hget(record_key, f"key:{self.key}")
+                except Exception as exc:  # noqa: BLE001 (wait through Redis outages)
+                    log.error("alert record %s: Redis unavailable (%s)", self.superevent_id, exc)
+                    record = None
+                if record is not None:
+                    serial, stream_id = _text(record).split()
+                    yield TriggerEvent({"key": self.key, "serial_number": int(serial),
+                                        "stream_id": stream_id, "timed_out": False})
+                    return
+                await asyncio.sleep(self.poll_s)
+            yield TriggerEvent({"key": self.key, "timed_out": True})
+        finally:
+            await client.aclose()

@@ -1,0 +1,159 @@
+"""Hand-over from the superevent lane to the superevent's own DAG run (issue 11).
+
+The superevent manager (:mod:`gw_ops.handlers.superevents`) *requests* one run of the
+``superevent`` DAG per superevent it creates, with the superevent's story (id, preferred
+event, FAR, pipeline, group, links).  The request is a Redis hash entry written before the
+lane acknowledges the message; the superevent lane DAG's next task starts the run (run id =
+superevent id, ``skip_when_already_exists``) and then marks it started.  So a crash between
+the GraceDB write and the run start loses nothing (the request waits in Redis, and a
+redelivered message re-requests it while the run is not marked started), and a retry never
+makes a second run (the run id is the superevent id).
+
+No Airflow import here: the airflow layer (:mod:`gw_ops.airflow.superevent_dag`) reads the
+requests.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from gw_ops.config import Settings
+from gw_ops.gracedb_urls import superevent_file_url, superevent_page_url
+from gw_ops.vocabulary import SKYMAP_IMAGE_FILENAME
+
+#: DAG id of the per-superevent run.
+SUPEREVENT_DAG_ID = "superevent"
+#: Seconds a "run started" marker is kept (after that a redelivery cannot be that old).
+STARTED_MARKER_TTL_S = 30 * 86400
+
+
+def story(settings: Settings, superevent_id: str, event: Mapping[str, Any],
+          category: str | None = None) -> dict[str, Any]:
+    """The conf of a superevent run: who, what, where to look.
+
+    Parameters
+    ----------
+    superevent_id : str
+    event : dict
+        The preferred G event's GraceDB JSON.
+    """
+    return {"superevent_id": superevent_id, "preferred_event": event.get("graceid"),
+            "far": event.get("far"), "pipeline": event.get("pipeline"),
+            "group": event.get("group"), "search": event.get("search"),
+            "gpstime": event.get("gpstime"), "category": category,
+            "gracedb_url": superevent_page_url(settings, superevent_id),
+            "skymap_image_url": superevent_file_url(settings, superevent_id, SKYMAP_IMAGE_FILENAME),
+            "requested_at": time.time()}
+
+
+def run_note(conf: Mapping[str, Any]) -> str:
+    """Markdown note of a superevent run (shown at the top of the run in the UI)."""
+    far = conf.get("far")
+    far_text = f"{float(far):.3g} Hz" if far is not None else "?"
+    return (f"**{conf['superevent_id']}**: preferred event {conf.get('preferred_event')} "
+            f"({conf.get('pipeline')}, {conf.get('group')}, {conf.get('search')}), FAR {far_text}. "
+            f"[GraceDB page]({conf.get('gracedb_url')}) · [sky map]({conf.get('skymap_image_url')})")
+
+
+def _pending_key(settings: Settings) -> str:
+    return settings.key("superevent_runs", "pending")
+
+
+def _started_key(settings: Settings, superevent_id: str) -> str:
+    return settings.key("superevent_runs", "started", superevent_id)
+
+
+def request_run(redis_client, settings: Settings, conf: Mapping[str, Any]) -> bool:
+    """Ask for the superevent's run unless it was started; True when newly requested."""
+    superevent_id = conf["superevent_id"]
+    if redis_client.exists(_started_key(settings, superevent_id)):
+        return False
+    return bool(redis_client.hsetnx(_pending_key(settings), superevent_id, json.dumps(conf)))
+
+
+def pending_runs(redis_client, settings: Settings) -> list[dict[str, Any]]:
+    """Requested runs not yet marked started, oldest request first."""
+    raw = redis_client.hgetall(_pending_key(settings))
+    confs = [json.loads(value) for value in raw.values()]
+    return sorted(confs, key=lambda conf: conf.get("requested_at", 0))
+
+
+def mark_started(redis_client, settings: Settings, superevent_ids: list[str]) -> None:
+    """Record that these runs exist (then drop their requests)."""
+    if not superevent_ids:
+        return
+    with redis_client.pipeline() as pipe:
+        for superevent_id in superevent_ids:
+            pipe.set(_started_key(settings, superevent_id), "1", ex=STARTED_MARKER_TTL_S)
+        pipe.hdel(_pending_key(settings), *superevent_ids)
+        pipe.execute()
+
+
+def run_started(redis_client, settings: Settings, superevent_id: str) -> bool:
+    """Whether the superevent's run was started (so it may wait for an answer)."""
+    return bool(redis_client.exists(_started_key(settings, superevent_id)))
+
+
+#: Task of the superevent DAG that asks the advocate (Airflow human-in-the-loop).
+SIGNOFF_TASK_ID = "advocate_signoff"
+
+
+def _airflow_session(settings: Settings):
+    """An ``httpx`` client logged into the stack's Airflow API (simple auth manager admin)."""
+    import httpx
+
+    passwords = json.loads((settings.airflow_home / "simple_auth_manager_passwords.json").read_text())
+    http = httpx.Client(base_url=settings.airflow_api_url, timeout=10.0)
+    response = http.post("/auth/token", json={"username": "admin", "password": passwords["admin"]})
+    response.raise_for_status()
+    http.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+    return http
+
+
+def answer_signoff(settings: Settings, superevent_id: str, label: str, log=None, http=None) -> str:
+    """Answer the superevent run's advocate signoff with a label that came through GraceDB.
+
+    Both ways of signing off agree: the first answer wins (Airflow answers a second one
+    with 409), and a disagreement is logged as an error.
+
+    ``http``: an ``httpx.Client`` logged into Airflow (tests); by default the stack's.
+
+    Returns
+    -------
+    str
+        ``answered``, ``already answered`` (the same option), ``disagrees`` (the run was
+        answered with the other option), or ``not waiting`` (the task has not asked yet:
+        it reads the GraceDB labels itself when it starts; or it is over).
+
+    Raises
+    ------
+    gw_ops.errors.TransientError
+        When the task is starting right now (it may have read the labels before this
+        one arrived): the lane retries shortly.
+    """
+    from gw_ops.errors import TransientError
+
+    base = f"/api/v2/dags/{SUPEREVENT_DAG_ID}/dagRuns/{superevent_id}/taskInstances/{SIGNOFF_TASK_ID}"
+    with (http or _airflow_session(settings)) as http:
+        response = http.patch(f"{base}/-1/hitlDetails",
+                              json={"chosen_options": [label], "params_input": {}})
+        if response.status_code == 200:
+            return "answered"
+        if response.status_code == 409:
+            detail = http.get(f"{base}/-1/hitlDetails")
+            chosen = (detail.json().get("chosen_options") or []) if detail.status_code == 200 else []
+            if chosen and label not in chosen:
+                if log is not None:
+                    log.error("%s: GraceDB says %s but the Airflow signoff chose %s",
+                              superevent_id, label, chosen)
+                return "disagrees"
+            return "already answered"
+        if response.status_code == 404:
+            state = http.get(base)
+            if state.status_code == 200 and state.json().get("state") == "running":
+                raise TransientError(f"{superevent_id}: signoff task is starting; answer again")
+            return "not waiting"
+        response.raise_for_status()
+        raise TransientError(f"{superevent_id}: Airflow answered {response.status_code}")

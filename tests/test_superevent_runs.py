@@ -1,0 +1,89 @@
+"""Hand-over from the superevent lane to the superevent run (issue 11): each superevent
+asks for its run exactly once, and a GraceDB signoff answers the run's Required Action."""
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from gw_ops.errors import TransientError
+from gw_ops.handlers import superevent_runs as runs
+from tests.test_superevents_handle import (  # noqa: F401
+    client,
+    gps,
+    handle,
+    lane,
+    new_messages,
+    upload,
+)
+
+
+def test_a_new_superevent_asks_for_its_run_once(gracedb_service, client, lane, gps, redis_client):  # noqa: F811
+    settings = gracedb_service.settings
+    graceid = upload(client, gps, far=2e-9)
+    message = new_messages(lane, [graceid])[graceid]
+    outcome = handle(client, message, gracedb_service)
+    assert outcome.action == "created"
+    sid = outcome.superevent_id
+    pending = {conf["superevent_id"]: conf for conf in runs.pending_runs(redis_client, settings)}
+    conf = pending[sid]
+    assert conf["preferred_event"] == graceid
+    assert (conf["pipeline"], conf["group"], conf["far"]) == ("gstlal", "CBC", 2e-9)
+    assert conf["gracedb_url"].endswith(f"/superevents/{sid}/view/")
+    assert conf["skymap_image_url"].endswith(f"/superevents/{sid}/files/bayestar.png")
+    note = runs.run_note(conf)
+    assert sid in note and graceid in note and "2e-09 Hz" in note
+    # a redelivery asks again only while the run is not started; never twice
+    handle(client, message, gracedb_service)
+    assert [c["superevent_id"] for c in runs.pending_runs(redis_client, settings)].count(sid) == 1
+    runs.mark_started(redis_client, settings, [sid])
+    assert runs.run_started(redis_client, settings, sid)
+    assert sid not in {c["superevent_id"] for c in runs.pending_runs(redis_client, settings)}
+    handle(client, message, gracedb_service)
+    assert sid not in {c["superevent_id"] for c in runs.pending_runs(redis_client, settings)}
+
+
+def test_a_request_lost_with_a_crash_after_create_is_made_again(gracedb_service, client, lane, gps,  # noqa: F811
+                                                                  redis_client):
+    settings = gracedb_service.settings
+    graceid = upload(client, gps)
+    message = new_messages(lane, [graceid])[graceid]
+    sid = handle(client, message, gracedb_service).superevent_id
+    redis_client.hdel(settings.key("superevent_runs", "pending"), sid)  # "crashed before asking"
+    assert handle(client, message, gracedb_service).action == "unchanged"
+    assert sid in {c["superevent_id"] for c in runs.pending_runs(redis_client, settings)}
+
+
+def airflow(responses):
+    """An httpx client answering the signoff calls from ``{(method, path tail): (status, json)}``."""
+    calls = []
+
+    def reply(request):
+        calls.append((request.method, request.url.path))
+        for (method, tail), (status, body) in responses.items():
+            if request.method == method and request.url.path.endswith(tail):
+                return httpx.Response(status, json=body)
+        return httpx.Response(500, json={})
+    return httpx.Client(base_url="http://airflow", transport=httpx.MockTransport(reply)), calls
+
+
+@pytest.mark.parametrize("responses,expected", [
+    ({("PATCH", "/hitlDetails"): (200, {})}, "answered"),
+    ({("PATCH", "/hitlDetails"): (409, {}), ("GET", "/hitlDetails"): (200, {"chosen_options": ["ADVOK"]})},
+     "already answered"),
+    ({("PATCH", "/hitlDetails"): (409, {}), ("GET", "/hitlDetails"): (200, {"chosen_options": ["ADVNO"]})},
+     "disagrees"),
+    ({("PATCH", "/hitlDetails"): (404, {}), ("GET", "/advocate_signoff"): (200, {"state": "success"})},
+     "not waiting"),
+])
+def test_gracedb_signoff_answers_the_required_action(base_settings, responses, expected):
+    http, calls = airflow(responses)
+    assert runs.answer_signoff(base_settings, "S261201a", "ADVOK", http=http) == expected
+    assert calls[0] == ("PATCH", "/api/v2/dags/superevent/dagRuns/S261201a/taskInstances/"
+                                 "advocate_signoff/-1/hitlDetails")
+
+
+def test_a_signoff_task_starting_right_now_is_answered_again_later(base_settings):
+    http, _ = airflow({("PATCH", "/hitlDetails"): (404, {}),
+                       ("GET", "/advocate_signoff"): (200, {"state": "running"})})
+    with pytest.raises(TransientError):
+        runs.answer_signoff(base_settings, "S261201a", "ADVOK", http=http)
