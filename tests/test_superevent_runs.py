@@ -87,3 +87,18 @@ def test_a_signoff_task_starting_right_now_is_answered_again_later(base_settings
                        ("GET", "/advocate_signoff"): (200, {"state": "running"})})
     with pytest.raises(TransientError):
         runs.answer_signoff(base_settings, "S261201a", "ADVOK", http=http)
+
+
+def test_an_alert_outside_the_run_gets_a_run_of_its_own(base_settings):
+    assert runs.alert_run_id("S261201a", "Update:p_astro.json,2") == "S261201a.Update.p_astro.json.2"
+    http, calls = airflow({("POST", "/dags/superevent_alert/dagRuns"): (409, {})})
+    result = {"key": "Update:p_astro.json,2", "serial_number": 4, "ivorn": "ivo://x#S261201a-4-Update",
+              "status": "sent"}
+    assert runs.record_alert_run(base_settings, "S261201a", result, http=http) == \
+        "S261201a.Update.p_astro.json.2"  # 409: recorded before, by a redelivery
+    assert calls == [("POST", "/api/v2/dags/superevent_alert/dagRuns")]
+    # the superevent run has tasks for these
+    assert runs.record_alert_run(base_settings, "S261201a", {"key": "Initial"}, http=http) is None
+    http, _ = airflow({})
+    with pytest.raises(TransientError):
+        runs.record_alert_run(base_settings, "S261201a", result, http=http)

@@ -55,8 +55,10 @@ def _log_alert(result: dict[str, Any] | None, what: str) -> None:
     if result is None:
         log.info("%s: no alert due", what)
         return
+    from gw_ops.rules.alert_policy import type_of_key
+
     log.info("%s: alert type %s, serial number %s, IVORN %s (%s)", what,
-             result.get("key", "?").split("-")[0].split(":")[0], result.get("serial_number"),
+             type_of_key(result.get("key", "?")), result.get("serial_number"),
              result.get("ivorn"), result.get("status", "sent"))
 
 
@@ -102,7 +104,8 @@ class AlertSentOperator(BaseOperator):
         result = {"key": self.key, "alert_type": alert_type, "serial_number": event["serial_number"],
                   "ivorn": ivorn(superevent_id, event["serial_number"], alert_type),
                   "sent_at": sent_at}
-        log.info("%s: alert type %s, serial number %s, IVORN %s, on the wire at %s", superevent_id,
+        log.info("%s: alert type %s, serial number %s, IVORN %s, sent (appended for the broker) at %s",
+                 superevent_id,
                  alert_type, result["serial_number"], result["ivorn"],
                  datetime.fromtimestamp(sent_at, timezone.utc).isoformat())
         return result
@@ -207,6 +210,34 @@ def declare_superevent_dag(default_args: dict[str, Any]):
                                     op_kwargs={"label": ADVNO})
         preliminary >> [second, signoff]
         signoff >> [initial, retraction]
+    return dag
+
+
+def log_alert_record(**context) -> dict[str, Any]:
+    """The one task of a ``superevent_alert`` run: say which alert it records."""
+    conf = context["dag_run"].conf or {}
+    log.info("%s: alert %s, serial number %s, IVORN %s (%s); GraceDB page %s",
+             conf.get("superevent_id"), conf.get("key"), conf.get("serial_number"),
+             conf.get("ivorn"), conf.get("status"), conf.get("gracedb_url"))
+    return conf
+
+
+def declare_alert_record_dag(default_args: dict[str, Any]):
+    """The ``superevent_alert`` DAG: one run per alert sent outside the superevent run
+    (run id ``<superevent id>.<alert key>``), started by the orchestrator lane."""
+    from airflow.providers.standard.operators.python import PythonOperator
+    from airflow.sdk import DAG
+
+    from gw_ops.handlers.superevent_runs import ALERT_DAG_ID
+
+    with DAG(dag_id=ALERT_DAG_ID, schedule=None, catchup=False, max_active_runs=None,
+             tags=["gw-ops", "superevent"], default_args=default_args,
+             doc_md="### superevent_alert\n\nOne run per public alert that the `superevent` run "
+                    "has no task for (an Update, a Preliminary after a new preferred event or a "
+                    "coincidence...): run id `<superevent id>.<alert key>`, e.g. "
+                    "`S261201a.Update.p_astro.json.2`. Search the runs by the superevent id to "
+                    "find every alert of a candidate.") as dag:
+        PythonOperator(task_id="alert", python_callable=log_alert_record)
     return dag
 
 

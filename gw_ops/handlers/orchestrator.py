@@ -84,8 +84,11 @@ def handle_superevent(message: Mapping[str, Any], *, settings: Settings | None =
     with superevent_lock(redis_client, settings, superevent_id):
         result = _handle_superevent_locked(superevent_id, kind, data, settings=settings,
                                            client=client, redis_client=redis_client)
-    if kind == "label_added" and data.get("name") in (ADVOK, ADVNO) and \
-            superevent_runs.run_started(redis_client, settings, superevent_id):
+    started = superevent_runs.run_started(redis_client, settings, superevent_id)
+    if result is not None and started:
+        # an alert the superevent run has no task for gets a run of its own
+        superevent_runs.record_alert_run(settings, superevent_id, result)
+    if kind == "label_added" and data.get("name") in (ADVOK, ADVNO) and started:
         # the signoff came through GraceDB: answer the run's Required Action too
         answer = superevent_runs.answer_signoff(settings, superevent_id, data["name"], log)
         log.info("%s: %s through GraceDB; superevent run signoff: %s", superevent_id,

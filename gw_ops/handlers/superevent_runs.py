@@ -15,6 +15,7 @@ requests.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -157,3 +158,45 @@ def answer_signoff(settings: Settings, superevent_id: str, label: str, log=None,
             return "not waiting"
         response.raise_for_status()
         raise TransientError(f"{superevent_id}: Airflow answered {response.status_code}")
+
+
+#: DAG whose runs record the alerts the superevent run has no task for (Updates, a
+#: Preliminary after a new preferred event or a coincidence, an EarlyWarning...).
+ALERT_DAG_ID = "superevent_alert"
+#: Alert keys the superevent run's own tasks send or log.
+KEYS_OF_THE_RUN = frozenset({"Preliminary-1", "Preliminary-2", "Initial", "Retraction"})
+
+
+def alert_run_id(superevent_id: str, key: str) -> str:
+    """Deterministic run id of the record of one alert, e.g.
+    ``S261201a.Update.p_astro.json.2`` for key ``Update:p_astro.json,2``."""
+    slug = re.sub(r"[^A-Za-z0-9_.~+-]+", ".", key).strip(".")
+    return f"{superevent_id}.{slug}"
+
+
+def record_alert_run(settings: Settings, superevent_id: str, result: Mapping[str, Any],
+                     http=None) -> str | None:
+    """Start the run that records an alert outside the superevent run's tasks.
+
+    So an operator finds every public alert of a superevent among the runs whose id
+    starts with the superevent id.  Idempotent: the run id is derived from the alert key
+    (409 when it exists).  Returns the run id, or None for an alert the superevent run
+    covers.
+    """
+    key = result.get("key") or ""
+    if key in KEYS_OF_THE_RUN:
+        return None
+    run_id = alert_run_id(superevent_id, key)
+    conf = {"superevent_id": superevent_id, **{k: result.get(k) for k in
+                                               ("key", "serial_number", "ivorn", "status")},
+            "gracedb_url": superevent_page_url(settings, superevent_id)}
+    note = (f"**{superevent_id}** alert {key}: serial number {result.get('serial_number')}, "
+            f"{result.get('ivorn')}. [GraceDB page]({conf['gracedb_url']})")
+    with (http or _airflow_session(settings)) as http:
+        response = http.post(f"/api/v2/dags/{ALERT_DAG_ID}/dagRuns",
+                             json={"dag_run_id": run_id, "logical_date": None, "conf": conf,
+                                   "note": note})
+    if response.status_code not in (200, 409):
+        from gw_ops.errors import TransientError
+        raise TransientError(f"{run_id}: Airflow answered {response.status_code}: {response.text[:200]}")
+    return run_id
