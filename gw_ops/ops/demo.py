@@ -139,7 +139,11 @@ def run(settings: Settings, keep_up: bool = True, out=print) -> int:
         when = f"{moment - t_upload:7.1f} s" if moment else "      ?"
         out(f"  {when}  {label}")
     out("")
+    from gw_ops.gracedb_urls import superevent_page_url
+    from gw_ops.handlers.superevent_runs import SUPEREVENT_DAG_ID
     out(f"superevent:    {sid}  ({settings.gracedb_api_url}superevents/{sid}/)")
+    out(f"its run:       {settings.airflow_api_url}/dags/{SUPEREVENT_DAG_ID}/runs/{sid}")
+    out(f"GraceDB page:  {superevent_page_url(settings, sid)}")
     out(f"sky map PNG:   {png_path}")
     out(f"VOEvent:       {voevent_path}")
     out(f"Airflow UI:    {settings.airflow_api_url}  (user {user}, password {password})")
