@@ -62,6 +62,27 @@ def _log_alert(result: dict[str, Any] | None, what: str) -> None:
              result.get("ivorn"), result.get("status", "sent"))
 
 
+def recorded_alert(superevent_id: str, key: str) -> dict[str, Any] | None:
+    """The alert with ``key`` when it was sent already (by a lane or a delayed action)."""
+    from gw_ops.config import get_settings
+    from gw_ops.formats.alert_content import ivorn
+    from gw_ops.handlers.alert_sender import alert_record_key
+    from gw_ops.rules.alert_policy import type_of_key
+    from gw_ops.transport.redis_client import get_redis
+
+    settings = get_settings()
+    client = get_redis(settings)
+    try:
+        record = client.hget(alert_record_key(settings, superevent_id), f"key:{key}")
+    finally:
+        client.close()
+    if record is None:
+        return None
+    serial = int(record.decode().split()[0])
+    return {"key": key, "serial_number": serial, "status": "already sent",
+            "ivorn": ivorn(superevent_id, serial, type_of_key(key))}
+
+
 def tell_story(conf: dict[str, Any]) -> None:
     """Log who the run is about (first lines of the first task's log)."""
     log.info("superevent %s: preferred event %s, FAR %s Hz, pipeline %s, group %s, search %s",
@@ -136,7 +157,7 @@ class SecondPreliminaryOperator(BaseOperator):
         from gw_ops.handlers.orchestrator import second_preliminary
 
         superevent_id = _superevent_id(context)
-        result = second_preliminary(superevent_id)
+        result = second_preliminary(superevent_id) or recorded_alert(superevent_id, "Preliminary-2")
         if result is None:
             raise AirflowSkipException(f"{superevent_id}: no second Preliminary due "
                                        "(less significant, vetted, retracted or vetoed)")
@@ -172,10 +193,14 @@ class AdvocateSignoffOperator(HITLBranchOperator):
 
 def send_after_signoff(label: str, **context) -> dict[str, Any] | None:
     """Write the advocate's label to GraceDB and send the alert it calls for."""
+    from gw_ops.formats import alert_content
     from gw_ops.handlers.orchestrator import alert_for_label
+    from gw_ops.vocabulary import ADVOK
 
     superevent_id = _superevent_id(context)
-    result = alert_for_label(superevent_id, label)
+    key = alert_content.INITIAL if label == ADVOK else alert_content.RETRACTION
+    # sent now, or already by the orchestrator lane when the label came through GraceDB
+    result = alert_for_label(superevent_id, label) or recorded_alert(superevent_id, key)
     _log_alert(result, f"{superevent_id} {label}")
     return result
 
