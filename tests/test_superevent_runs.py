@@ -102,3 +102,22 @@ def test_an_alert_outside_the_run_gets_a_run_of_its_own(base_settings):
     http, _ = airflow({})
     with pytest.raises(TransientError):
         runs.record_alert_run(base_settings, "S261201a", result, http=http)
+
+
+def test_the_lane_logs_in_then_answers_with_the_same_client(base_settings, monkeypatch):
+    # the session logs in first (a request), so it must not be entered as a context
+    # manager afterwards (httpx refuses to open a used client); it is closed after use
+    opened = []
+
+    def session(settings):
+        http, _ = airflow({("POST", "/auth/token"): (200, {"access_token": "t"}),
+                           ("PATCH", "/hitlDetails"): (200, {}),
+                           ("POST", "/dags/superevent_alert/dagRuns"): (200, {})})
+        http.post("/auth/token", json={})
+        opened.append(http)
+        return http
+    monkeypatch.setattr(runs, "_airflow_session", session)
+    assert runs.answer_signoff(base_settings, "S261201a", "ADVNO") == "answered"
+    assert runs.record_alert_run(base_settings, "S261201a", {"key": "Update:x.fits,1"}) == \
+        "S261201a.Update.x.fits.1"
+    assert len(opened) == 2 and all(http.is_closed for http in opened)

@@ -137,7 +137,9 @@ def answer_signoff(settings: Settings, superevent_id: str, label: str, log=None,
     from gw_ops.errors import TransientError
 
     base = f"/api/v2/dags/{SUPEREVENT_DAG_ID}/dagRuns/{superevent_id}/taskInstances/{SIGNOFF_TASK_ID}"
-    with (http or _airflow_session(settings)) as http:
+    own = http is None
+    http = http or _airflow_session(settings)
+    try:
         response = http.patch(f"{base}/-1/hitlDetails",
                               json={"chosen_options": [label], "params_input": {}})
         if response.status_code == 200:
@@ -158,6 +160,9 @@ def answer_signoff(settings: Settings, superevent_id: str, label: str, log=None,
             return "not waiting"
         response.raise_for_status()
         raise TransientError(f"{superevent_id}: Airflow answered {response.status_code}")
+    finally:
+        if own:
+            http.close()
 
 
 #: DAG whose runs record the alerts the superevent run has no task for (Updates, a
@@ -192,10 +197,15 @@ def record_alert_run(settings: Settings, superevent_id: str, result: Mapping[str
             "gracedb_url": superevent_page_url(settings, superevent_id)}
     note = (f"**{superevent_id}** alert {key}: serial number {result.get('serial_number')}, "
             f"{result.get('ivorn')}. [GraceDB page]({conf['gracedb_url']})")
-    with (http or _airflow_session(settings)) as http:
+    own = http is None
+    http = http or _airflow_session(settings)  # used already (login): not a context manager
+    try:
         response = http.post(f"/api/v2/dags/{ALERT_DAG_ID}/dagRuns",
                              json={"dag_run_id": run_id, "logical_date": None, "conf": conf,
                                    "note": note})
+    finally:
+        if own:
+            http.close()
     if response.status_code not in (200, 409):
         from gw_ops.errors import TransientError
         raise TransientError(f"{run_id}: Airflow answered {response.status_code}: {response.text[:200]}")
