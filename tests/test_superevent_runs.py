@@ -66,24 +66,39 @@ def airflow(responses):
     return httpx.Client(base_url="http://airflow", transport=httpx.MockTransport(reply)), calls
 
 
-@pytest.mark.parametrize("responses,expected", [
-    ({("PATCH", "/hitlDetails"): (200, {})}, "answered"),
-    ({("PATCH", "/hitlDetails"): (409, {}), ("GET", "/hitlDetails"): (200, {"chosen_options": ["ADVOK"]})},
-     "already answered"),
-    ({("PATCH", "/hitlDetails"): (409, {}), ("GET", "/hitlDetails"): (200, {"chosen_options": ["ADVNO"]})},
-     "disagrees"),
-    ({("PATCH", "/hitlDetails"): (404, {}), ("GET", "/advocate_signoff"): (200, {"state": "success"})},
-     "not waiting"),
+@pytest.mark.parametrize("responses,expected,patched", [
+    ({("GET", "/hitlDetails"): (200, {"chosen_options": []}), ("PATCH", "/hitlDetails"): (200, {})},
+     "answered", True),
+    # answered in the UI first: read, nothing written
+    ({("GET", "/hitlDetails"): (200, {"chosen_options": ["ADVOK"]})}, "already answered", False),
+    ({("GET", "/hitlDetails"): (200, {"chosen_options": ["ADVNO"]})}, "disagrees", False),
+    ({("GET", "/hitlDetails"): (404, {}), ("GET", "/advocate_signoff"): (200, {"state": "success"})},
+     "not waiting", False),
 ])
-def test_gracedb_signoff_answers_the_required_action(base_settings, responses, expected):
+def test_gracedb_signoff_answers_the_required_action(base_settings, responses, expected, patched):
     http, calls = airflow(responses)
     assert runs.answer_signoff(base_settings, "S261201a", "ADVOK", http=http) == expected
-    assert calls[0] == ("PATCH", "/api/v2/dags/superevent/dagRuns/S261201a/taskInstances/"
-                                 "advocate_signoff/-1/hitlDetails")
+    base = "/api/v2/dags/superevent/dagRuns/S261201a/taskInstances/advocate_signoff"
+    assert calls[0] == ("GET", f"{base}/-1/hitlDetails")
+    assert (("PATCH", f"{base}/-1/hitlDetails") in calls) is patched
+
+
+def test_a_concurrent_answer_wins(base_settings):
+    answers = iter([{"chosen_options": []}, {"chosen_options": ["ADVNO"]}])
+    calls = []
+
+    def reply(request):
+        calls.append(request.method)
+        if request.method == "PATCH":
+            return httpx.Response(409, json={})
+        return httpx.Response(200, json=next(answers))
+    http = httpx.Client(base_url="http://airflow", transport=httpx.MockTransport(reply))
+    assert runs.answer_signoff(base_settings, "S261201a", "ADVOK", http=http) == "disagrees"
+    assert calls == ["GET", "PATCH", "GET"]
 
 
 def test_a_signoff_task_starting_right_now_is_answered_again_later(base_settings):
-    http, _ = airflow({("PATCH", "/hitlDetails"): (404, {}),
+    http, _ = airflow({("GET", "/hitlDetails"): (404, {}),
                        ("GET", "/advocate_signoff"): (200, {"state": "running"})})
     with pytest.raises(TransientError):
         runs.answer_signoff(base_settings, "S261201a", "ADVOK", http=http)
@@ -111,6 +126,7 @@ def test_the_lane_logs_in_then_answers_with_the_same_client(base_settings, monke
 
     def session(settings):
         http, _ = airflow({("POST", "/auth/token"): (200, {"access_token": "t"}),
+                           ("GET", "/hitlDetails"): (200, {"chosen_options": []}),
                            ("PATCH", "/hitlDetails"): (200, {}),
                            ("POST", "/dags/superevent_alert/dagRuns"): (200, {})})
         http.post("/auth/token", json={})

@@ -140,26 +140,32 @@ def answer_signoff(settings: Settings, superevent_id: str, label: str, log=None,
     own = http is None
     http = http or _airflow_session(settings)
     try:
-        response = http.patch(f"{base}/-1/hitlDetails",
-                              json={"chosen_options": [label], "params_input": {}})
-        if response.status_code == 200:
-            return "answered"
-        if response.status_code == 409:
-            detail = http.get(f"{base}/-1/hitlDetails")
-            chosen = (detail.json().get("chosen_options") or []) if detail.status_code == 200 else []
-            if chosen and label not in chosen:
-                if log is not None:
-                    log.error("%s: GraceDB says %s but the Airflow signoff chose %s",
-                              superevent_id, label, chosen)
-                return "disagrees"
-            return "already answered"
-        if response.status_code == 404:
+        # read first: when the run was answered already (the UI, or an earlier delivery)
+        # nothing is written, so a signoff costs Airflow's database at most one write
+        detail = http.get(f"{base}/-1/hitlDetails")
+        if detail.status_code == 404:
             state = http.get(base)
             if state.status_code == 200 and state.json().get("state") == "running":
                 raise TransientError(f"{superevent_id}: signoff task is starting; answer again")
             return "not waiting"
-        response.raise_for_status()
-        raise TransientError(f"{superevent_id}: Airflow answered {response.status_code}")
+        if detail.status_code != 200:
+            raise TransientError(f"{superevent_id}: Airflow answered {detail.status_code}")
+        chosen = detail.json().get("chosen_options") or []
+        if not chosen:
+            response = http.patch(f"{base}/-1/hitlDetails",
+                                  json={"chosen_options": [label], "params_input": {}})
+            if response.status_code == 200:
+                return "answered"
+            if response.status_code != 409:
+                raise TransientError(f"{superevent_id}: Airflow answered {response.status_code}")
+            again = http.get(f"{base}/-1/hitlDetails")  # answered meanwhile
+            chosen = (again.json().get("chosen_options") or []) if again.status_code == 200 else []
+        if chosen and label not in chosen:
+            if log is not None:
+                log.error("%s: GraceDB says %s but the Airflow signoff chose %s",
+                          superevent_id, label, chosen)
+            return "disagrees"
+        return "already answered"
     finally:
         if own:
             http.close()
