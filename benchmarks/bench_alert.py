@@ -84,12 +84,12 @@ def lane_timings(airflow, dag_id: str, after: float) -> tuple[float, float, floa
 
 
 def count_runs(airflow) -> dict[str, int]:
-    """DAG runs per DAG id of the stack."""
-    response = airflow.request("GET", "/api/v2/dags", params={"limit": 200})
-    counts = {}
-    for dag in response.json()["dags"]:
-        runs = airflow.request("GET", f"/api/v2/dags/{dag['dag_id']}/dagRuns", params={"limit": 1})
-        counts[dag["dag_id"]] = runs.json()["total_entries"]
+    """DAG runs per DAG id of the stack (the official client's totals)."""
+    from gw_ops.ops.airflow_api import plain
+
+    dags = plain(airflow.call(airflow.dags.get_dags, limit=200))["dags"]
+    counts = {dag["dag_id"]: airflow.call(airflow.dag_runs.get_dag_runs, dag["dag_id"], limit=1).total_entries
+              for dag in dags}
     return {k: v for k, v in counts.items() if v}
 
 
@@ -101,9 +101,8 @@ def main() -> None:
     args = parser.parse_args()
     from gw_ops.gracedb_client import gracedb_client
     from gw_ops.mock.pipeline import upload_mock_event
-    from gw_ops.ops.airflow_api import AirflowClient
+    from gw_ops.ops.airflow_api import AirflowApi
     from gw_ops.ops.demo import AlertReceiver
-    from gw_ops.ops.stack import airflow_login
     from gw_ops.science.bayestar import header
     from gw_ops.transport.redis_client import get_redis
 
@@ -114,7 +113,7 @@ def main() -> None:
         receiver = AlertReceiver(settings.host, settings.broker_port)
         receiver.start()
         client = gracedb_client(settings)
-        airflow = AirflowClient(settings.airflow_api_url, *airflow_login(settings))
+        airflow = AirflowApi.for_stack(settings)
         redis = get_redis(settings)
         runs_before = count_runs(airflow)
         rows = []

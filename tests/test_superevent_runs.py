@@ -7,6 +7,7 @@ import pytest
 
 from gw_ops.errors import TransientError
 from gw_ops.handlers import superevent_runs as runs
+from gw_ops.rules.alert_policy import SIGNOFF_NOT_ASKED, SIGNOFF_WAIT, decide_signoff
 from tests.test_superevents_handle import (  # noqa: F401
     client,
     gps,
@@ -137,3 +138,38 @@ def test_the_lane_logs_in_then_answers_with_the_same_client(base_settings, monke
     assert runs.record_alert_run(base_settings, "S261201a", {"key": "Update:x.fits,1"}) == \
         "S261201a.Update.x.fits.1"
     assert len(opened) == 2 and all(http.is_closed for http in opened)
+
+
+@pytest.fixture(scope="module")
+def superevent_dag():
+    from gw_ops.airflow.handler_dags import default_args
+    from gw_ops.airflow.superevent_dag import declare_superevent_dag
+
+    return declare_superevent_dag(default_args())
+
+
+@pytest.mark.parametrize("labels,decision,branch", [
+    ({"ADVREQ"}, SIGNOFF_WAIT, None),                        # asked: the Required Action waits
+    ({"ADVREQ", "ADVOK"}, "ADVOK", "initial"),
+    ({"ADVREQ", "ADVNO"}, "ADVNO", "retraction"),
+    ({"ADVREQ", "ADVOK", "ADVNO"}, "ADVNO", "retraction"),   # a Retraction is final
+    ({"ADVOK"}, "ADVOK", "initial"),                         # answered without being asked
+    ({"SIGNIF_LOCKED", "GCN_PRELIM_SENT"}, SIGNOFF_NOT_ASKED, None),
+    (set(), SIGNOFF_NOT_ASKED, None),
+])
+def test_the_signoff_branches_on_the_advocates_answer(superevent_dag, labels, decision, branch):
+    assert decide_signoff(labels) == decision
+    signoff = superevent_dag.get_task(runs.SIGNOFF_TASK_ID)
+    # the same branch whether the answer is chosen in Airflow or read from GraceDB's labels
+    assert set(signoff.options) == {"ADVOK", "ADVNO"}
+    assert signoff.downstream_task_ids == {"initial", "retraction"}
+    if branch is not None:
+        assert signoff.options_mapping[decision] == branch
+
+
+def test_the_superevent_run_declares_the_alert_lifecycle(superevent_dag):
+    assert superevent_dag.dag_id == runs.SUPEREVENT_DAG_ID
+    assert superevent_dag.get_task("preliminary_alert").downstream_task_ids == \
+        {"second_preliminary", runs.SIGNOFF_TASK_ID}
+    # runs wait days for their advocate: Airflow's default of 16 active runs would queue newer ones
+    assert superevent_dag.max_active_runs >= 1000

@@ -4,8 +4,8 @@ The run is the operator's view of one candidate's alert lifecycle, and it carrie
 steps that wait for time or for people:
 
 ``preliminary_alert``
-    Waits (deferred, in the triggerer) until the first Preliminary alert is out, then logs
-    its type, serial number and IVORN.  The Preliminary itself is sent by the lanes the
+    Waits (deferred, in the triggerer) until the first Preliminary alert (significant or
+    less-significant) is out, then logs its type, serial number and IVORN.  The Preliminary itself is sent by the lanes the
     moment the preferred event is localized and locked (the openmp lane localizes, the
     superevent lane locks, the orchestrator lane sends): that path is the latency-critical
     one and stays a chain of drained streams (no loss, no duplicate).
@@ -30,6 +30,7 @@ marks the request done.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 #: Longest wait (s) for the first Preliminary before the run's alert steps are skipped
 #: (a superevent below the alert thresholds never gets one).
 PRELIMINARY_WAIT_S = 3600.0
+#: Runs of the ``superevent`` DAG active at once.  A run waits up to two days for its
+#: advocate; Airflow's default (16) would leave newer candidates' runs queued, not started.
+SUPEREVENT_RUNS_ACTIVE_MAX = 1000
 #: Longest wait for the advocate (then the signoff task fails red).
 ADVOCATE_RESPONSE_TIMEOUT = timedelta(days=2)
 
@@ -92,22 +96,25 @@ def tell_story(conf: dict[str, Any]) -> None:
 
 
 class AlertSentOperator(BaseOperator):
-    """Wait, deferred, until the superevent's alert with ``key`` was sent; log it.
+    """Wait, deferred, until the first of the superevent's alerts ``keys`` was sent; log it.
 
     Skipped (with its downstream) when none comes within ``timeout_s``.
     """
 
-    def __init__(self, *, key: str, timeout_s: float = PRELIMINARY_WAIT_S, **kwargs: Any):
+    def __init__(self, *, keys: tuple[str, ...], timeout_s: float = PRELIMINARY_WAIT_S, **kwargs: Any):
         super().__init__(**kwargs)
-        self.key = key
+        self.keys = tuple(keys)
         self.timeout_s = timeout_s
 
     def execute(self, context) -> Any:
         from gw_ops.airflow.triggers import AlertRecordTrigger
 
+        superevent_id = _superevent_id(context)
         tell_story(context["dag_run"].conf or {})
-        mark_run_started(_superevent_id(context))
-        self.defer(trigger=AlertRecordTrigger(_superevent_id(context), self.key, self.timeout_s),
+        mark_run_started(superevent_id)
+        log.info("%s: waiting up to %.0f s for its first Preliminary (%s)", superevent_id,
+                 self.timeout_s, " or ".join(self.keys))
+        self.defer(trigger=AlertRecordTrigger(superevent_id, list(self.keys), time.time() + self.timeout_s),
                    method_name="execute_complete")
 
     def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
@@ -118,25 +125,23 @@ class AlertSentOperator(BaseOperator):
 
         superevent_id = _superevent_id(context)
         if event.get("timed_out"):
-            raise AirflowSkipException(f"{superevent_id}: no {self.key} alert within "
+            raise AirflowSkipException(f"{superevent_id}: no Preliminary alert within "
                                        f"{self.timeout_s:.0f} s (below the alert thresholds?)")
-        alert_type = type_of_key(self.key)
+        alert_type = type_of_key(event["key"])
         sent_at = int(event["stream_id"].split("-")[0]) / 1000.0
-        result = {"key": self.key, "alert_type": alert_type, "serial_number": event["serial_number"],
+        result = {"key": event["key"], "alert_type": alert_type, "serial_number": event["serial_number"],
                   "ivorn": ivorn(superevent_id, event["serial_number"], alert_type),
                   "sent_at": sent_at}
-        log.info("%s: alert type %s, serial number %s, IVORN %s, sent (appended for the broker) at %s",
-                 superevent_id,
-                 alert_type, result["serial_number"], result["ivorn"],
+        log.info("%s: alert %s: type %s, serial number %s, IVORN %s, appended for the broker at %s",
+                 superevent_id, event["key"], alert_type, result["serial_number"], result["ivorn"],
                  datetime.fromtimestamp(sent_at, timezone.utc).isoformat())
         return result
 
 
 class SecondPreliminaryOperator(BaseOperator):
     """Wait, deferred, until ``preliminary_cleanup_timeout_s`` after the first Preliminary,
-    then send the second one when the policy calls for it."""
-
-    template_fields = ()
+    then send the second one when the policy calls for it (the delayed action of the
+    orchestrator may have sent it first: then it is logged)."""
 
     def execute(self, context) -> Any:
         from airflow.providers.standard.triggers.temporal import DateTimeTrigger
@@ -144,23 +149,33 @@ class SecondPreliminaryOperator(BaseOperator):
         from gw_ops.config import get_settings
 
         first = context["ti"].xcom_pull(task_ids="preliminary_alert") or {}
-        due = float(first.get("sent_at", 0)) + get_settings().preliminary_cleanup_timeout_s
-        log.info("second Preliminary due at %s", datetime.fromtimestamp(due, timezone.utc).isoformat())
-        moment = datetime.fromtimestamp(due, timezone.utc)
-        if moment > datetime.now(timezone.utc):
-            self.defer(trigger=DateTimeTrigger(moment=moment), method_name="execute_complete")
+        due = datetime.fromtimestamp(float(first.get("sent_at", 0))
+                                     + get_settings().preliminary_cleanup_timeout_s, timezone.utc)
+        log.info("second Preliminary due at %s", due.isoformat())
+        if due > datetime.now(timezone.utc):
+            self.defer(trigger=DateTimeTrigger(moment=due), method_name="execute_complete")
         return self.execute_complete(context, None)
 
     def execute_complete(self, context, event: Any) -> dict[str, Any] | None:
         from airflow.exceptions import AirflowSkipException
 
         from gw_ops.handlers.orchestrator import second_preliminary
+        from gw_ops.rules.alert_policy import (
+            LESS_SIGNIFICANT_PRELIMINARY_KEY,
+            SECOND_LESS_SIGNIFICANT_PRELIMINARY_KEY,
+            preliminary_key,
+        )
 
         superevent_id = _superevent_id(context)
-        result = second_preliminary(superevent_id) or recorded_alert(superevent_id, "Preliminary-2")
+        first = (context["ti"].xcom_pull(task_ids="preliminary_alert") or {}).get("key")
+        less_significant = first == LESS_SIGNIFICANT_PRELIMINARY_KEY
+        follows = LESS_SIGNIFICANT_PRELIMINARY_KEY if less_significant else None
+        second_key = SECOND_LESS_SIGNIFICANT_PRELIMINARY_KEY if less_significant else preliminary_key(2)
+        result = (second_preliminary(superevent_id, follows=follows)
+                  or recorded_alert(superevent_id, second_key))
         if result is None:
             raise AirflowSkipException(f"{superevent_id}: no second Preliminary due "
-                                       "(less significant, vetted, retracted or vetoed)")
+                                       "(less significant, vetted, raised, retracted or vetoed)")
         _log_alert(result, f"{superevent_id} second Preliminary")
         return result
 
@@ -214,12 +229,15 @@ def declare_superevent_dag(default_args: dict[str, Any]):
     from airflow.providers.standard.operators.python import PythonOperator
     from airflow.sdk import DAG
 
+    from gw_ops.rules.alert_policy import LESS_SIGNIFICANT_PRELIMINARY_KEY, preliminary_key
     from gw_ops.vocabulary import ADVNO, ADVOK
 
-    with DAG(dag_id=SUPEREVENT_DAG_ID, schedule=None, catchup=False, max_active_runs=None,
+    with DAG(dag_id=SUPEREVENT_DAG_ID, schedule=None, catchup=False,
+             max_active_runs=SUPEREVENT_RUNS_ACTIVE_MAX,
              tags=["gw-ops", "superevent"], default_args=default_args,
              doc_md=__doc__) as dag:
-        preliminary = AlertSentOperator(task_id="preliminary_alert", key="Preliminary-1")
+        preliminary = AlertSentOperator(task_id="preliminary_alert",
+                                        keys=(preliminary_key(1), LESS_SIGNIFICANT_PRELIMINARY_KEY))
         second = SecondPreliminaryOperator(task_id="second_preliminary")
         signoff = AdvocateSignoffOperator(
             task_id=SIGNOFF_TASK_ID, subject="Advocate signoff of {{ dag_run.run_id }}",

@@ -21,7 +21,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from gw_ops.config import Settings
+from gw_ops.formats.alert_content import INITIAL, RETRACTION
 from gw_ops.gracedb_urls import superevent_file_url, superevent_page_url
+from gw_ops.rules.alert_policy import (
+    LESS_SIGNIFICANT_PRELIMINARY_KEY,
+    SECOND_LESS_SIGNIFICANT_PRELIMINARY_KEY,
+    preliminary_key,
+)
 from gw_ops.vocabulary import SKYMAP_IMAGE_FILENAME
 
 #: DAG id of the per-superevent run.
@@ -175,7 +181,8 @@ def answer_signoff(settings: Settings, superevent_id: str, label: str, log=None,
 #: Preliminary after a new preferred event or a coincidence, an EarlyWarning...).
 ALERT_DAG_ID = "superevent_alert"
 #: Alert keys the superevent run's own tasks send or log.
-KEYS_OF_THE_RUN = frozenset({"Preliminary-1", "Preliminary-2", "Initial", "Retraction"})
+KEYS_OF_THE_RUN = frozenset({preliminary_key(1), preliminary_key(2), LESS_SIGNIFICANT_PRELIMINARY_KEY,
+                             SECOND_LESS_SIGNIFICANT_PRELIMINARY_KEY, INITIAL, RETRACTION})
 
 
 def alert_run_id(superevent_id: str, key: str) -> str:
