@@ -120,6 +120,25 @@ def test_an_alert_outside_the_run_gets_a_run_of_its_own(base_settings):
         runs.record_alert_run(base_settings, "S261201a", result, http=http)
 
 
+def test_a_retraction_after_the_run_chose_advok_gets_a_run_of_its_own(base_settings):
+    http, calls = airflow({("POST", "/dags/superevent_alert/dagRuns"): (200, {})})
+    retraction = {"key": "Retraction", "serial_number": 5, "ivorn": "ivo://x#S261201a-5-Retraction"}
+    assert runs.record_alert_run(base_settings, "S261201a", retraction, http=http) is None
+    assert runs.record_alert_run(base_settings, "S261201a", retraction, http=http,
+                                 outside_run=True) == "S261201a.Retraction"
+    assert calls == [("POST", "/api/v2/dags/superevent_alert/dagRuns")]
+
+
+def test_airflow_out_of_reach_is_transient(base_settings):
+    def refuse(request):
+        raise httpx.ConnectError("connection refused", request=request)
+    http = httpx.Client(base_url="http://airflow", transport=httpx.MockTransport(refuse))
+    with pytest.raises(TransientError):
+        runs.answer_signoff(base_settings, "S261201a", "ADVOK", http=http)
+    with pytest.raises(TransientError):
+        runs.record_alert_run(base_settings, "S261201a", {"key": "Update:x.fits,1"}, http=http)
+
+
 def test_the_lane_logs_in_then_answers_with_the_same_client(base_settings, monkeypatch):
     # the session logs in first (a request), so it must not be entered as a context
     # manager afterwards (httpx refuses to open a used client); it is closed after use

@@ -85,21 +85,23 @@ def handle_superevent(message: Mapping[str, Any], *, settings: Settings | None =
         result = _handle_superevent_locked(superevent_id, kind, data, settings=settings,
                                            client=client, redis_client=redis_client)
     started = superevent_runs.run_started(redis_client, settings, superevent_id)
+    answer = None
+    if kind == "label_added" and data.get("name") in (ADVOK, ADVNO) and started:
+        # the signoff came through GraceDB: answer the run's Required Action too
+        answer = superevent_runs.answer_signoff(settings, superevent_id, data["name"], log)
+        log.info("%s: %s through GraceDB; superevent run signoff: %s", superevent_id,
+                 data["name"], answer)
     if result is not None and started:
         # an alert the superevent run has no task for gets a run of its own, so an
         # operator finds it among the superevent's runs; the alert is out whatever
         # happens here, and a redelivery would not record it again (nothing left to
         # send), so a failure is logged, not raised
         try:
-            superevent_runs.record_alert_run(settings, superevent_id, result)
+            superevent_runs.record_alert_run(settings, superevent_id, result,
+                                             outside_run=answer == "disagrees")
         except Exception:  # noqa: BLE001
             log.exception("%s: the run recording alert %s was not created", superevent_id,
                           result.get("key"))
-    if kind == "label_added" and data.get("name") in (ADVOK, ADVNO) and started:
-        # the signoff came through GraceDB: answer the run's Required Action too
-        answer = superevent_runs.answer_signoff(settings, superevent_id, data["name"], log)
-        log.info("%s: %s through GraceDB; superevent run signoff: %s", superevent_id,
-                 data["name"], answer)
     return result
 
 

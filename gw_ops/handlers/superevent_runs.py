@@ -14,6 +14,7 @@ requests.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -119,11 +120,33 @@ def _airflow_session(settings: Settings):
     return http
 
 
+@contextlib.contextmanager
+def _airflow_calls(settings: Settings, http=None):
+    """The given Airflow client, or a logged-in session closed after use; Airflow out of
+    reach (refused, reset, timed out) leaves as :class:`gw_ops.errors.TransientError`, so
+    the lane retries the message instead of failing."""
+    import httpx
+
+    from gw_ops.errors import TransientError
+
+    own = http is None
+    try:
+        # a session logged in already (a request was made): httpx refuses to enter it
+        # as a context manager, so it is closed explicitly
+        http = http or _airflow_session(settings)
+        yield http
+    except httpx.TransportError as exc:
+        raise TransientError(f"Airflow API at {settings.airflow_api_url} out of reach: {exc}") from exc
+    finally:
+        if own and http is not None:
+            http.close()
+
+
 def answer_signoff(settings: Settings, superevent_id: str, label: str, log=None, http=None) -> str:
     """Answer the superevent run's advocate signoff with a label that came through GraceDB.
 
     Both ways of signing off agree: the first answer wins (Airflow answers a second one
-    with 409), and a disagreement is logged as an error.
+    with 409), and a disagreement is logged as a warning.
 
     ``http``: an ``httpx.Client`` logged into Airflow (tests); by default the stack's.
 
@@ -143,9 +166,7 @@ def answer_signoff(settings: Settings, superevent_id: str, label: str, log=None,
     from gw_ops.errors import TransientError
 
     base = f"/api/v2/dags/{SUPEREVENT_DAG_ID}/dagRuns/{superevent_id}/taskInstances/{SIGNOFF_TASK_ID}"
-    own = http is None
-    http = http or _airflow_session(settings)
-    try:
+    with _airflow_calls(settings, http) as http:
         # read first: when the run was answered already (the UI, or an earlier delivery)
         # nothing is written, so a signoff costs Airflow's database at most one write
         detail = http.get(f"{base}/-1/hitlDetails")
@@ -168,13 +189,11 @@ def answer_signoff(settings: Settings, superevent_id: str, label: str, log=None,
             chosen = (again.json().get("chosen_options") or []) if again.status_code == 200 else []
         if chosen and label not in chosen:
             if log is not None:
-                log.error("%s: GraceDB says %s but the Airflow signoff chose %s",
-                          superevent_id, label, chosen)
+                log.warning("%s: GraceDB says %s but the run's signoff chose %s first; the "
+                            "alert of %s is recorded by a run of its own", superevent_id, label,
+                            chosen, label)
             return "disagrees"
         return "already answered"
-    finally:
-        if own:
-            http.close()
 
 
 #: DAG whose runs record the alerts the superevent run has no task for (Updates, a
@@ -193,16 +212,19 @@ def alert_run_id(superevent_id: str, key: str) -> str:
 
 
 def record_alert_run(settings: Settings, superevent_id: str, result: Mapping[str, Any],
-                     http=None) -> str | None:
+                     http=None, outside_run: bool = False) -> str | None:
     """Start the run that records an alert outside the superevent run's tasks.
 
     So an operator finds every public alert of a superevent among the runs whose id
     starts with the superevent id.  Idempotent: the run id is derived from the alert key
     (409 when it exists).  Returns the run id, or None for an alert the superevent run
     covers.
+
+    ``outside_run``: record it even when its key is one the run has a task for (a
+    Retraction after the run's signoff chose ADVOK: its ``retraction`` task was skipped).
     """
     key = result.get("key") or ""
-    if key in KEYS_OF_THE_RUN:
+    if key in KEYS_OF_THE_RUN and not outside_run:
         return None
     run_id = alert_run_id(superevent_id, key)
     conf = {"superevent_id": superevent_id, **{k: result.get(k) for k in
@@ -210,15 +232,10 @@ def record_alert_run(settings: Settings, superevent_id: str, result: Mapping[str
             "gracedb_url": superevent_page_url(settings, superevent_id)}
     note = (f"**{superevent_id}** alert {key}: serial number {result.get('serial_number')}, "
             f"{result.get('ivorn')}. [GraceDB page]({conf['gracedb_url']})")
-    own = http is None
-    http = http or _airflow_session(settings)  # used already (login): not a context manager
-    try:
+    with _airflow_calls(settings, http) as http:
         response = http.post(f"/api/v2/dags/{ALERT_DAG_ID}/dagRuns",
                              json={"dag_run_id": run_id, "logical_date": None, "conf": conf,
                                    "note": note})
-    finally:
-        if own:
-            http.close()
     if response.status_code not in (200, 409):
         from gw_ops.errors import TransientError
         raise TransientError(f"{run_id}: Airflow answered {response.status_code}: {response.text[:200]}")
