@@ -178,7 +178,7 @@ def run(settings: Settings, keep_up: bool = True, out=print) -> int:
     out(f"GraceDB page:  {superevent_page_url(settings, sid)}")
     out(f"its run:       {superevent_run_url(settings, sid)}")
     if run:
-        tasks = {ti["task_id"]: ti["state"] for ti in airflow.task_instances(SUPEREVENT_DAG_ID, sid)}
+        tasks = {ti["task_id"]: ti.get("state") for ti in airflow.task_instances(SUPEREVENT_DAG_ID, sid)}
         out("               " + ", ".join(f"{task} {state or 'waiting'}" for task, state in tasks.items()))
     out(f"sky map PNG:   {png_path}")
     out(f"VOEvent:       {voevent_path}")
