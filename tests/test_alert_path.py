@@ -1,15 +1,24 @@
 """The main job end to end through the running stack, with a real BAYESTAR localization:
 mock event → superevent → sky map → preliminary alert received by pygcn's own client;
-then ADV OK → Initial and ADVNO → Retraction.  (The suite's single real localization.)"""
+then ADV OK → Initial and ADVNO → Retraction.  (The suite's single real localization.)
+
+The candidate's superevent gets exactly one run of the ``superevent`` DAG, run id = the
+superevent id, whose advocate signoff (an Airflow Required Action) is answered by the
+ADVOK that comes through GraceDB and leads to its ``initial`` task (issue 11)."""
 from __future__ import annotations
 
 import pytest
+from airflow_client.client.models import UpdateHITLDetailPayload
 
 from gw_ops.formats.voevent import validate_voevent, voevent_params
+from gw_ops.ops.airflow_api import ApiException, plain
 from gw_ops.ops.demo import AlertReceiver
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
+
+#: The DAG with one run per superevent.
+RUN_DAG = "superevent"
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +41,7 @@ def alerts_for(receiver, superevent_id):
 def mock_candidate(airflow_stack, receiver):
     from gw_ops.mock.pipeline import upload_mock_event
     for dag_id in ("lvalert_superevents_handle", "lvalert_orchestrator_localize_preferred",
-                   "lvalert_orchestrator_handle_superevent", "gw_ops_delayed_actions"):
+                   "lvalert_orchestrator_handle_superevent", "gw_ops_delayed_actions", RUN_DAG):
         airflow_stack.airflow().wait_for_dag(dag_id, timeout=180)
     client = airflow_stack.gracedb()
     upload = upload_mock_event(airflow_stack.settings, uploads=1, index=0, with_external=False,
@@ -102,13 +111,55 @@ def test_second_preliminary_follows_after_the_cleanup_timeout(mock_candidate, re
     assert len(serials) == len(set(serials)), f"an alert was sent twice: {serials}"
 
 
-def test_advok_sends_initial_and_advno_sends_retraction(mock_candidate, receiver):
+def task_state(airflow, run_id, task_id):
+    try:
+        return plain(airflow.call(airflow.task_instances_api.get_task_instance, RUN_DAG, run_id,
+                                  task_id))["state"]
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def wait_task(airflow, run_id, task_id, states, timeout=300):
+    return wait_for(lambda: (state := task_state(airflow, run_id, task_id)) in states and state,
+                    timeout=timeout, interval=0.5, what=f"{task_id} of run {run_id} in {states}")
+
+
+def test_the_superevent_has_one_run_named_after_it_that_tells_its_story(airflow_stack, mock_candidate):
+    airflow = airflow_stack.airflow()
+    sid, graceid = mock_candidate["superevent_id"], mock_candidate["graceid"]
+    run = wait_for(lambda: [r for r in airflow.runs(RUN_DAG, limit=200) if r["dag_run_id"] == sid],
+                   timeout=120, what=f"superevent run {sid}")
+    assert len(run) == 1
+    run = run[0]
+    conf = run["conf"]
+    assert conf["superevent_id"] == sid and conf["preferred_event"] == graceid
+    assert conf["pipeline"] == "gstlal" and conf["group"] == "CBC" and conf["far"] > 0
+    assert conf["gracedb_url"].endswith(f"/superevents/{sid}/view/")
+    assert sid in (run.get("note") or "") and graceid in run["note"]
+    assert wait_task(airflow, sid, "preliminary_alert", ("success", "failed", "skipped")) == "success"
+
+
+def test_advok_sends_initial_and_advno_sends_retraction(airflow_stack, mock_candidate, receiver):
     client, sid = mock_candidate["client"], mock_candidate["superevent_id"]
+    airflow = airflow_stack.airflow()
     wait_for(lambda: [a for a in alerts_for(receiver, sid) if a[0] == "Preliminary"], timeout=300,
              what="preliminary first")
+    # the run asks the advocate (Airflow's Required Actions) ...
+    assert wait_task(airflow, sid, "advocate_signoff", ("awaiting_input",)) == "awaiting_input"
+    # ... who signs off in GraceDB instead: the orchestrator lane answers the run
     client.create_signoff(sid, "ADV", "OK", "advocate vetting in the end-to-end test")
     wait_for(lambda: [a for a in alerts_for(receiver, sid) if a[0] == "Initial"], timeout=120,
              what="initial alert after ADVOK")
+    assert wait_task(airflow, sid, "advocate_signoff", ("success", "failed"), timeout=120) == "success"
+    assert wait_task(airflow, sid, "initial", ("success", "failed"), timeout=120) == "success"
+    assert task_state(airflow, sid, "retraction") == "skipped"
+    # both ways of signing off agree: the Required Action, answered, refuses another answer
+    with pytest.raises(ApiException) as refused:
+        airflow.call(airflow.task_instances_api.update_hitl_detail, RUN_DAG, sid, "advocate_signoff", -1,
+                     UpdateHITLDetailPayload(chosen_options=["ADVNO"], params_input={}))
+    assert refused.value.status == 409
     client.write_label(sid, "ADVNO")
     wait_for(lambda: [a for a in alerts_for(receiver, sid) if a[0] == "Retraction"], timeout=120,
              what="retraction after ADVNO")
@@ -117,3 +168,4 @@ def test_advok_sends_initial_and_advno_sends_retraction(mock_candidate, receiver
     retraction = next(a[2] for a in alerts_for(receiver, sid) if a[0] == "Retraction")
     validate_voevent(retraction)
     assert voevent_params(retraction)["Packet_Type"] == "164"
+    assert len([r for r in airflow.runs(RUN_DAG, limit=200) if r["dag_run_id"] == sid]) == 1

@@ -19,6 +19,8 @@ from typing import Any
 
 #: Owner shown in the Airflow UI for every gw-ops DAG.
 OWNER = "gw-ops"
+#: The superevent manager's handler: its lane DAG also starts the superevent runs.
+SUPEREVENT_MANAGER = "gw_ops.handlers.superevents.handle"
 #: Name of the asset fired by the GCN listener.
 GCN_NOTICES_ASSET = "gw_ops.gcn.notices"
 #: Asset whose watcher runs the IGWN Alert (Kafka) listener; it never fires (the lanes'
@@ -106,7 +108,14 @@ def declare_handler_dags() -> dict[str, Any]:
         with DAG(dag_id=spec.dag_id, schedule=schedule, doc_md=_doc(spec), catchup=False,
                  tags=["gw-ops", "handler", spec.kind], default_args=default_args(retries=retries),
                  max_active_runs=spec.task_kwargs.get("max_active_runs", 1)) as dag:
-            PythonOperator(task_id="drain", python_callable=run_lane,
-                           op_kwargs={"handler_name": spec.name}, **task_settings)
+            if spec.name == SUPEREVENT_MANAGER:
+                # the superevent lane also starts each new superevent's own run
+                from gw_ops.airflow.superevent_dag import drain_superevent_lane, extend_superevent_lane
+                extend_superevent_lane(PythonOperator(
+                    task_id="drain", python_callable=drain_superevent_lane,
+                    op_kwargs={"handler_name": spec.name}, **task_settings))
+            else:
+                PythonOperator(task_id="drain", python_callable=run_lane,
+                               op_kwargs={"handler_name": spec.name}, **task_settings)
         dags[spec.dag_id] = dag
     return dags

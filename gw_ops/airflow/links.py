@@ -9,44 +9,32 @@ task instance it shows.  For a run whose id names no superevent they return ``""
 the UI shows as no link.  A DAG may also list them in an operator's
 ``operator_extra_links``; the task runner then stores the link in XCom when the task ends.
 
-The URLs are GraceDB's own page layout (``<root>/superevents/<id>/view/``), so they
-point to the real GraceDB too when ``gracedb_url`` names it.
+The URLs (:mod:`gw_ops.gracedb_urls`, re-exported here) are GraceDB's own page layout
+(``<root>/superevents/<id>/view/``), so they point to the real GraceDB too when
+``gracedb_url`` names it.
 """
 from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 from airflow.sdk import BaseOperatorLink
 
-from gw_ops.config import Settings, get_settings
+from gw_ops.config import get_settings
+from gw_ops.gracedb_urls import gracedb_home_url, superevent_file_url, superevent_page_url
 from gw_ops.vocabulary import CATEGORY_PREFIX, SKYMAP_IMAGE_FILENAME
 
 if TYPE_CHECKING:
     from airflow.sdk.types import TaskInstanceKey
+
+__all__ = ["GraceDbSkymapLink", "GraceDbSupereventLink", "gracedb_home_url",
+           "superevent_file_url", "superevent_id_of_run", "superevent_page_url"]
 
 #: A superevent id at the start of a run id: prefix (S, MS, TS), date YYMMDD, letters,
 #: then the end or a character that is not a letter.
 RUN_SUPEREVENT_ID = re.compile(
     rf"^(?P<sid>(?:{'|'.join(sorted(CATEGORY_PREFIX.values(), key=len, reverse=True))})"
     r"\d{6}[a-z]{1,8})(?![a-z])")
-
-
-def gracedb_home_url(settings: Settings) -> str:
-    """GraceDB's home page (the API root without ``api/``)."""
-    return settings.gracedb_api_url.removesuffix("api/")
-
-
-def superevent_page_url(settings: Settings, superevent_id: str) -> str:
-    """GraceDB's page of a superevent (the ``EventPage`` of its VOEvents)."""
-    return f"{gracedb_home_url(settings)}superevents/{quote(superevent_id, safe='')}/view/"
-
-
-def superevent_file_url(settings: Settings, superevent_id: str, filename: str) -> str:
-    """The newest version of a superevent's file in the GraceDB API."""
-    return (f"{settings.gracedb_api_url}superevents/{quote(superevent_id, safe='')}/files/"
-            f"{quote(filename, safe='')}")
 
 
 def superevent_id_of_run(run_id: str) -> str | None:

@@ -361,3 +361,66 @@ class DueActionTrigger(BaseEventTrigger):
                 await asyncio.sleep(self.poll_s)
         finally:
             client.close()
+
+
+class AlertRecordTrigger(BaseTrigger):
+    """Fire once when the first of some alerts of a superevent was sent (or at a deadline).
+
+    Polls the alert record hash of :mod:`gw_ops.handlers.alert_sender` (one ``HMGET`` per
+    ``poll_s`` on an asyncio Redis client: no thread, no blocking read, so hundreds of
+    waiting superevent runs cost the triggerer next to nothing).  Redis outages are
+    waited through with :class:`RedisBackoff`.
+
+    Parameters
+    ----------
+    superevent_id : str
+    keys : list of str
+        Alert keys, e.g. ``["Preliminary-1", "Preliminary-less-significant"]``; the event
+        names the first one found (in this order).
+    deadline_unix : float
+        Unix time (s) to give up at; the event then carries ``timed_out: True``.  Absolute,
+        so a trigger re-created after a triggerer restart keeps the same deadline.
+    poll_s : float
+        Seconds between polls.
+    """
+
+    def __init__(self, superevent_id: str, keys: list[str], deadline_unix: float, poll_s: float = 0.5):
+        super().__init__()
+        self.superevent_id = superevent_id
+        self.keys = list(keys)
+        self.deadline_unix = deadline_unix
+        self.poll_s = poll_s
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (f"{type(self).__module__}.{type(self).__qualname__}",
+                {"superevent_id": self.superevent_id, "keys": self.keys,
+                 "deadline_unix": self.deadline_unix, "poll_s": self.poll_s})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from gw_ops.handlers.alert_sender import alert_record_key
+        from gw_ops.transport.redis_client import get_async_redis
+
+        settings = _settings()
+        client = get_async_redis(settings)
+        record_key = alert_record_key(settings, self.superevent_id)
+        backoff = RedisBackoff(f"alert record {self.superevent_id}", settings.redis_retry_cap_s)
+        try:
+            while time.time() < self.deadline_unix:
+                try:
+                    records = await client.hmget(record_key, [f"key:{key}" for key in self.keys])
+                except Exception as exc:  # noqa: BLE001 (only an outage is waited through)
+                    if not _redis_down(exc):
+                        raise
+                    await backoff.failed(exc)
+                    continue
+                backoff.answered()
+                for key, record in zip(self.keys, records):
+                    if record is not None:
+                        serial, stream_id = _text(record).split()
+                        yield TriggerEvent({"key": key, "serial_number": int(serial),
+                                            "stream_id": stream_id, "timed_out": False})
+                        return
+                await asyncio.sleep(self.poll_s)
+            yield TriggerEvent({"keys": self.keys, "timed_out": True})
+        finally:
+            await client.aclose()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -159,9 +160,17 @@ def handle_cbc_event(message: Mapping[str, Any], *, settings: Settings | None = 
                 def localize_with_settings(coinc, psd, omp_threads):
                     return localize(coinc, psd, **{**options, "omp_threads": omp_threads})
                 products["localize"] = localize_with_settings
+            log.info("BAYESTAR: localizing %s (superevent %s); settings: fast=%s "
+                     "(SNR series at %s Hz), waveform %s, f_low %s Hz, %s OpenMP threads",
+                     graceid, (event or {}).get("superevent") or message.get("superevent", "?"),
+                     settings.bayestar_fast, settings.bayestar_fast_sample_rate_hz,
+                     settings.bayestar_waveform, settings.bayestar_f_low_hz,
+                     settings.omp_threads_effective)
+            started = time.monotonic()
             fits = products["localize"](gateway.read_file(client, graceid, "coinc.xml"),
                                         gateway.read_file(client, graceid, "psd.xml.gz"),
                                         omp_threads=settings.omp_threads_effective)
+            log.info("BAYESTAR: %s localized in %.1f s wall time", graceid, time.monotonic() - started)
             _upload(client, graceid, "BAYESTAR sky map", SKYMAP_FILENAME, fits, "sky_loc")
             uploaded.append(SKYMAP_FILENAME)
             gateway.ensure_label(client, graceid, SKYMAP_READY)
@@ -234,7 +243,10 @@ def localize_preferred(message: Mapping[str, Any], *, settings: Settings | None 
     graceid = event_to_localize(message, client)
     if graceid is None:
         return []
-    return handle_cbc_event({"uid": graceid, "alert_type": "new", "data": {}},
+    superevent_id = (message.get("uid") if message.get("node") in SUPEREVENT_NODES
+                     else (message.get("object") or {}).get("superevent"))
+    return handle_cbc_event({"uid": graceid, "alert_type": "new", "data": {},
+                             "superevent": superevent_id or "?"},
                             settings=settings, client=client)
 
 

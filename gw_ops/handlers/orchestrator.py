@@ -24,7 +24,7 @@ from typing import Any
 from gw_ops import gracedb_client as gateway
 from gw_ops.config import Settings, get_settings
 from gw_ops.formats import alert_content
-from gw_ops.handlers import localization
+from gw_ops.handlers import localization, superevent_runs
 from gw_ops.handlers.alert_sender import complete_unrecorded_alerts, default_clients, send_alert, sent_keys
 from gw_ops.rules.alert_policy import (
     LESS_SIGNIFICANT_PRELIMINARY_KEY,
@@ -38,6 +38,8 @@ from gw_ops.rules.superevents import select_preferred
 from gw_ops.rules.thresholds import parse_alert_thresholds
 from gw_ops.transport import lvalert
 from gw_ops.vocabulary import (
+    ADVNO,
+    ADVOK,
     CBC_EVENT_NODES,
     EARLY_WARNING,
     GCN_PRELIM_SENT,
@@ -80,7 +82,47 @@ def handle_superevent(message: Mapping[str, Any], *, settings: Settings | None =
         return None
     client, redis_client = default_clients(settings, client, redis_client)
     with superevent_lock(redis_client, settings, superevent_id):
-        return _handle_superevent_locked(superevent_id, kind, data, settings=settings, client=client,
+        result = _handle_superevent_locked(superevent_id, kind, data, settings=settings,
+                                           client=client, redis_client=redis_client)
+    started = superevent_runs.run_started(redis_client, settings, superevent_id)
+    answer = None
+    if kind == "label_added" and data.get("name") in (ADVOK, ADVNO) and started:
+        # the signoff came through GraceDB: answer the run's Required Action too
+        answer = superevent_runs.answer_signoff(settings, superevent_id, data["name"], log)
+        log.info("%s: %s through GraceDB; superevent run signoff: %s", superevent_id,
+                 data["name"], answer)
+    if result is not None and started:
+        # an alert the superevent run has no task for gets a run of its own, so an
+        # operator finds it among the superevent's runs; the alert is out whatever
+        # happens here, and a redelivery would not record it again (nothing left to
+        # send), so a failure is logged, not raised
+        try:
+            superevent_runs.record_alert_run(settings, superevent_id, result,
+                                             outside_run=answer == "disagrees")
+        except Exception:  # noqa: BLE001
+            log.exception("%s: the run recording alert %s was not created", superevent_id,
+                          result.get("key"))
+    return result
+
+
+def alert_for_label(superevent_id: str, label: str, *, settings: Settings | None = None,
+                    client=None, redis_client=None) -> dict[str, Any] | None:
+    """Put ``label`` on the superevent (idempotent) and send the alert it calls for.
+
+    What the superevent run's ``initial`` / ``retraction`` tasks do after the advocate's
+    answer; the orchestrator lane, woken by the same label, then finds the alert sent.
+
+    Returns
+    -------
+    dict or None
+        What :func:`send_alert` returned, or None when no alert is due.
+    """
+    settings = settings or get_settings()
+    client, redis_client = default_clients(settings, client, redis_client)
+    gateway.ensure_label(client, superevent_id, label)
+    with superevent_lock(redis_client, settings, superevent_id):
+        return _handle_superevent_locked(superevent_id, "label_added", {"name": label},
+                                         settings=settings, client=client,
                                          redis_client=redis_client)
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from gw_ops import gracedb_client as gateway
 from gw_ops.config import Settings, get_settings
+from gw_ops.handlers import superevent_runs
 from gw_ops.rules.events import SupereventError, event_category, require, with_label
 from gw_ops.rules.superevents import (
     event_window,
@@ -78,7 +79,7 @@ def _superevent_query(category: str, gpstime: float, settings: Settings) -> str:
 
 @lvalert.handler(*NODES, pool="superevent", sort_key=sort_key)
 def handle(message: Mapping[str, Any], client: Any = None,
-           settings: Settings | None = None) -> Outcome:
+           settings: Settings | None = None, redis_client: Any = None) -> Outcome:
     """Group the event of one pipeline LVAlert message into its superevent.
 
     GraceDB calls: one superevent query; then one create, or one add (when the event
@@ -92,6 +93,9 @@ def handle(message: Mapping[str, Any], client: Any = None,
         Defaults to :func:`gw_ops.gracedb_client.pipeline_client` of the settings.
     settings : Settings, optional
         Defaults to :func:`gw_ops.config.get_settings`.
+    redis_client : redis.Redis, optional
+        Where the superevent's run is requested (:mod:`gw_ops.handlers.superevent_runs`);
+        defaults to the settings' Redis.
 
     Returns
     -------
@@ -136,6 +140,7 @@ def handle(message: Mapping[str, Any], client: Any = None,
         for label in labels:  # new superevent: none of its labels can be there yet
             gateway.write(client.write_label, superevent_id, label)
         log.info("%s: created %s (%s)", graceid, superevent_id, ",".join(labels) or "no labels")
+        _request_run(redis_client, settings, superevent_id, event, category)
         return Outcome("created", graceid, superevent_id, labels=labels)
 
     superevent = placement.superevent
@@ -150,11 +155,32 @@ def handle(message: Mapping[str, Any], client: Any = None,
         gateway.write(client.update_superevent, superevent_id, **update.fields)
     for label in update.labels:  # plan_update lists only labels the superevent lacks
         gateway.write(client.write_label, superevent_id, label)
+    if preferred.get("graceid") == graceid or update.fields.get("preferred_event") == graceid:
+        # a redelivery after a crash between creating the superevent and requesting its
+        # run lands here: request it again (nothing when the run was started)
+        _request_run(redis_client, settings, superevent_id,
+                     event if update.fields.get("preferred_event") == graceid else preferred,
+                     category)
     action = ("added" if placement.action == "join"
               else "updated" if update.fields or update.labels else "unchanged")
     log.info("%s: %s %s %s %s", graceid, action, superevent_id, update.fields,
              ",".join(update.labels))
     return Outcome(action, graceid, superevent_id, fields=update.fields, labels=update.labels)
+
+
+def _request_run(redis_client, settings: Settings, superevent_id: str, event: Mapping[str, Any],
+                 category: str) -> None:
+    """Ask for the superevent's DAG run (see :mod:`gw_ops.handlers.superevent_runs`)."""
+    own = redis_client is None
+    if own:
+        from gw_ops.transport.redis_client import get_redis
+        redis_client = get_redis(settings)
+    try:
+        superevent_runs.request_run(redis_client, settings,
+                                    superevent_runs.story(settings, superevent_id, event, category))
+    finally:
+        if own:
+            redis_client.close()
 
 
 __all__ = ["NODES", "handle", "sort_key", "SupereventError", "Outcome"]

@@ -7,7 +7,9 @@
 3. Upload one mock BNS/NSBH coincidence to the local GraceDB as gstlal/MDC.
 4. Follow it: superevent created, sky map ready, preliminary alert sent, and the
    preliminary VOEvent received by the pygcn client.
-5. Print the timeline, the superevent id, the sky-map PNG path and the Airflow login.
+5. Print the timeline, the superevent id, its GraceDB page, the Airflow page of its run
+   (the ``superevent`` DAG's run named after it) with its tasks' states, the sky-map PNG
+   path and the Airflow login.  Exit status 6 when that run is missing.
 """
 from __future__ import annotations
 
@@ -21,9 +23,11 @@ from gw_ops.config import Settings
 
 #: Seconds the demo waits for the alert before giving up.
 DEMO_TIMEOUT_S = 170.0
-#: DAGs the alert path needs.
+#: DAGs the alert path needs (and the one run per superevent).
 PIPELINE_DAGS = ("lvalert_superevents_handle", "lvalert_orchestrator_localize_preferred",
-                 "lvalert_orchestrator_handle_superevent")
+                 "lvalert_orchestrator_handle_superevent", "superevent")
+#: Seconds the demo waits, after the alert, for the superevent's run to be listed.
+SUPEREVENT_RUN_WAIT_S = 60.0
 
 
 @dataclass
@@ -62,6 +66,30 @@ class AlertReceiver:
         return None
 
 
+def superevent_run_url(settings: Settings, superevent_id: str) -> str:
+    """The Airflow UI page of a superevent's run (run id = superevent id)."""
+    from gw_ops.handlers.superevent_runs import SUPEREVENT_DAG_ID
+    return f"{settings.airflow_api_url}/dags/{SUPEREVENT_DAG_ID}/runs/{superevent_id}"
+
+
+def _superevent_run(airflow, superevent_id: str) -> dict | None:
+    """The superevent's run as plain data, or None while it does not exist."""
+    from gw_ops.handlers.superevent_runs import SUPEREVENT_DAG_ID
+    from gw_ops.ops.airflow_api import ApiException
+
+    try:
+        return airflow.run(SUPEREVENT_DAG_ID, superevent_id)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _unix(timestamp: str | None) -> float | None:
+    from datetime import datetime
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp() if timestamp else None
+
+
 def _wait(predicate, timeout: float, interval: float = 0.25):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -75,6 +103,8 @@ def _wait(predicate, timeout: float, interval: float = 0.25):
 def run(settings: Settings, keep_up: bool = True, out=print) -> int:
     """Run the demo; returns an exit status (0 when the alert reached the pygcn client)."""
     from gw_ops.gracedb_client import gracedb_client
+    from gw_ops.gracedb_urls import superevent_page_url
+    from gw_ops.handlers.superevent_runs import SUPEREVENT_DAG_ID
     from gw_ops.mock.pipeline import upload_mock_event
     from gw_ops.ops import stack
     from gw_ops.ops.airflow_api import AirflowApi
@@ -130,20 +160,33 @@ def run(settings: Settings, keep_up: bool = True, out=print) -> int:
     voevent_path = png_path.with_name(f"{sid}-preliminary.xml")
     voevent_path.write_bytes(received[1])
 
+    run = _wait(lambda: _superevent_run(airflow, sid), SUPEREVENT_RUN_WAIT_S, 0.5)
+    t_run = _unix(run.get("queued_at")) if run else None
+
     out("")
     out(f"timeline of {sid} (seconds after the upload of {graceid}):")
-    for label, moment in (("upload", t_upload), ("superevent seen", t_superevent),
-                          ("sky map ready (SKYMAP_READY)", t_skymap),
-                          ("preliminary sent (GCN_PRELIM_SENT)", t_prelim_sent),
-                          ("preliminary VOEvent on the wire (pygcn)", t_wire)):
+    for label, moment in sorted((("upload", t_upload), ("superevent seen", t_superevent),
+                                 (f"superevent run {sid} created", t_run),
+                                 ("sky map ready (SKYMAP_READY)", t_skymap),
+                                 ("preliminary sent (GCN_PRELIM_SENT)", t_prelim_sent),
+                                 ("preliminary VOEvent on the wire (pygcn)", t_wire)),
+                                key=lambda item: item[1] or float("inf")):
         when = f"{moment - t_upload:7.1f} s" if moment else "      ?"
         out(f"  {when}  {label}")
     out("")
     out(f"superevent:    {sid}  ({settings.gracedb_api_url}superevents/{sid}/)")
+    out(f"GraceDB page:  {superevent_page_url(settings, sid)}")
+    out(f"its run:       {superevent_run_url(settings, sid)}")
+    if run:
+        tasks = {ti["task_id"]: ti.get("state") for ti in airflow.task_instances(SUPEREVENT_DAG_ID, sid)}
+        out("               " + ", ".join(f"{task} {state or 'waiting'}" for task, state in tasks.items()))
     out(f"sky map PNG:   {png_path}")
     out(f"VOEvent:       {voevent_path}")
     out(f"Airflow UI:    {settings.airflow_api_url}  (user {user}, password {password})")
     out(f"demo took {time.monotonic() - started:.1f} s")
+    if not run:
+        out(f"no run of the {SUPEREVENT_DAG_ID} DAG named {sid} within {SUPEREVENT_RUN_WAIT_S:.0f} s; "
+            "see the lvalert_superevents_handle runs in the Airflow UI")
     if not keep_up:
         stack.down(settings, out=out)
-    return 0
+    return 0 if run else 6

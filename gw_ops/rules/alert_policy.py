@@ -279,3 +279,27 @@ def gcn_notice_number(trigger_id: Any) -> int:
     """
     text = "" if trigger_id is None else str(trigger_id).strip()
     return int(text) if text.isdigit() else 0
+
+
+#: :func:`decide_signoff`: the advocate was not asked (no ``ADVREQ``): nothing to wait for.
+SIGNOFF_NOT_ASKED = "not asked"
+#: :func:`decide_signoff`: asked (``ADVREQ``) and not answered yet: wait for the advocate.
+SIGNOFF_WAIT = "wait"
+
+
+def decide_signoff(labels: Iterable[str]) -> str:
+    """Where the advocate signoff of a superevent stands, from its labels.
+
+    Returns
+    -------
+    str
+        ``ADVNO`` or ``ADVOK`` when the advocate answered (``ADVNO`` wins when both are
+        there: a Retraction is final, and the Initial, if sent, came first), else
+        :data:`SIGNOFF_WAIT` while ``ADVREQ`` asks for an answer, else
+        :data:`SIGNOFF_NOT_ASKED`.
+    """
+    labels = set(labels)
+    for answer in (ADVNO, ADVOK):
+        if answer in labels:
+            return answer
+    return SIGNOFF_WAIT if ADVREQ in labels else SIGNOFF_NOT_ASKED
