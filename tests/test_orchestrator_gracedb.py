@@ -399,16 +399,30 @@ def test_handle_cbc_event_uploads_each_product_once(gracedb_service, settings, r
         em_bright_args.append((m1, m2, s1, s2))
         return {"HasNS": 1.0, "HasRemnant": 1.0, "HasMassGap": 0.0}
 
-    chart_inputs = []
+    chart_inputs, niceness = [], {}
+
+    def own_niceness():
+        import os
+        import threading
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
     def classification_plots(probabilities, properties):
         chart_inputs.append((probabilities, properties))
+        niceness["charts"] = own_niceness()
         return {"p_astro.png": b"PASTRO-PNG", "em_bright.png": b"EMBRIGHT-PNG"}
+
+    def localize(coinc, psd, omp_threads, _localize=localize):
+        niceness["localize"] = own_niceness()
+        return _localize(coinc, psd, omp_threads)
+
+    def plot_allsky(fits):
+        niceness["plot"] = own_niceness()
+        return b"PNG"
 
     products = {
         "localize": localize,
         "classification_plots": classification_plots,
-        "plot_allsky": lambda fits: b"PNG",
+        "plot_allsky": plot_allsky,
         "flatten": lambda fits: b"FLAT",
         "p_astro": lambda event: {"BNS": 1.0, "NSBH": 0.0, "BBH": 0.0, "Terrestrial": 0.0},
         "em_bright": em_bright,
@@ -432,6 +446,9 @@ def test_handle_cbc_event_uploads_each_product_once(gracedb_service, settings, r
     assert labels == {"SKYMAP_READY", "PASTRO_READY", "EMBRIGHT_READY"}
     assert localization.handle_cbc_event(psd_log, **kwargs) == []      # redelivery: nothing again
     assert calls == ["localize"]
+    # what follows the sky map's label yields the CPU to the alert's tasks (Linux: per thread)
+    assert niceness["plot"] == niceness["charts"] == min(
+        19, niceness["localize"] + settings.sky_map_products_niceness) > niceness["localize"]
     assert json.loads(client.files(graceid, "em_bright.json").read())["HasNS"] == 1.0
     assert client.files(graceid, "bayestar.multiorder.fits").read() == b"FITS"
     (masses,) = em_bright_args  # from the event's SingleInspiral rows

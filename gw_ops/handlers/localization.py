@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from gw_ops import gracedb_client as gateway
 from gw_ops.config import Settings, get_settings
@@ -36,6 +38,7 @@ from gw_ops.vocabulary import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Files of a G event that BAYESTAR needs; their upload brings an event back here.
 LOCALIZATION_INPUTS = ("coinc.xml", "psd.xml.gz")
@@ -165,23 +168,76 @@ def handle_cbc_event(message: Mapping[str, Any], *, settings: Settings | None = 
             _upload(client, graceid, "BAYESTAR sky map", SKYMAP_FILENAME, fits, "sky_loc")
             uploaded.append(SKYMAP_FILENAME)
             gateway.ensure_label(client, graceid, SKYMAP_READY)
-            if "plot_allsky" not in products:
-                from gw_ops.science.skymap_products import plot_allsky
-                products["plot_allsky"] = plot_allsky
-            _upload(client, graceid, "Mollweide projection of the sky map", SKYMAP_IMAGE_FILENAME,
-                    products["plot_allsky"](fits), "sky_loc")
-            uploaded.append(SKYMAP_IMAGE_FILENAME)
-            if "flatten" not in products:
-                from gw_ops.science.skymap_products import flatten
-                products["flatten"] = lambda data: flatten(data, settings.skymap_flatten_nside)
-            _upload(client, graceid, "Flattened (HEALPix) sky map", "bayestar.fits.gz",
-                    products["flatten"](fits), "sky_loc")
-            uploaded.append("bayestar.fits.gz")
-        # The classification charts come after the sky map's label: no alert waits for them.
-        uploaded += _upload_classification_plots(client, graceid, files, products)
+        else:
+            fits = None
+        # What comes after the sky map's label is for people reading GraceDB: no alert
+        # waits for it, so it yields the CPU to the alert's own tasks running right now.
+        uploaded += at_low_cpu_priority(
+            lambda: _after_sky_map(client, graceid, files, fits, products, settings),
+            settings.sky_map_products_niceness)
     finally:
         redis_client.delete(lock)
     return uploaded
+
+
+def _after_sky_map(client, graceid: str, files: set[str], fits: bytes | None,
+                   products: dict[str, Any], settings: Settings) -> list[str]:
+    """The sky map's plot and flattened copy (when it was made now) and the classification
+    charts of one event; returns the names uploaded."""
+    uploaded = []
+    if fits is not None:
+        if "plot_allsky" not in products:
+            from gw_ops.science.skymap_products import plot_allsky
+            products["plot_allsky"] = plot_allsky
+        _upload(client, graceid, "Mollweide projection of the sky map", SKYMAP_IMAGE_FILENAME,
+                products["plot_allsky"](fits), "sky_loc")
+        uploaded.append(SKYMAP_IMAGE_FILENAME)
+        if "flatten" not in products:
+            from gw_ops.science.skymap_products import flatten
+            products["flatten"] = lambda data: flatten(data, settings.skymap_flatten_nside)
+        _upload(client, graceid, "Flattened (HEALPix) sky map", "bayestar.fits.gz",
+                products["flatten"](fits), "sky_loc")
+        uploaded.append("bayestar.fits.gz")
+    return uploaded + _upload_classification_plots(client, graceid, files, products)
+
+
+def at_low_cpu_priority(work: Callable[[], T], niceness: int) -> T:
+    """Run ``work()`` in a thread of its own whose CPU niceness is raised by ``niceness``.
+
+    On Linux the nice value belongs to a thread, and threads it starts inherit it, so the
+    rest of the process (the lane's next localization) keeps its priority.  Elsewhere, or
+    with ``niceness`` 0, ``work`` runs at the normal priority.
+
+    Parameters
+    ----------
+    work : callable
+        Called without arguments; its result is returned, its exception raised here.
+    niceness : int
+        Added to the thread's nice value (0-19; higher yields more).
+
+    Returns
+    -------
+    What ``work`` returned.
+    """
+    if niceness <= 0 or not hasattr(os, "setpriority"):
+        return work()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            thread_id = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, thread_id,
+                           min(19, os.getpriority(os.PRIO_PROCESS, thread_id) + niceness))
+            outcome["result"] = work()
+        except BaseException as exc:  # noqa: BLE001 (handed to the caller's thread)
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="low-priority-products")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 
