@@ -457,6 +457,26 @@ def test_handle_cbc_event_uploads_each_product_once(gracedb_service, settings, r
     assert "bayestar.multiorder.fits,1" not in listing and "em_bright.json,1" not in listing
 
 
+def test_images_made_after_the_alert_still_reach_the_superevent(live):
+    """The plots are made at low priority and can come after the Preliminary: the
+    localization lane then copies them to the superevent itself (preferred event only)."""
+    sid = live.superevent_id
+    assert live.deliver(live.label("SIGNIF_LOCKED"))["status"] == "sent"
+    images_before = live.versions("bayestar.png")  # copied after the alert
+    assert live.versions("em_bright.png") == []     # not made before the alert
+    fits = live.client.files(live.preferred, "bayestar.multiorder.fits").read()
+    products = {"plot_allsky": lambda data: b"late PNG", "flatten": lambda data: b"FLAT",
+                "classification_plots": lambda p, e: {"p_astro.png": b"late chart",
+                                                      "em_bright.png": b"late em chart"}}
+    for graceid in (live.other, live.preferred):
+        localization._after_sky_map(live.client, graceid, set(), fits, dict(products),
+                                    live.settings)
+    assert live.versions("bayestar.png") == [*images_before, b"late PNG"]
+    assert live.versions("em_bright.png") == [b"late em chart"]
+    log_order = [entry["filename"] for entry in live.client.logs(sid).json()["log"]]
+    assert log_order.index("em_bright.png") > log_order.index(f"{sid}-1-Preliminary.xml")
+
+
 def test_alert_rejected_by_the_schema_is_not_sent(live, monkeypatch):
     """Issue 13: a JSON alert igwn-gwalert-schema rejects stops before anything is
     published (nothing on the outgoing stream, nothing recorded), with the reason."""

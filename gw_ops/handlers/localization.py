@@ -28,6 +28,7 @@ from gw_ops.vocabulary import (
     EMBRIGHT_IMAGE_FILENAME,
     EMBRIGHT_READY,
     GCN_PRELIM_SENT,
+    IMAGE_FILENAMES,
     PASTRO_FILENAME,
     PASTRO_IMAGE_FILENAME,
     PASTRO_READY,
@@ -198,7 +199,34 @@ def _after_sky_map(client, graceid: str, files: set[str], fits: bytes | None,
         _upload(client, graceid, "Flattened (HEALPix) sky map", "bayestar.fits.gz",
                 products["flatten"](fits), "sky_loc")
         uploaded.append("bayestar.fits.gz")
-    return uploaded + _upload_classification_plots(client, graceid, files, products)
+    uploaded += _upload_classification_plots(client, graceid, files, products)
+    if uploaded:
+        _images_to_alerted_superevent(client, graceid)
+    return uploaded
+
+
+def _images_to_alerted_superevent(client, graceid: str) -> list[str]:
+    """Copy the event's images to its superevent when the Preliminary already went out.
+
+    The alert sender copies them right after the alert (:func:`gw_ops.handlers.alert_sender.
+    copy_preferred_event_products`); the images of an event whose alert went out before
+    they were made (they are made at low priority) are copied here instead.  Only for the
+    superevent's preferred event; a copy already there is not uploaded again.
+
+    Returns
+    -------
+    list of str
+        Names of the files copied now.
+    """
+    from gw_ops.handlers.alert_sender import copy_preferred_event_products
+
+    superevent_id = gateway.event(client, graceid).get("superevent")
+    if not superevent_id or GCN_PRELIM_SENT not in gateway.labels(client, superevent_id):
+        return []  # no alert yet: the alert sender copies them after it
+    superevent = gateway.superevent(client, superevent_id)
+    if superevent.get("preferred_event") != graceid:
+        return []
+    return copy_preferred_event_products(client, superevent, IMAGE_FILENAMES)
 
 
 def at_low_cpu_priority(work: Callable[[], T], niceness: int) -> T:
