@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from gw_ops import gracedb_client as gateway
@@ -128,49 +129,31 @@ def handle_cbc_event(message: Mapping[str, Any], *, settings: Settings | None = 
         return []  # another worker is on it; its redelivery covers a crash after the TTL
     uploaded = []
     try:
-        # The cheap classifications first and the sky map's label last: the event is
-        # complete (and the alert can go) the moment its sky map is ready; the plots
-        # follow the label so they never delay it.
-        event = None
-        if PASTRO_FILENAME not in files:
-            event = gateway.event(client, graceid)
-            if "p_astro" not in products:
-                from gw_ops.science.classification import p_astro
-                products["p_astro"] = p_astro
-            probabilities = products["p_astro"](event)
-            _upload(client, graceid, "Source classification", PASTRO_FILENAME,
-                    json.dumps(probabilities).encode(), "p_astro")
-            uploaded.append(PASTRO_FILENAME)
-            gateway.ensure_label(client, graceid, PASTRO_READY)
-        if EMBRIGHT_FILENAME not in files:
-            event = event or gateway.event(client, graceid)
-            template = ((event.get("extra_attributes") or {}).get("SingleInspiral") or [{}])[0]
-            if "em_bright" not in products:
-                from gw_ops.science.classification import em_bright
-                products["em_bright"] = em_bright
-            properties = products["em_bright"](template.get("mass1"), template.get("mass2"),
-                                               template.get("spin1z", 0.0),
-                                               template.get("spin2z", 0.0))
-            _upload(client, graceid, "Source properties", EMBRIGHT_FILENAME,
-                    json.dumps(properties).encode(), "em_bright")
-            uploaded.append(EMBRIGHT_FILENAME)
-            gateway.ensure_label(client, graceid, EMBRIGHT_READY)
-        if SKYMAP_FILENAME not in files:
-            if "localize" not in products:
-                from gw_ops.science.bayestar import localize, settings_kwargs
-                options = settings_kwargs(settings)
+        # BAYESTAR (the long part) starts first, in a thread of its own: its C code releases
+        # the GIL, so the classifications and their uploads run meanwhile (0.4 s that no
+        # longer comes before it).  Only this thread uses the GraceDB client.  The sky map's
+        # label comes last: the event is complete (and the alert can go) the moment its sky
+        # map is ready; the plots follow the label so they never delay it.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bayestar") as pool:
+            localization = None
+            if SKYMAP_FILENAME not in files:
+                if "localize" not in products:
+                    from gw_ops.science.bayestar import localize, settings_kwargs
+                    options = settings_kwargs(settings)
 
-                def localize_with_settings(coinc, psd, omp_threads):
-                    return localize(coinc, psd, **{**options, "omp_threads": omp_threads})
-                products["localize"] = localize_with_settings
-            fits = products["localize"](gateway.read_file(client, graceid, "coinc.xml"),
-                                        gateway.read_file(client, graceid, "psd.xml.gz"),
-                                        omp_threads=settings.omp_threads_effective)
+                    def localize_with_settings(coinc, psd, omp_threads):
+                        return localize(coinc, psd, **{**options, "omp_threads": omp_threads})
+                    products["localize"] = localize_with_settings
+                localization = pool.submit(products["localize"],
+                                           gateway.read_file(client, graceid, "coinc.xml"),
+                                           gateway.read_file(client, graceid, "psd.xml.gz"),
+                                           omp_threads=settings.omp_threads_effective)
+            uploaded += _classify(client, graceid, files, products)
+            fits = localization.result() if localization is not None else None
+        if fits is not None:
             _upload(client, graceid, "BAYESTAR sky map", SKYMAP_FILENAME, fits, "sky_loc")
             uploaded.append(SKYMAP_FILENAME)
             gateway.ensure_label(client, graceid, SKYMAP_READY)
-        else:
-            fits = None
         # What comes after the sky map's label is for people reading GraceDB: no alert
         # waits for it, so it yields the CPU to the alert's own tasks running right now.
         uploaded += at_low_cpu_priority(
@@ -178,6 +161,37 @@ def handle_cbc_event(message: Mapping[str, Any], *, settings: Settings | None = 
             settings.sky_map_products_niceness)
     finally:
         redis_client.delete(lock)
+    return uploaded
+
+
+def _classify(client, graceid: str, files: set[str], products: dict[str, Any]) -> list[str]:
+    """p_astro and em_bright of one event, each uploaded with its label unless already there;
+    returns the names uploaded."""
+    uploaded = []
+    event = None
+    if PASTRO_FILENAME not in files:
+        event = gateway.event(client, graceid)
+        if "p_astro" not in products:
+            from gw_ops.science.classification import p_astro
+            products["p_astro"] = p_astro
+        probabilities = products["p_astro"](event)
+        _upload(client, graceid, "Source classification", PASTRO_FILENAME,
+                json.dumps(probabilities).encode(), "p_astro")
+        uploaded.append(PASTRO_FILENAME)
+        gateway.ensure_label(client, graceid, PASTRO_READY)
+    if EMBRIGHT_FILENAME not in files:
+        event = event or gateway.event(client, graceid)
+        template = ((event.get("extra_attributes") or {}).get("SingleInspiral") or [{}])[0]
+        if "em_bright" not in products:
+            from gw_ops.science.classification import em_bright
+            products["em_bright"] = em_bright
+        properties = products["em_bright"](template.get("mass1"), template.get("mass2"),
+                                           template.get("spin1z", 0.0),
+                                           template.get("spin2z", 0.0))
+        _upload(client, graceid, "Source properties", EMBRIGHT_FILENAME,
+                json.dumps(properties).encode(), "em_bright")
+        uploaded.append(EMBRIGHT_FILENAME)
+        gateway.ensure_label(client, graceid, EMBRIGHT_READY)
     return uploaded
 
 
