@@ -12,7 +12,8 @@ of which about 16 s is the search pipeline, leaves about 14 s for all of GWCeler
 on 48-thread hardware; gw-ops' target is 15 s p50 and 20 s p95 on 2 cores with the local
 preset.
 
-Usage: ``python benchmarks/bench_alert.py [--events 10] [--default-bayestar]``
+Usage: ``python benchmarks/bench_alert.py [--events 10] [--default-bayestar] [--set NAME=VALUE]...``
+(``--set`` changes one setting of the benchmark's stack, e.g. ``--set lane_linger_s=0``).
 """
 from __future__ import annotations
 
@@ -30,7 +31,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10)
     parser.add_argument("--default-bayestar", action="store_true",
                         help="BAYESTAR's default setting instead of the preset's")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting of the benchmark's stack (repeatable)")
     args = parser.parse_args()
+    from gw_ops.config import get_settings
     from gw_ops.gracedb_client import gracedb_client
     from gw_ops.mock.pipeline import upload_mock_event
     from gw_ops.ops.demo import AlertReceiver
@@ -40,6 +44,10 @@ def main() -> None:
     overrides = {"preliminary_cleanup_timeout_s": 3600.0}
     if args.default_bayestar:
         overrides["bayestar_fast"] = False
+    for assignment in args.set:
+        name, _, value = assignment.partition("=")
+        # converted as the GW_OPS_* variable of that name would be
+        overrides[name] = getattr(get_settings(env={f"GW_OPS_{name.upper()}": value}), name)
     with running_stack(**overrides) as (settings, _):
         wait_for_dags(settings, "lvalert_superevents_handle", "lvalert_orchestrator_localize_preferred",
                       "lvalert_orchestrator_handle_superevent")
@@ -81,7 +89,7 @@ def main() -> None:
         print(f"\n{len(rows)} events, preset {settings.preset}, BAYESTAR {bayestar_mode}, "
               f"{settings.omp_threads_effective} OpenMP threads, lane_linger_s {settings.lane_linger_s:g}; "
               f"1-min load average before each upload: median {statistics.median(load):.2f}, "
-              f"max {max(load):.2f}")
+              f"max {max(load):.2f}" + (f"; set {', '.join(args.set)}" if args.set else ""))
         series = {"upload → on the wire": [r["on the wire"] for r in rows],
                   "BAYESTAR compute": [r["BAYESTAR"] for r in rows],
                   "everything else": [r["on the wire"] - r["BAYESTAR"] for r in rows]}
