@@ -5,7 +5,8 @@ complete, VOEvent sent, on the wire) and BAYESTAR's own compute time (the sky ma
 WALLTIME header).
 
 Each candidate meets a quiet stack: the next upload waits until the lanes' linger
-(``lane_linger_s``) has run out, as for a candidate that comes alone.
+(``lane_linger_s``) and the previous event's plots are over, as for a candidate that
+comes alone.
 
 Anchor: the O4 mock data challenge's median of 29.5 s from merger to preliminary alert,
 of which about 16 s is the search pipeline, leaves about 14 s for all of GWCelery's work
@@ -56,7 +57,8 @@ def main() -> None:
         receiver.start()
         client = gracedb_client(settings)
         redis_client = get_redis(settings)
-        quiet_s = settings.lane_linger_s + 5
+        # the lanes' linger and the previous event's plots (about 10 s) are over
+        quiet_s = max(settings.lane_linger_s, 20.0) + 5
         rows = []
         load = []
         for index in range(args.events):
