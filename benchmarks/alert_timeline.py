@@ -118,12 +118,14 @@ def main() -> None:
     settings = running_settings(get_settings(**({"state_dir": Path(args.state_dir)} if args.state_dir else {})))
     client = get_redis(settings)
     graceid = args.graceid
-    if graceid is None:
+    if graceid is None:  # the newest G event: the newest `new` on a pipeline's node
+        from gw_ops.vocabulary import SUPEREVENT_NODES
         newest = (0, None)
         for stream in client.scan_iter(match=settings.key("lvalert", "*"), count=1000):
+            if stream.decode().rsplit(":", 1)[-1] in SUPEREVENT_NODES:
+                continue
             for ms, message in _entries(client, stream.decode()):
-                if message.get("alert_type") == "new" and "superevent" not in message.get("uid", "S") \
-                        and not str(message.get("uid", "")).startswith(("S", "MS", "TS")):
+                if message.get("alert_type") == "new":
                     newest = max(newest, (ms, message["uid"]))
         graceid = newest[1]
     print(f"{graceid}:")
