@@ -98,6 +98,22 @@ class Settings:
     airflow_trigger_log_port: int = _doc("Port of the triggerer's log server.", default=8794)
     airflow_parallelism: int = _doc("Airflow core.parallelism for the local stack: the number of "
                                     "LocalExecutor workers (each idle one costs memory).", default=4)
+    task_preload_modules: tuple[str, ...] = _doc(
+        "Modules the local stack's scheduler imports once before it forks its LocalExecutor "
+        "workers (gw_ops.airflow.executor.WarmLocalExecutor), so every task process starts "
+        "with them imported instead of importing them itself: ligo.skymap.bayestar alone "
+        "costs 2.4 s per fresh process here. Empty: tasks import everything themselves.",
+        default=("airflow.sdk", "airflow.sdk.execution_time.task_runner",
+                 "airflow.providers.standard.operators.python",
+                 "airflow.providers.redis.hooks.redis", "ligo.gracedb.rest",
+                 "gw_ops.airflow.handler_dags", "gw_ops.airflow.lanes",
+                 "gw_ops.handlers.superevents", "gw_ops.handlers.orchestrator",
+                 "gw_ops.handlers.external_triggers", "gw_ops.formats.schema", "jsonschema",
+                 "astropy.time", "ligo.p_astro.computation", "gw_ops.science.classification",
+                 "ligo.skymap.bayestar", "ligo.skymap.io.events", "ligo.skymap.io.fits",
+                 "gw_ops.science.bayestar", "gw_ops.science.skymap_products",
+                 "ligo.skymap.tool.ligo_skymap_plot", "ligo.skymap.tool.ligo_skymap_flatten",
+                 "gw_ops.science.classification_plots"))
     omp_threads: int = _doc("OpenMP threads given to each localization or volume rendering. "
                             "0 means all cores of this machine.", default=0)
     openmp_pool_slots: int = _doc("Slots of the `openmp` pool. 0 means cores // omp_threads, at "
@@ -137,6 +153,13 @@ class Settings:
                                        "(the worker died in it) goes to the dead-letter stream. "
                                        "Transient failures and bugs never count: they stay "
                                        "pending.", default=3)
+    lane_linger_s: float = _doc("A lane on the alert path (superevent manager, orchestrator) "
+                                "keeps its task running this long (s) after its last message, "
+                                "reading what comes next at once: the same candidate's next "
+                                "label then costs no Airflow task start (about 1.5 s each, two "
+                                "in a row before a preliminary alert). The task holds an "
+                                "executor slot meanwhile. 0: a lane's task ends when its "
+                                "streams are empty.", default=0.0)
     listener_down_alarm_s: float = _doc("The health DAG fails when a listener has been "
                                         "disconnected longer than this (s).", default=300.0)
 
@@ -336,6 +359,12 @@ class Settings:
                                   default="TaylorF2threePointFivePN")
     bayestar_f_low_hz: float = _doc("Low frequency cutoff (Hz) of BAYESTAR's template.",
                                     default=30.0)
+    sky_map_products_niceness: int = _doc("CPU niceness added (0-19) to the thread that makes "
+                                          "an event's sky-map plot, flattened sky map and "
+                                          "classification charts after its SKYMAP_READY label. "
+                                          "They take several CPU seconds right when the "
+                                          "preliminary alert's own tasks run, and no alert "
+                                          "waits for them. 0: normal priority.", default=10)
     skymap_flatten_nside: int = _doc("HEALPix nside of the flattened sky map "
                                      "(bayestar.fits.gz); nside 2048 would need 1.6 GB.",
                                      default=512)
@@ -457,8 +486,13 @@ PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
     # BAYESTAR with SNR series at 1024 Hz: 4.8x less CPU than the uploaded 8192 Hz,
     # for the 15 s upload-to-alert target on 2 cores; its fidelity cost is in the README
     # ("Localization speed"): a local-preset decision only, production keeps the default.
+    # Lanes on the alert path linger 20 s (a localization takes about 10 s here, so the
+    # superevent and orchestrator lanes that ran when the candidate arrived are still
+    # reading when its sky map is ready); 6 executor slots, so two lingering lanes, the
+    # localization and the RAVEN lanes all run at once.
     "local": {"plot_volume": False, "broker_authors": ("127.0.0.0/8", "::1/128"),
-              "bayestar_fast": True, "bayestar_fast_sample_rate_hz": 1024.0},
+              "bayestar_fast": True, "bayestar_fast_sample_rate_hz": 1024.0,
+              "lane_linger_s": 20.0, "airflow_parallelism": 6},
     "playground": {
         "gracedb_url": "https://gracedb-playground.ligo.org/api/",
         "superevent_categories": ("production", "mdc", "test"),

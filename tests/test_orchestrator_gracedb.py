@@ -399,16 +399,30 @@ def test_handle_cbc_event_uploads_each_product_once(gracedb_service, settings, r
         em_bright_args.append((m1, m2, s1, s2))
         return {"HasNS": 1.0, "HasRemnant": 1.0, "HasMassGap": 0.0}
 
-    chart_inputs = []
+    chart_inputs, niceness = [], {}
+
+    def own_niceness():
+        import os
+        import threading
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
     def classification_plots(probabilities, properties):
         chart_inputs.append((probabilities, properties))
+        niceness["charts"] = own_niceness()
         return {"p_astro.png": b"PASTRO-PNG", "em_bright.png": b"EMBRIGHT-PNG"}
+
+    def localize(coinc, psd, omp_threads, _localize=localize):
+        niceness["localize"] = own_niceness()
+        return _localize(coinc, psd, omp_threads)
+
+    def plot_allsky(fits):
+        niceness["plot"] = own_niceness()
+        return b"PNG"
 
     products = {
         "localize": localize,
         "classification_plots": classification_plots,
-        "plot_allsky": lambda fits: b"PNG",
+        "plot_allsky": plot_allsky,
         "flatten": lambda fits: b"FLAT",
         "p_astro": lambda event: {"BNS": 1.0, "NSBH": 0.0, "BBH": 0.0, "Terrestrial": 0.0},
         "em_bright": em_bright,
@@ -432,12 +446,35 @@ def test_handle_cbc_event_uploads_each_product_once(gracedb_service, settings, r
     assert labels == {"SKYMAP_READY", "PASTRO_READY", "EMBRIGHT_READY"}
     assert localization.handle_cbc_event(psd_log, **kwargs) == []      # redelivery: nothing again
     assert calls == ["localize"]
+    # what follows the sky map's label yields the CPU to the alert's tasks (Linux: per thread)
+    assert niceness["plot"] == niceness["charts"] == min(
+        19, niceness["localize"] + settings.sky_map_products_niceness) > niceness["localize"]
     assert json.loads(client.files(graceid, "em_bright.json").read())["HasNS"] == 1.0
     assert client.files(graceid, "bayestar.multiorder.fits").read() == b"FITS"
     (masses,) = em_bright_args  # from the event's SingleInspiral rows
     assert masses == pytest.approx((1.4, 1.3, 0.0, 0.0), abs=1e-6)
     listing = client.files(graceid).json()
     assert "bayestar.multiorder.fits,1" not in listing and "em_bright.json,1" not in listing
+
+
+def test_images_made_after_the_alert_still_reach_the_superevent(live):
+    """The plots are made at low priority and can come after the Preliminary: the
+    localization lane then copies them to the superevent itself (preferred event only)."""
+    sid = live.superevent_id
+    assert live.deliver(live.label("SIGNIF_LOCKED"))["status"] == "sent"
+    images_before = live.versions("bayestar.png")  # copied after the alert
+    assert live.versions("em_bright.png") == []     # not made before the alert
+    fits = live.client.files(live.preferred, "bayestar.multiorder.fits").read()
+    products = {"plot_allsky": lambda data: b"late PNG", "flatten": lambda data: b"FLAT",
+                "classification_plots": lambda p, e: {"p_astro.png": b"late chart",
+                                                      "em_bright.png": b"late em chart"}}
+    for graceid in (live.other, live.preferred):
+        localization._after_sky_map(live.client, graceid, set(), fits, dict(products),
+                                    live.settings)
+    assert live.versions("bayestar.png") == [*images_before, b"late PNG"]
+    assert live.versions("em_bright.png") == [b"late em chart"]
+    log_order = [entry["filename"] for entry in live.client.logs(sid).json()["log"]]
+    assert log_order.index("em_bright.png") > log_order.index(f"{sid}-1-Preliminary.xml")
 
 
 def test_alert_rejected_by_the_schema_is_not_sent(live, monkeypatch):

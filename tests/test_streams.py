@@ -269,3 +269,49 @@ def test_group_created_after_messages_still_gets_them(fresh_prefix_settings, red
     seen = []
     drain(redis_client, settings, [stream], GROUP, "c1", recorder(seen))
     assert [uid for _, uid, _ in seen] == ["early0", "early1", "early2"]
+
+
+def test_lingering_drain_handles_a_later_message_then_returns_after_its_linger(lane, redis_client):
+    """A lane on the alert path keeps reading for ``linger_s`` after it ran dry: a message
+    published meanwhile is handled by the same drain (no second task start), and the drain
+    returns once ``linger_s`` has passed without a message."""
+    import threading
+    import time
+
+    settings, streams = lane
+    publish(redis_client, streams[0], "G1")
+    seen, handled_at = [], {}
+    record = recorder(seen)
+
+    def handle(message):
+        record(message)
+        handled_at[seen[-1][1]] = time.monotonic()
+
+    published = threading.Event()
+
+    def publish_later():
+        # published once the first message was handled: the drain is then lingering
+        while "G1" not in handled_at:
+            time.sleep(0.01)
+        publish(redis_client, streams[1], "G2")
+        published.set()
+
+    publisher = threading.Thread(target=publish_later)
+    publisher.start()
+    report = drain(redis_client, settings, streams, GROUP, "c1", handle, linger_s=3.0)
+    returned_at = time.monotonic()
+    publisher.join()
+    assert published.is_set()
+    assert [uid for _, uid, _ in seen] == ["G1", "G2"] and len(report.handled) == 2
+    # the wait starts again after each handled message, and ends
+    assert 3.0 <= returned_at - handled_at["G2"] < 3.0 + 2 * 1.0
+    assert waiting_work(redis_client, streams, GROUP, claim_idle_s=60) == {}
+
+
+def test_drain_without_linger_returns_when_the_streams_are_empty(lane, redis_client):
+    import time
+
+    settings, streams = lane
+    started = time.monotonic()
+    assert drain(redis_client, settings, streams, GROUP, "c1", recorder([])).summary()["handled"] == 0
+    assert time.monotonic() - started < 1.0

@@ -79,7 +79,8 @@ def run_lane(handler_name: str, consumer: str | None = None, settings: Settings 
     try:
         report = RedisStreamsTransport(client, settings).drain(
             lane_streams(spec, settings), spec.dag_id, consumer, message_handler(spec),
-            sort_key=wrapped_sort, source="lvalert" if spec.kind == "lvalert" else "gcn")
+            sort_key=wrapped_sort, source="lvalert" if spec.kind == "lvalert" else "gcn",
+            linger_s=settings.lane_linger_s if spec.task_kwargs.get("linger") else 0.0)
     finally:
         client.close()
     summary = report.summary()

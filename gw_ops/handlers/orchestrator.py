@@ -52,7 +52,7 @@ from gw_ops.vocabulary import (
 log = logging.getLogger(__name__)
 
 
-@lvalert.handler(*SUPEREVENT_NODES, priority_weight=50)
+@lvalert.handler(*SUPEREVENT_NODES, priority_weight=50, linger=True)
 def handle_superevent(message: Mapping[str, Any], *, settings: Settings | None = None,
                       client=None, redis_client=None) -> dict[str, Any] | None:
     """Send the alert a superevent's new label or new file calls for.

@@ -77,7 +77,7 @@ def _superevent_query(category: str, gpstime: float, settings: Settings) -> str:
     return f"category: {category} {gpstime - half_width} .. {gpstime + half_width}"
 
 
-@lvalert.handler(*NODES, pool="superevent", sort_key=sort_key)
+@lvalert.handler(*NODES, pool="superevent", sort_key=sort_key, linger=True)
 def handle(message: Mapping[str, Any], client: Any = None,
            settings: Settings | None = None, redis_client: Any = None) -> Outcome:
     """Group the event of one pipeline LVAlert message into its superevent.

@@ -23,6 +23,8 @@ from gw_ops.config import Settings
 
 #: Seconds the demo waits for the alert before giving up.
 DEMO_TIMEOUT_S = 170.0
+#: Seconds the demo waits, after the alert, for the sky-map plot.
+PNG_TIMEOUT_S = 60.0
 #: DAGs the alert path needs (and the one run per superevent).
 PIPELINE_DAGS = ("lvalert_superevents_handle", "lvalert_orchestrator_localize_preferred",
                  "lvalert_orchestrator_handle_superevent", "superevent")
@@ -90,6 +92,14 @@ def _unix(timestamp: str | None) -> float | None:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp() if timestamp else None
 
 
+def _file_or_none(client, graceid: str, filename: str) -> bytes | None:
+    """A file of a GraceDB event, or None while it does not exist."""
+    try:
+        return client.files(graceid, filename).read()
+    except Exception:  # noqa: BLE001 (404 until it is uploaded)
+        return None
+
+
 def _wait(predicate, timeout: float, interval: float = 0.25):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -151,14 +161,17 @@ def run(settings: Settings, keep_up: bool = True, out=print) -> int:
         out("the preliminary alert did not reach the pygcn client in time")
         return 5
     t_wire = received[0]
-    png_path = Path(settings.state_path) / "demo" / f"{sid}.bayestar.png"
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        png_path.write_bytes(client.files(graceid, "bayestar.png").read())
-    except Exception as exc:  # noqa: BLE001 (the alert is the demo's result; the PNG is extra)
-        png_path = Path(f"(not available: {exc})")
-    voevent_path = png_path.with_name(f"{sid}-preliminary.xml")
+    demo_dir = Path(settings.state_path) / "demo"
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    voevent_path = demo_dir / f"{sid}-preliminary.xml"
     voevent_path.write_bytes(received[1])
+    # The plot is made after the alert, at low priority (no alert waits for it).
+    png_path = demo_dir / f"{sid}.bayestar.png"
+    png = _wait(lambda: _file_or_none(client, graceid, "bayestar.png"), PNG_TIMEOUT_S, 0.5)
+    if png:
+        png_path.write_bytes(png)
+    else:  # the alert is the demo's result; the PNG is extra
+        png_path = Path(f"(not made within {PNG_TIMEOUT_S:.0f} s of the alert)")
 
     run = _wait(lambda: _superevent_run(airflow, sid), SUPEREVENT_RUN_WAIT_S, 0.5)
     t_run = _unix(run.get("queued_at")) if run else None

@@ -26,7 +26,7 @@ HANDLER_MODULES: tuple[str, ...] = (
 
 #: Task settings a handler may give: passed to the handler DAG's task.
 TASK_KWARGS = frozenset({"pool", "queue", "priority_weight", "retries", "execution_timeout",
-                         "sort_key", "max_active_runs", "enabled_setting"})
+                         "sort_key", "max_active_runs", "enabled_setting", "linger"})
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,9 @@ class HandlerSpec:
         batch; ties keep arrival order.  ``enabled_setting`` names a setting (a boolean, or
         a list that is on when not empty):
         while it is false the handler has no lane at all (no DAG, no consumer group), so
-        no DAG exists that could only do nothing.
+        no DAG exists that could only do nothing.  ``linger=True`` makes the lane's task
+        wait up to the setting ``lane_linger_s`` for more messages once it has run dry
+        (lanes on the alert path: the candidate's next message then needs no task start).
     """
 
     kind: str
