@@ -577,7 +577,7 @@ def status(settings: Settings, out=print) -> int:
         all_ok &= healthy
         state = "running" if alive else "stopped"
         pid = record["pid"] if record else "-"
-        out(f"{component.name:<14} {state:<8} pid {pid!s:<8} {component.address(settings):<22} "
+        out(f"{component.name:<17} {state:<8} pid {pid!s:<8} {component.address(settings):<22} "
             f"{'healthy' if healthy else 'UNHEALTHY'}  {detail}")
     for listener in ("lvalert", "gcn"):
         try:
