@@ -97,9 +97,16 @@ def test_no_service_relies_on_dumb_init_that_the_image_lacks():
     assert "dumb-init" not in (REPO_ROOT / "Dockerfile").read_text()
 
 
-def test_pools_are_created_by_airflow_init_from_the_code():
-    init = command_text(SERVICES["airflow-init"])
-    assert "gw_ops.airflow.setup_db" in init  # which calls gw_ops.airflow.pools.ensure_pools
+def test_airflow_init_prepares_the_databases_through_the_code_not_inline_scripts():
+    # gw-ops prepare = gw_ops.ops.distributed.prepare_deployment: setup_db (pools from
+    # gw_ops.airflow.pools, connections), the GraceDB database, the service account
+    assert SERVICES["airflow-init"]["command"] == ["gw-ops", "prepare"]
+    for name, service in SERVICES.items():
+        text = command_text(service)
+        assert "<<" not in text and "python -" not in text, f"{name} runs an inline script"
+        assert "postgresql" not in text, f"{name} has a database URL in its command"
+    env = COMPOSE["x-airflow-common"]["environment"]
+    assert env["GW_OPS_GRACEDB_DB_URL"].endswith("@postgres/gracedb")
 
 
 def test_services_depend_on_healthy_redis_and_postgres():

@@ -124,3 +124,45 @@ def test_up_says_so_when_no_postgresql_answers(tmp_path):
     said = []
     assert not distributed.ensure_stack_database(settings, fresh_state=True, out=said.append)
     assert "no PostgreSQL answers" in said[0]
+
+
+@pytest.mark.slow
+def test_gw_ops_prepare_migrates_airflow_creates_pools_and_the_gracedb_database_twice(tmp_path):
+    """What compose's airflow-init runs, against this machine's PostgreSQL (idempotent)."""
+    import subprocess
+    import sys
+    import uuid
+
+    from cryptography.fernet import Fernet
+
+    from gw_ops.config import postgres_database_url
+    from tests.helpers import REPO_ROOT
+
+    suffix = uuid.uuid4().hex[:8]
+    airflow_url = postgres_database_url(TEST_POSTGRES_URL, f"gwtest_airflow_{suffix}", "psycopg2")
+    gracedb_url = postgres_database_url(TEST_POSTGRES_URL, f"gwtest_gracedb_{suffix}", "psycopg2")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GW_OPS_", "AIRFLOW"))}
+    env.update({"AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_url,
+                "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "GW_OPS_STATE_DIR": str(tmp_path / "state"),
+                "GW_OPS_GRACEDB_DB_URL": gracedb_url, "GW_OPS_OPENMP_POOL_SLOTS": "3"})
+    try:
+        distributed.ensure_database(airflow_url)  # compose's postgres service makes this one
+        for _ in range(2):
+            result = subprocess.run([sys.executable, "-m", "gw_ops.ops.cli", "prepare"], env=env, cwd=REPO_ROOT,
+                                    capture_output=True, text=True, timeout=300)
+            assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+        assert "pool openmp: 3 slots" in result.stdout
+        assert database_exists(f"gwtest_gracedb_{suffix}")
+        with psycopg2.connect(airflow_url.replace("+psycopg2", "")) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT pool, slots FROM slot_pool")
+            pools = dict(cursor.fetchall())
+        assert pools["openmp"] == 3 and pools["superevent"] == 1 and pools["exttrig"] == 1
+        netrc = tmp_path / "state" / "netrc"
+        assert " login gw-ops password " in netrc.read_text() and netrc.stat().st_mode & 0o077 == 0
+    finally:
+        with psycopg2.connect(TEST_POSTGRES_URL) as connection:
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                for name in (f"gwtest_airflow_{suffix}", f"gwtest_gracedb_{suffix}"):
+                    cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

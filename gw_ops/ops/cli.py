@@ -77,6 +77,16 @@ def up(ctx, db_url, redis_url, executor) -> None:
 
 @main.command()
 @click.pass_context
+def prepare(ctx) -> None:
+    """Prepare a distributed deployment's databases once (compose's airflow-init): migrate
+    Airflow's (AIRFLOW__DATABASE__SQL_ALCHEMY_CONN) with pools and connections, create the
+    GraceDB database (GW_OPS_GRACEDB_DB_URL) and the pipeline's GraceDB account."""
+    from gw_ops.ops.distributed import prepare_deployment
+    prepare_deployment(settings_from(ctx), out=click.echo)
+
+
+@main.command()
+@click.pass_context
 def down(ctx) -> None:
     """Stop everything `gw-ops up` started and verify nothing is left."""
     from gw_ops.ops import stack

@@ -227,3 +227,45 @@ def drop_stack_database(settings: Settings) -> bool:
             return True
     finally:
         connection.close()
+
+
+def ensure_database(database_url: str, out=print) -> bool:
+    """Create the PostgreSQL database ``database_url`` names if it does not exist (connecting
+    to the ``postgres`` database of the same server, as the same user); True when created."""
+    from urllib.parse import urlsplit
+
+    import psycopg2
+    from psycopg2 import sql
+
+    from gw_ops.config import postgres_database_url
+
+    name = urlsplit(database_url).path.lstrip("/")
+    server = postgres_database_url(database_url, "postgres")
+    connection = psycopg2.connect(server, connect_timeout=10)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cursor.fetchone() is not None:
+                return False
+            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            out(f"created PostgreSQL database {name}")
+            return True
+    finally:
+        connection.close()
+
+
+def prepare_deployment(settings: Settings, out=print) -> None:
+    """What a distributed deployment needs once before its services start (compose's
+    ``airflow-init`` runs ``gw-ops prepare``): Airflow's metadata database migrated with the
+    pools and connections (:mod:`gw_ops.airflow.setup_db`, reading the process's
+    ``AIRFLOW__*`` variables), the local GraceDB's PostgreSQL database, and the pipeline's
+    GraceDB account with its netrc file.  Idempotent."""
+    from gw_ops.airflow import setup_db
+    from gw_ops.local_gracedb.auth import ensure_service_credentials
+
+    setup_db.main()
+    if settings.gracedb_sql_url.startswith("postgresql"):
+        ensure_database(settings.gracedb_sql_url, out)
+    login, _ = ensure_service_credentials(settings)
+    out(f"GraceDB service account {login} ready (netrc {settings.state_path / 'netrc'})")
