@@ -113,6 +113,8 @@ def test_services_depend_on_healthy_redis_and_postgres():
     for service in ("redis", "postgres"):
         assert "healthcheck" in SERVICES[service]
     for name in AIRFLOW_SERVICES:
+        if name == "airflow-cli":  # a debug shell, run by hand after the stack is up
+            continue
         depends = SERVICES[name].get("depends_on", {})
         assert depends.get("redis", {}).get("condition") == "service_healthy", name
         assert depends.get("postgres", {}).get("condition") == "service_healthy", name
@@ -157,6 +159,11 @@ def test_secrets_are_required_variables_without_defaults():
     for name in SECRET_VARIABLES:
         assert re.search(rf"^{name}=$", example, re.M), f".env.example must list {name} empty"
     assert ".env" in (REPO_ROOT / ".gitignore").read_text().split()
+
+
+def test_debug_cli_is_off_by_default_and_services_run_as_the_chosen_uid():
+    assert SERVICES["airflow-cli"]["profiles"] == ["debug"]
+    assert COMPOSE["x-airflow-common"]["user"] == "${AIRFLOW_UID:-50000}:0"
 
 
 def test_flower_is_off_by_default_and_never_published_to_all_interfaces():
