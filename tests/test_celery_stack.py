@@ -114,3 +114,11 @@ def test_mock_event_reaches_pygcn_and_each_task_ran_on_its_queues_worker(celery_
     assert ran_on["lvalert_orchestrator_handle_superevent"] == {distributed.worker_node("default")}
     event_labels = {entry["name"] for entry in client.labels(graceid).json()["labels"]}
     assert "SKYMAP_READY" in event_labels
+
+    # the superevent lane is serial on the Celery stack too: its runs never overlap
+    spans = metadata_query(settings, """
+        SELECT start_date, end_date FROM task_instance
+        WHERE dag_id = 'lvalert_superevents_handle' AND end_date IS NOT NULL ORDER BY start_date""")
+    assert spans
+    for (_, previous_end), (start, _) in zip(spans, spans[1:]):
+        assert start >= previous_end, spans
