@@ -1,7 +1,8 @@
 """The distributed stack for real: ``gw-ops up --executor celery`` (CeleryExecutor on the
 stack's own durable Redis and its own PostgreSQL database, one Celery worker per queue,
 Flower), one mock event carried to the preliminary VOEvent that pygcn's client receives,
-and every task of it run by the worker of its queue, as Celery's result backend records.
+every task of it run by the worker of its queue, as Celery's result backend records, and
+the superevent lane's runs one after the other.
 
 Its own stack (state folder, ports, Redis, database), apart from the suite's shared
 LocalExecutor stack; stopped at the end with ``gw-ops down``, leaving no process, and its
