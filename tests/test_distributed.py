@@ -161,8 +161,9 @@ def test_gw_ops_prepare_migrates_airflow_creates_pools_and_the_gracedb_database_
         netrc = tmp_path / "state" / "netrc"
         assert " login gw-ops password " in netrc.read_text() and netrc.stat().st_mode & 0o077 == 0
     finally:
-        with psycopg2.connect(TEST_POSTGRES_URL) as connection:
-            connection.autocommit = True
-            with connection.cursor() as cursor:
-                for name in (f"gwtest_airflow_{suffix}", f"gwtest_gracedb_{suffix}"):
-                    cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection = psycopg2.connect(TEST_POSTGRES_URL)
+        connection.autocommit = True  # DROP DATABASE runs outside a transaction
+        with connection.cursor() as cursor:
+            for name in (f"gwtest_airflow_{suffix}", f"gwtest_gracedb_{suffix}"):
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.close()
