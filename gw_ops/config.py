@@ -1,6 +1,6 @@
 """Settings of gw-ops: one documented object, one place that says where each value comes from.
 
-Why one module of about 560 lines: it is the one settings module the project allows;
+Why one module of about 730 lines: it is the one settings module the project allows;
 most of its length is one documented field per setting.
 
 Every tunable of the pipeline lives here, never as a literal in code.  A setting
@@ -48,6 +48,8 @@ from typing import Any, Callable, Mapping, get_type_hints
 
 ENV_PREFIX = "GW_OPS_"
 PRESETS = ("local", "playground", "production")
+#: Values of the ``executor`` setting: Airflow's LocalExecutor or CeleryExecutor.
+EXECUTORS = ("local", "celery")
 #: Name of the state folder looked for in the working folder and its parents.
 STATE_DIR_NAME = ".gw-ops"
 #: Settings that Airflow tasks and triggers take from an Airflow connection (its id).
@@ -118,6 +120,30 @@ class Settings:
                             "0 means all cores of this machine.", default=0)
     openmp_pool_slots: int = _doc("Slots of the `openmp` pool. 0 means cores // omp_threads, at "
                                   "least 1.", default=0)
+
+    # --- the distributed stack (gw_ops.ops.distributed) ------------------------------------
+    executor: str = _doc("Airflow executor of the stack `gw-ops up` starts: 'local' (LocalExecutor, "
+                         "SQLite by default) or 'celery' (CeleryExecutor: one Celery worker per "
+                         "queue, Redis as the Celery broker, PostgreSQL as the metadata database "
+                         "and result backend).", default="local")
+    postgres_url: str = _doc("PostgreSQL server (any database of it, as a libpq URL) on which "
+                             "`gw-ops up --executor celery` creates the stack's own metadata "
+                             "database, unless airflow_db_url names one.",
+                             default="postgresql://postgres@127.0.0.1:5432/postgres")
+    airflow_postgres_db: str = _doc("Name of that database. Empty means gw_ops_ and 8 hex digits "
+                                    "of the state folder's path, so stacks in different state "
+                                    "folders never share one.", default="")
+    celery_default_concurrency: int = _doc("Task slots of the Celery worker of the `default` "
+                                           "queue (orchestrator, alerts, maintenance); the "
+                                           "serial queues have 1 and `openmp` has the openmp "
+                                           "pool's slots.", default=4)
+    celery_visibility_timeout_s: float = _doc("A Celery task taken by a worker that died without "
+                                              "acknowledging it (late acknowledgement) is given "
+                                              "to another worker after this time (s); longer "
+                                              "than any task, the volume plot included.",
+                                              default=3600.0)
+    flower: bool = _doc("Run Flower (Celery's monitor) on the Celery stack.", default=True)
+    flower_port: int = _doc("Port of Flower on the Celery stack.", default=5555)
 
     # --- GraceDB -----------------------------------------------------------------
     gracedb_url: str = _doc("GraceDB API root the pipeline talks to. Empty means the local "
@@ -385,8 +411,21 @@ class Settings:
 
     @property
     def airflow_sql_alchemy_conn(self) -> str:
-        """Airflow metadata database URL (SQLite in the state folder by default)."""
-        return self.airflow_db_url or f"sqlite:///{self.airflow_home / 'airflow.db'}"
+        """Airflow metadata database URL: ``airflow_db_url``, else the stack's own database on
+        ``postgres_url`` with the Celery executor, else SQLite in the state folder."""
+        if self.airflow_db_url:
+            return self.airflow_db_url
+        if self.executor == "celery":
+            return postgres_database_url(self.postgres_url, self.airflow_postgres_db_name,
+                                         driver="psycopg2")
+        return f"sqlite:///{self.airflow_home / 'airflow.db'}"
+
+    @property
+    def airflow_postgres_db_name(self) -> str:
+        """Name of the stack's own PostgreSQL database (see ``airflow_postgres_db``)."""
+        import hashlib
+        digest = hashlib.sha256(str(self.state_path).encode()).hexdigest()[:8]
+        return self.airflow_postgres_db or f"gw_ops_{digest}"
 
     @property
     def airflow_api_url(self) -> str:
@@ -474,6 +513,21 @@ _KAFKA_PRODUCTION: dict[str, Any] = {
     "kafka_alert_topics": ("avro@kafka.scimma.org:9092/igwn.gwalert",
                            "json@kafka.gcn.nasa.gov:9092/igwn.gwalert"),
 }
+
+
+def postgres_database_url(server_url: str, database: str, driver: str = "") -> str:
+    """``server_url`` (``postgresql://user[:password]@host[:port]/any``) pointed at ``database``,
+    with a SQLAlchemy ``driver`` (e.g. ``psycopg2``) when given.
+
+    >>> postgres_database_url("postgresql://postgres@127.0.0.1:5432/postgres", "gw", "psycopg2")
+    'postgresql+psycopg2://postgres@127.0.0.1:5432/gw'
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(server_url)
+    scheme = "postgresql" + (f"+{driver}" if driver else "")
+    return urlunsplit((scheme, parts.netloc, f"/{database}", parts.query, ""))
+
 
 #: Defaults per preset; explicit GW_OPS_* variables win over these.
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -634,6 +688,8 @@ def resolve_settings(env: Mapping[str, str] | None = None, connections: Mapping[
             values["state_dir"], sources["state_dir"] = found
     values.update(overrides)
     sources.update({name: "option" for name in overrides if name != "preset"})
+    if values.get("executor", "local") not in EXECUTORS:
+        raise ValueError(f"unknown executor {values['executor']!r}; choose one of {', '.join(EXECUTORS)}")
     return Settings(**values), sources
 
 

@@ -45,21 +45,76 @@ def test_every_queue_named_by_a_task_has_a_worker(tmp_path):
 def test_serial_queues_run_one_task_at_a_time_and_openmp_is_limited():
     for name, queues in worker_queues().items():
         words = command_text(SERVICES[name]).split()
-        if queues & {"superevent", "exttrig", "openmp"}:
+        if queues & {"superevent", "exttrig"}:
             assert words[words.index("--concurrency") + 1] == "1", name
     openmp = next(svc for name, svc in SERVICES.items() if "openmp" in worker_queues().get(name, ()))
     assert "OMP_NUM_THREADS" in openmp["environment"] and "cpus" in openmp
 
 
-def test_pools_are_created_by_airflow_init_from_the_code():
-    init = command_text(SERVICES["airflow-init"])
-    assert "gw_ops.airflow.setup_db" in init  # which calls gw_ops.airflow.pools.ensure_pools
+# --- one definition: gw_ops.ops.distributed (what `gw-ops up --executor celery` runs) ------
+def with_defaults(text: str) -> str:
+    """``text`` with every ``${NAME:-default}`` replaced by its default, as compose does
+    when the variable is unset."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(text))
+
+
+def compose_settings():
+    """The gw-ops settings the compose services run with (the GW_OPS_* variables of
+    x-airflow-common, defaults filled in)."""
+    from gw_ops.config import get_settings
+    env = COMPOSE["x-airflow-common"]["environment"]
+    return get_settings(env={k: with_defaults(v) for k, v in env.items() if k.startswith("GW_OPS_")})
+
+
+def test_compose_workers_are_the_distributed_stacks_queues_with_the_same_concurrency():
+    from gw_ops.ops.distributed import WORKER_QUEUES, worker_concurrency, worker_service
+    settings = compose_settings()
+    assert settings.executor == "celery"
+    assert {name for name in SERVICES if name.startswith("worker-")} == {worker_service(q) for q in WORKER_QUEUES}
+    for queue in WORKER_QUEUES:
+        words = with_defaults(command_text(SERVICES[worker_service(queue)])).split()
+        assert words[:3] == ["airflow", "celery", "worker"], words
+        assert words[words.index("--queues") + 1] == queue
+        # the same number as the openmp pool that airflow-init creates from these settings
+        assert int(words[words.index("--concurrency") + 1]) == worker_concurrency(settings, queue), queue
+
+
+def test_compose_celery_variables_are_the_distributed_stacks():
+    from gw_ops.ops.distributed import celery_airflow_env
+    env = COMPOSE["x-airflow-common"]["environment"]
+    ours = celery_airflow_env(compose_settings())
+    assert set(ours) <= set(env), f"missing in compose: {set(ours) - set(env)}"
+    # URLs name other hosts in compose; everything else must be equal
+    for key, value in ours.items():
+        if not key.endswith(("BROKER_URL", "RESULT_BACKEND")):
+            assert str(env[key]) == value, key
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql")
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
+
+
+def test_no_service_relies_on_dumb_init_that_the_image_lacks():
+    assert "DUMB_INIT" not in COMPOSE_TEXT
+    assert "dumb-init" not in (REPO_ROOT / "Dockerfile").read_text()
+
+
+def test_airflow_init_prepares_the_databases_through_the_code_not_inline_scripts():
+    # gw-ops prepare = gw_ops.ops.distributed.prepare_deployment: setup_db (pools from
+    # gw_ops.airflow.pools, connections), the GraceDB database, the service account
+    assert SERVICES["airflow-init"]["command"] == ["gw-ops", "prepare"]
+    for name, service in SERVICES.items():
+        text = command_text(service)
+        assert "<<" not in text and "python -" not in text, f"{name} runs an inline script"
+        assert "postgresql" not in text, f"{name} has a database URL in its command"
+    env = COMPOSE["x-airflow-common"]["environment"]
+    assert env["GW_OPS_GRACEDB_DB_URL"].endswith("@postgres/gracedb")
 
 
 def test_services_depend_on_healthy_redis_and_postgres():
     for service in ("redis", "postgres"):
         assert "healthcheck" in SERVICES[service]
     for name in AIRFLOW_SERVICES:
+        if name == "airflow-cli":  # a debug shell, run by hand after the stack is up
+            continue
         depends = SERVICES[name].get("depends_on", {})
         assert depends.get("redis", {}).get("condition") == "service_healthy", name
         assert depends.get("postgres", {}).get("condition") == "service_healthy", name
@@ -106,6 +161,11 @@ def test_secrets_are_required_variables_without_defaults():
     assert ".env" in (REPO_ROOT / ".gitignore").read_text().split()
 
 
+def test_debug_cli_is_off_by_default_and_services_run_as_the_chosen_uid():
+    assert SERVICES["airflow-cli"]["profiles"] == ["debug"]
+    assert COMPOSE["x-airflow-common"]["user"] == "${AIRFLOW_UID:-50000}:0"
+
+
 def test_flower_is_off_by_default_and_never_published_to_all_interfaces():
     flower = SERVICES["flower"]
     assert flower.get("profiles") == ["flower"]
@@ -127,9 +187,21 @@ def test_docker_compose_config_is_valid_with_secrets_and_refuses_without():
     assert result.returncode == 0, result.stderr
     rendered = yaml.safe_load(result.stdout)
     env = rendered["services"]["airflow-scheduler"]["environment"]
+    assert rendered["services"]["worker-openmp"]["command"][-1] == "1"
     assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == "dummy-jwt"
     assert env["AIRFLOW__CORE__FERNET_KEY"] == "dummy-fernet"
     assert rendered["services"]["flower"]["profiles"] == ["flower"]  # not started by default
     for name in SECRET_VARIABLES:
         missing = docker_compose_config({k: v for k, v in DUMMY_ENV.items() if k != name})
         assert missing.returncode != 0 and f"set {name}" in missing.stderr, (name, missing.stderr)
+
+
+def test_docker_compose_config_gives_the_openmp_pool_and_worker_the_same_slots():
+    result = docker_compose_config({**DUMMY_ENV, "GW_OPS_OPENMP_POOL_SLOTS": "3",
+                                    "GW_OPS_CELERY_DEFAULT_CONCURRENCY": "6"})
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert services["worker-openmp"]["command"][-1] == "3"
+    assert services["worker-default"]["command"][-1] == "6"
+    for name in ("airflow-init", "worker-openmp", "airflow-scheduler"):
+        assert services[name]["environment"]["GW_OPS_OPENMP_POOL_SLOTS"] == "3", name

@@ -21,7 +21,7 @@ import sys
 
 import click
 
-from gw_ops.config import get_settings
+from gw_ops.config import EXECUTORS, get_settings
 
 
 @click.group()
@@ -64,12 +64,25 @@ def settings_cmd(ctx) -> None:
 @main.command()
 @click.option("--db", "db_url", default=None, help="Airflow metadata DB URL (default SQLite in the state folder).")
 @click.option("--redis", "redis_url", default=None, help="Redis URL (an embedded one starts when none answers).")
+@click.option("--executor", type=click.Choice(EXECUTORS), default=None,
+              help="local: LocalExecutor (default); celery: CeleryExecutor on PostgreSQL, one "
+                   "Celery worker per queue, Flower (GW_OPS_EXECUTOR).")
 @click.pass_context
-def up(ctx, db_url, redis_url) -> None:
+def up(ctx, db_url, redis_url, executor) -> None:
     """Start the local stack in the background and wait until every part is healthy."""
     from gw_ops.ops import stack
-    settings = settings_from(ctx, airflow_db_url=db_url, redis_url=redis_url)
+    settings = settings_from(ctx, airflow_db_url=db_url, redis_url=redis_url, executor=executor)
     sys.exit(stack.up(settings))
+
+
+@main.command()
+@click.pass_context
+def prepare(ctx) -> None:
+    """Prepare a distributed deployment's databases once (compose's airflow-init): migrate
+    Airflow's (AIRFLOW__DATABASE__SQL_ALCHEMY_CONN) with pools and connections, create the
+    GraceDB database (GW_OPS_GRACEDB_DB_URL) and the pipeline's GraceDB account."""
+    from gw_ops.ops.distributed import prepare_deployment
+    prepare_deployment(settings_from(ctx), out=click.echo)
 
 
 @main.command()
@@ -117,11 +130,13 @@ def dead_letters_cmd(ctx, ack) -> None:
 
 @main.command()
 @click.option("--keep-up/--down-after", default=True, help="Leave the stack running afterwards.")
+@click.option("--executor", type=click.Choice(EXECUTORS), default=None,
+              help="Executor of the stack the demo starts (see `gw-ops up --executor`).")
 @click.pass_context
-def demo(ctx, keep_up) -> None:
+def demo(ctx, keep_up, executor) -> None:
     """Bring the stack up and carry one mock event all the way to a public alert."""
     from gw_ops.ops import demo as demo_module
-    sys.exit(demo_module.run(settings_from(ctx), keep_up=keep_up))
+    sys.exit(demo_module.run(settings_from(ctx, executor=executor), keep_up=keep_up))
 
 
 @main.group()

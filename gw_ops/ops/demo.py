@@ -130,7 +130,7 @@ def run(settings: Settings, keep_up: bool = True, out=print) -> int:
     airflow = AirflowApi(settings.airflow_api_url, user, password)
     for dag_id in PIPELINE_DAGS:
         airflow.wait_for_dag(dag_id, timeout=120)
-    out(f"stack ready after {time.monotonic() - started:.1f} s")
+    out(f"stack ready after {time.monotonic() - started:.1f} s ({settings.executor} executor)")
 
     receiver = AlertReceiver(settings.host, settings.broker_port)
     receiver.start()

@@ -1,8 +1,9 @@
 """The local stack: start, check and stop every gw-ops component as background processes.
 
-Why one module of about 590 lines: start order, health checks and stop are one
-lifecycle over :data:`COMPONENTS`; the embedded Redis, the state folder and the log
-server are already modules of their own.
+Why one module of about 670 lines: start order, health checks and stop are one
+lifecycle over :data:`COMPONENTS`; the embedded Redis, the state folder, the log
+server and the Celery stack's definition (:mod:`gw_ops.ops.distributed`) are already
+modules of their own.
 
 ``gw-ops up`` starts the components of :data:`COMPONENTS` in order and waits until
 each one is healthy; ``gw-ops status`` prints one line per component; ``gw-ops down``
@@ -24,6 +25,10 @@ so its files, ``airflow/airflow.db`` and the GraceDB database included, are priv
 
 ``up`` records the absolute state folder in :func:`gw_ops.config.state_record_path`, so
 ``status``, ``down`` and the rest find the running stack from any working folder.
+
+With ``executor = "celery"`` (``gw-ops up --executor celery``) the same lifecycle runs the
+distributed stack: PostgreSQL metadata database, one Celery worker per queue and Flower
+(:mod:`gw_ops.ops.distributed`).
 
 Redis must be durable: ``up`` refuses a Redis without persistence (see
 :func:`check_redis_durable`) unless ``GW_OPS_ALLOW_VOLATILE_REDIS=1``.
@@ -53,6 +58,7 @@ from pathlib import Path
 from typing import Callable
 
 from gw_ops.config import CONNECTION_SETTINGS, ENV_PREFIX, Settings, get_settings
+from gw_ops.ops import distributed
 from gw_ops.ops.stack_redis import (
     check_redis_durable,
     delete_prefix_keys,
@@ -162,6 +168,11 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONUNBUFFERED": "1",
     }
+    if settings.executor == "celery":
+        env.update(distributed.celery_airflow_env(settings))
+        # The scheduler queues at most this many tasks at once: every worker slot may be busy.
+        env["AIRFLOW__CORE__PARALLELISM"] = str(max(settings.airflow_parallelism,
+                                                     distributed.total_concurrency(settings)))
     env.update({k: v for k, v in settings.as_env().items() if k not in CONNECTION_VARIABLES})
     return env
 
@@ -213,6 +224,18 @@ def _module(name: str) -> Callable[[Settings], list[str]]:
 
 def _airflow(*args: str) -> Callable[[Settings], list[str]]:
     return lambda settings: [str(Path(sys.executable).parent / "airflow"), *args]
+
+
+def _celery(settings: Settings) -> bool:
+    return settings.executor == "celery"
+
+
+def _celery_worker(queue: str) -> Component:
+    """The Celery worker of ``queue`` (see :mod:`gw_ops.ops.distributed`)."""
+    return Component(distributed.worker_service(queue),
+                     lambda s: [distributed.airflow_executable(), *distributed.worker_arguments(s, queue)],
+                     lambda s: None, lambda s: distributed.worker_health(s, queue),
+                     enabled=_celery, airflow=True)
 
 
 def _airflow_health(part: str) -> Callable[[Settings], tuple[bool, str]]:
@@ -300,6 +323,11 @@ COMPONENTS: tuple[Component, ...] = (
               airflow=True),
     Component("triggerer", _airflow("triggerer", "--skip-serve-logs"), lambda s: None,
               _airflow_health("triggerer"), airflow=True),
+    # The Celery stack only (executor = celery): one worker per queue, and Flower.
+    *(_celery_worker(queue) for queue in distributed.WORKER_QUEUES),
+    Component("flower", lambda s: [distributed.airflow_executable(), *distributed.flower_arguments(s)],
+              lambda s: s.flower_port, distributed.flower_health,
+              enabled=lambda s: _celery(s) and s.flower, airflow=True),
 )
 
 
@@ -413,6 +441,8 @@ def up(settings: Settings, out=print) -> int:
         return 2
     components = [c for c in COMPONENTS if c.enabled(settings)]
     problems = _refuse_taken_ports(settings, components)
+    if _celery(settings) and (reason := distributed.refuse_reason(settings)):
+        problems.append(reason)
     if problems:
         for problem in problems:
             out(f"refusing to start: {problem}")
@@ -443,6 +473,9 @@ def up(settings: Settings, out=print) -> int:
     ensure_lane_groups(get_redis(settings), settings)
     if _local_kafka(settings):
         _prepare_kafka_topics(settings)
+    if _celery(settings) and not distributed.ensure_stack_database(settings, fresh_state, out):
+        down(settings, out)
+        return 2
     prepare_airflow(settings)
     for component in components:
         if component not in redis_component:
@@ -458,6 +491,13 @@ def up(settings: Settings, out=print) -> int:
     if first_time:
         out(f"admin password (shown once; kept in {settings.state_path / 'secrets.json'}): {password}")
     out(f"GraceDB: {settings.gracedb_api_url}   VOEvent broker: {settings.host}:{settings.broker_port}")
+    if _celery(settings):
+        workers = ", ".join(f"{queue} ({distributed.worker_concurrency(settings, queue)})"
+                            for queue in distributed.WORKER_QUEUES)
+        out(f"CeleryExecutor on {settings.airflow_postgres_db_name if not settings.airflow_db_url else 'the given DB'}"
+            f" (PostgreSQL); Celery workers per queue (slots): {workers}")
+        if settings.flower:
+            out(f"Flower: http://{settings.host}:{settings.flower_port}/")
     return 0
 
 
@@ -576,7 +616,7 @@ def status(settings: Settings, out=print) -> int:
         all_ok &= healthy
         state = "running" if alive else "stopped"
         pid = record["pid"] if record else "-"
-        out(f"{component.name:<14} {state:<8} pid {pid!s:<8} {component.address(settings):<22} "
+        out(f"{component.name:<17} {state:<8} pid {pid!s:<8} {component.address(settings):<22} "
             f"{'healthy' if healthy else 'UNHEALTHY'}  {detail}")
     for listener in ("lvalert", "gcn"):
         try:

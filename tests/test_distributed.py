@@ -1,0 +1,169 @@
+"""The distributed stack's definition without starting it (gw_ops.ops.distributed): which
+processes a Celery stack has, their settings, the PostgreSQL database ``up`` makes, and what
+``up`` refuses.  The stack itself runs in tests/test_celery_stack.py."""
+from __future__ import annotations
+
+import os
+
+import psycopg2
+import pytest
+
+from gw_ops.config import get_settings
+from gw_ops.ops import distributed, stack
+from tests.helpers import free_port
+
+TEST_POSTGRES_URL = os.environ.get("GW_OPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def celery_settings(tmp_path, **overrides):
+    return get_settings(env={}, state_dir=tmp_path / "state", executor="celery",
+                        **{"postgres_url": TEST_POSTGRES_URL, **overrides})
+
+
+def test_celery_stack_has_one_worker_per_queue_and_flower_the_local_stack_none(tmp_path):
+    local = get_settings(env={}, state_dir=tmp_path / "state")
+    celery = celery_settings(tmp_path)
+    workers = {distributed.worker_service(queue) for queue in distributed.WORKER_QUEUES}
+    assert workers == {"worker-default", "worker-superevent", "worker-exttrig", "worker-openmp"}
+    enabled_local = {c.name for c in stack.COMPONENTS if c.enabled(local)}
+    enabled_celery = {c.name for c in stack.COMPONENTS if c.enabled(celery)}
+    assert not enabled_local & (workers | {"flower"})
+    assert enabled_celery == enabled_local | workers | {"flower"}
+    without_flower = celery_settings(tmp_path, flower=False)
+    assert "flower" not in {c.name for c in stack.COMPONENTS if c.enabled(without_flower)}
+
+
+def test_worker_slots_are_the_pool_slots(tmp_path):
+    settings = celery_settings(tmp_path, omp_threads=1, openmp_pool_slots=3, celery_default_concurrency=5)
+    assert distributed.worker_concurrency(settings, "openmp") == 3
+    assert distributed.worker_concurrency(settings, "superevent") == 1
+    assert distributed.worker_concurrency(settings, "exttrig") == 1
+    assert distributed.worker_concurrency(settings, "default") == 5
+    words = distributed.worker_arguments(settings, "openmp")
+    assert words[words.index("--queues") + 1] == "openmp" and words[words.index("--concurrency") + 1] == "3"
+    assert "--skip-serve-logs" in words  # the stack's log server serves every worker's logs
+
+
+def test_every_queue_a_dag_task_names_has_a_worker(tmp_path):
+    from tests.test_dag_integrity import parse_dag_folder
+    report = parse_dag_folder(tmp_path)
+    used = {queue for info in report["dags"].values() for queue in info["queues"]}
+    assert used and used <= set(distributed.WORKER_QUEUES), used - set(distributed.WORKER_QUEUES)
+
+
+def test_airflow_processes_of_a_celery_stack_use_its_redis_and_postgres(tmp_path):
+    settings = celery_settings(tmp_path, redis_url="redis://127.0.0.1:6391/0", key_prefix="gwx:")
+    env = stack.airflow_env(settings)
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://127.0.0.1:6391/0"
+    # Celery's keys under the stack's prefix: stacks sharing a Redis never take each other's tasks
+    assert env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX"] == "gwx:celery:"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://postgres@127.0.0.1:5432/gw_ops_")
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+" + env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert int(env["AIRFLOW__CORE__PARALLELISM"]) >= distributed.total_concurrency(settings)
+    local_env = stack.airflow_env(get_settings(env={}, state_dir=tmp_path / "state"))
+    assert local_env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert not any(key.startswith("AIRFLOW__CELERY") for key in local_env)
+
+
+def test_each_state_folder_gets_its_own_database_unless_one_is_named(tmp_path):
+    first = celery_settings(tmp_path / "a")
+    second = celery_settings(tmp_path / "b")
+    assert first.airflow_postgres_db_name != second.airflow_postgres_db_name
+    named = celery_settings(tmp_path, airflow_db_url="postgresql+psycopg2://u@db.example/airflow")
+    assert named.airflow_sql_alchemy_conn == "postgresql+psycopg2://u@db.example/airflow"
+    with pytest.raises(ValueError, match="unknown executor"):
+        get_settings(env={"GW_OPS_EXECUTOR": "kubernetes"})
+
+
+def test_up_refuses_a_celery_stack_on_sqlite_before_starting_anything(tmp_path):
+    settings = celery_settings(tmp_path, airflow_db_url=f"sqlite:///{tmp_path}/airflow.db",
+                               redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    said = []
+    assert stack.up(settings, out=said.append) == 2
+    assert any("needs PostgreSQL" in line for line in said), said
+    assert not list((settings.state_path / "run").glob("*.json"))
+
+
+def database_exists(name: str) -> bool:
+    with psycopg2.connect(TEST_POSTGRES_URL) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        return cursor.fetchone() is not None
+
+
+def test_up_creates_the_stacks_database_keeps_it_and_drops_one_left_by_a_deleted_state(tmp_path):
+    settings = celery_settings(tmp_path)
+    name = settings.airflow_postgres_db_name
+    said = []
+    try:
+        assert distributed.ensure_stack_database(settings, fresh_state=True, out=said.append)
+        assert database_exists(name) and any("created" in line for line in said)
+        with psycopg2.connect(settings.airflow_sql_alchemy_conn.replace("+psycopg2", "")) as connection:
+            with connection.cursor() as cursor:
+                cursor.execute("CREATE TABLE kept (x int)")
+        # the same stack again: its data stay
+        assert distributed.ensure_stack_database(settings, fresh_state=False, out=said.append)
+        with psycopg2.connect(settings.airflow_sql_alchemy_conn.replace("+psycopg2", "")) as connection:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT to_regclass('kept')")
+                assert cursor.fetchone()[0] == "kept"
+        # a new state folder at the same path: the old database (other Fernet key) is dropped
+        assert distributed.ensure_stack_database(settings, fresh_state=True, out=said.append)
+        assert any("dropping" in line for line in said)
+        with psycopg2.connect(settings.airflow_sql_alchemy_conn.replace("+psycopg2", "")) as connection:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT to_regclass('kept')")
+                assert cursor.fetchone()[0] is None
+    finally:
+        distributed.drop_stack_database(settings)
+    assert not database_exists(name)
+
+
+def test_up_says_so_when_no_postgresql_answers(tmp_path):
+    settings = celery_settings(tmp_path, postgres_url=f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
+    said = []
+    assert not distributed.ensure_stack_database(settings, fresh_state=True, out=said.append)
+    assert "no PostgreSQL answers" in said[0]
+
+
+@pytest.mark.slow
+def test_gw_ops_prepare_migrates_airflow_creates_pools_and_the_gracedb_database_twice(tmp_path):
+    """What compose's airflow-init runs, against this machine's PostgreSQL (idempotent)."""
+    import subprocess
+    import sys
+    import uuid
+
+    from cryptography.fernet import Fernet
+
+    from gw_ops.config import postgres_database_url
+    from tests.helpers import REPO_ROOT
+
+    suffix = uuid.uuid4().hex[:8]
+    airflow_url = postgres_database_url(TEST_POSTGRES_URL, f"gwtest_airflow_{suffix}", "psycopg2")
+    gracedb_url = postgres_database_url(TEST_POSTGRES_URL, f"gwtest_gracedb_{suffix}", "psycopg2")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GW_OPS_", "AIRFLOW"))}
+    env.update({"AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_url,
+                "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "GW_OPS_STATE_DIR": str(tmp_path / "state"),
+                "GW_OPS_GRACEDB_DB_URL": gracedb_url, "GW_OPS_OPENMP_POOL_SLOTS": "3"})
+    try:
+        distributed.ensure_database(airflow_url)  # compose's postgres service makes this one
+        for _ in range(2):
+            result = subprocess.run([sys.executable, "-m", "gw_ops.ops.cli", "prepare"], env=env, cwd=REPO_ROOT,
+                                    capture_output=True, text=True, timeout=300)
+            assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+        assert "pool openmp: 3 slots" in result.stdout
+        assert database_exists(f"gwtest_gracedb_{suffix}")
+        with psycopg2.connect(airflow_url.replace("+psycopg2", "")) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT pool, slots FROM slot_pool")
+            pools = dict(cursor.fetchall())
+        assert pools["openmp"] == 3 and pools["superevent"] == 1 and pools["exttrig"] == 1
+        netrc = tmp_path / "state" / "netrc"
+        assert " login gw-ops password " in netrc.read_text() and netrc.stat().st_mode & 0o077 == 0
+    finally:
+        connection = psycopg2.connect(TEST_POSTGRES_URL)
+        connection.autocommit = True  # DROP DATABASE runs outside a transaction
+        with connection.cursor() as cursor:
+            for name in (f"gwtest_airflow_{suffix}", f"gwtest_gracedb_{suffix}"):
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.close()
