@@ -62,7 +62,7 @@ def test_airflow_processes_of_a_celery_stack_use_its_redis_and_postgres(tmp_path
     assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+" + env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     assert int(env["AIRFLOW__CORE__PARALLELISM"]) >= distributed.total_concurrency(settings)
     local_env = stack.airflow_env(get_settings(env={}, state_dir=tmp_path / "state"))
-    assert local_env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert local_env["AIRFLOW__CORE__EXECUTOR"] == "gw_ops.airflow.executor.WarmLocalExecutor"
     assert not any(key.startswith("AIRFLOW__CELERY") for key in local_env)
 
 

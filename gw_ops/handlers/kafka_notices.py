@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gw_ops.config import Settings, get_settings
+from gw_ops.formats.json_object import JSONRejected, parse_json_object
 from gw_ops.handlers.external_triggers import apply_notice
 from gw_ops.rules.external import InvalidNotice
 from gw_ops.rules.external_json import MAX_JSON_NOTICE_BYTES, gracedb_payload, notice_from_json
@@ -34,16 +35,10 @@ def decode_json_notice(payload: bytes) -> dict[str, Any]:
     InvalidNotice
         Too large, not UTF-8 JSON, or not an object.
     """
-    if len(payload) > MAX_JSON_NOTICE_BYTES:
-        raise InvalidNotice(f"JSON notice of {len(payload)} bytes exceeds "
-                            f"{MAX_JSON_NOTICE_BYTES}")
     try:
-        alert = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidNotice(f"notice is not JSON: {exc}") from None
-    if not isinstance(alert, dict):
-        raise InvalidNotice("JSON notice is not an object")
-    return alert
+        return parse_json_object(payload, "JSON notice", MAX_JSON_NOTICE_BYTES)
+    except JSONRejected as exc:
+        raise InvalidNotice(str(exc)) from None
 
 
 def process_json_notice(alert: Mapping[str, Any] | bytes, *, client: Any = None,

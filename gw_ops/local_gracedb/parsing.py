@@ -298,14 +298,12 @@ def parse_external_voevent(content: bytes) -> EventData:
 def parse_external_json(content: bytes) -> EventData:
     """Attributes of an external event from a GCN Kafka JSON notice (GraceDB's reading:
     trigger id = the ``id`` list joined with ``_``, time = ``trigger_time``)."""
-    import json
+    from gw_ops.formats.json_object import JSONRejected, parse_json_object
 
     try:
-        alert = json.loads(content)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise EventFileError(f"external JSON notice does not parse: {exc}") from None
-    if not isinstance(alert, dict):
-        raise EventFileError("external JSON notice is not an object")
+        alert = parse_json_object(content, "external JSON notice")
+    except JSONRejected as exc:
+        raise EventFileError(str(exc)) from None
     ids = alert.get("id")
     ids = ids if isinstance(ids, list) else [ids] if ids is not None else []
     iso = alert.get("trigger_time")

@@ -64,20 +64,18 @@ def decode_notice(fields: dict[str, bytes]) -> tuple[str, bytes, Any]:
         When the entry has neither, the XML does not parse (safely), the JSON is not an
         object, or the type is unknown.
     """
-    import json
 
     from gw_ops.config import get_settings
     from gw_ops.errors import PermanentError
     from gw_ops.formats import xml as safe_xml
+    from gw_ops.formats.json_object import JSONRejected, parse_json_object
 
     if fields.get("json") and not fields.get("xml"):
         payload = fields["json"]
         try:
-            document = json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise PermanentError(f"GCN JSON notice is not JSON: {exc}") from None
-        if not isinstance(document, dict):
-            raise PermanentError("GCN JSON notice is not a JSON object")
+            document = parse_json_object(payload, "GCN JSON notice")
+        except JSONRejected as exc:
+            raise PermanentError(str(exc)) from None
         return JSON_NOTICE, payload, document
     payload = fields.get("xml")
     if not payload:
