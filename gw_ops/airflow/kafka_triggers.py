@@ -24,11 +24,11 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-import time
 from typing import Any, AsyncIterator
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
+from gw_ops.airflow.triggers import ring_events
 from gw_ops.transport.kafka import lvalert_nodes
 
 log = logging.getLogger(__name__)
@@ -75,14 +75,8 @@ class _KafkaListenerTrigger(BaseEventTrigger):
         executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.component)
         pump = loop.run_in_executor(executor, bridge.run, stop)
         try:
-            while True:
-                getter = asyncio.ensure_future(rings.get())
-                done, _ = await asyncio.wait({getter, pump}, return_when=asyncio.FIRST_COMPLETED)
-                if pump in done:
-                    getter.cancel()
-                    pump.result()  # re-raise what ended the listener (it should never end)
-                    raise RuntimeError(f"{self.component} listener stopped unexpectedly")
-                yield TriggerEvent({"notice": getter.result(), "rung_at": time.time()})
+            async for event in ring_events(rings, pump, self.component):
+                yield event
         finally:
             stop.set()
             try:

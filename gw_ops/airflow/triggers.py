@@ -218,16 +218,28 @@ class GcnListenerTrigger(BaseEventTrigger):
 
         pump = asyncio.create_task(vtp.gcn_to_redis(settings, servers=servers, on_notice=ring))
         try:
-            while True:
-                getter = asyncio.create_task(rings.get())
-                done, _ = await asyncio.wait({getter, pump}, return_when=asyncio.FIRST_COMPLETED)
-                if pump in done:
-                    getter.cancel()
-                    pump.result()  # re-raise what ended the listener (it should never end)
-                    raise RuntimeError("GCN listener stopped unexpectedly")
-                yield TriggerEvent({"notice": getter.result(), "rung_at": time.time()})
+            async for event in ring_events(rings, pump, "GCN"):
+                yield event
         finally:
             pump.cancel()
+
+
+async def ring_events(rings: asyncio.Queue, pump: asyncio.Future, listener: str
+                      ) -> AsyncIterator[TriggerEvent]:
+    """One trigger event per ring that a listener's ``pump`` puts on ``rings``.
+
+    The pump (the listener's receive loop) should never end: when it does, what ended it is
+    raised, or :class:`RuntimeError` naming ``listener``, so the trigger fails visibly and
+    Airflow restarts it, instead of waiting forever on a queue nobody fills.
+    """
+    while True:
+        getter = asyncio.ensure_future(rings.get())
+        done, _ = await asyncio.wait({getter, pump}, return_when=asyncio.FIRST_COMPLETED)
+        if pump in done:
+            getter.cancel()
+            pump.result()
+            raise RuntimeError(f"{listener} listener stopped unexpectedly")
+        yield TriggerEvent({"notice": getter.result(), "rung_at": time.time()})
 
 
 class StreamMatchTrigger(BaseTrigger):
