@@ -16,12 +16,11 @@ import os
 import subprocess
 import sys
 
-import psutil
 import pytest
 
 from gw_ops.ops import distributed
 from gw_ops.ops.demo import PIPELINE_DAGS, AlertReceiver
-from tests.fixtures.stack import RunningStack, stack_env, stack_settings, started_pids
+from tests.fixtures.stack import RunningStack, stack_env, stack_settings, stop_stack
 from tests.helpers import REPO_ROOT, free_port, wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -46,11 +45,7 @@ def celery_stack(base_settings) -> RunningStack:
                                         f"\nlogs in {settings.state_path / 'logs'}")
         yield RunningStack(settings=settings, env=env, up_output=result.stdout)
     finally:
-        pids = started_pids(settings)
-        down = subprocess.run([sys.executable, "-m", "gw_ops.ops.cli", "down"], env=env, cwd=REPO_ROOT,
-                              capture_output=True, text=True, timeout=120)
-        survivors = [pid for pid in pids if psutil.pid_exists(pid)
-                     and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+        down, survivors = stop_stack(settings, env)
         distributed.drop_stack_database(settings)
         assert down.returncode == 0 and not survivors, f"gw-ops down left {survivors}: {down.stdout}"
         for queue in distributed.WORKER_QUEUES:

@@ -10,13 +10,12 @@ import json
 import subprocess
 import sys
 
-import psutil
 import pytest
 
 from gw_ops.handlers import kafka_alerts
 from gw_ops.transport.redis_client import get_redis, lvalert_stream, read_health
 from tests.fixtures.kafka import read_topic
-from tests.fixtures.stack import stack_env, stack_settings, started_pids
+from tests.fixtures.stack import stack_env, stack_settings, started_pids, stop_stack
 from tests.helpers import REPO_ROOT, free_port
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(1200)]
@@ -58,9 +57,5 @@ def test_demo_runs_on_the_kafka_transport(base_settings, durable_redis_url):
             for alert in preliminaries:
                 (kafka_alerts.validate_avro_record if fmt == "avro" else kafka_alerts.validate_json_form)(alert)
     finally:
-        pids = pids or started_pids(settings)
-        down = subprocess.run([sys.executable, "-m", "gw_ops.ops.cli", "down"], env=env, cwd=REPO_ROOT,
-                              capture_output=True, text=True, timeout=120)
-        survivors = [pid for pid in pids if psutil.pid_exists(pid)
-                     and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+        down, survivors = stop_stack(settings, env, pids)
         assert down.returncode == 0 and not survivors, f"gw-ops down left {survivors}: {down.stdout}"
