@@ -49,16 +49,13 @@ def decode_message(payload: bytes | str, node: str) -> dict[str, Any]:
     gw_ops.errors.PermanentError
         When the payload is not JSON, not an object, or lacks ``uid``/``alert_type``.
     """
-    import json
-
     from gw_ops.errors import PermanentError
+    from gw_ops.formats.json_object import JSONRejected, parse_json_object
 
     try:
-        message = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PermanentError(f"LVAlert message on {node} is not JSON: {exc}") from exc
-    if not isinstance(message, dict):
-        raise PermanentError(f"LVAlert message on {node} is not a JSON object")
+        message = parse_json_object(payload, f"LVAlert message on {node}")
+    except JSONRejected as exc:
+        raise PermanentError(str(exc)) from None
     missing = [key for key in REQUIRED_KEYS if key not in message]
     if missing:
         raise PermanentError(f"LVAlert message on {node} lacks {', '.join(missing)}")
