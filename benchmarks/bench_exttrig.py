@@ -106,7 +106,8 @@ def main() -> None:
 
         ext_side, se_side = [], []
         for number in range(args.coincidences):
-            # external side: superevent first, then the GRB
+            # external side: superevent first, then the GRB (a production notice, not a
+            # rehearsal: mock notices are MDC by default and pair only with MDC superevents)
             t_gw = 1350000000.0 + 1000 * number
             event = client.create_event("CBC", "gstlal", "coinc.xml", search="AllSky",
                                        filecontents=coinc_xml(gpstime=t_gw, snr=12.0,
@@ -114,7 +115,7 @@ def main() -> None:
             sid = client.create_superevent(t_gw - 1, t_gw, t_gw + 1,
                                           event["graceid"]).json()["superevent_id"]
             graceid = process_notice(make_mock_grb_notice(f"c{number}", t_gw - 0.5, 30, 30, 5.0,
-                                                          role="observation"),
+                                                          role="observation", mdc=False),
                                      client=client, settings=settings, run_raven=False)
             start = time.perf_counter()
             found = raven.search_for_external(client, graceid, settings)
@@ -124,7 +125,7 @@ def main() -> None:
             # superevent side: GRB first, then the superevent's creation alert
             t_gw += 500
             graceid = process_notice(make_mock_grb_notice(f"s{number}", t_gw - 0.5, 30, 30, 5.0,
-                                                          role="observation"),
+                                                          role="observation", mdc=False),
                                      client=client, settings=settings)
             event = client.create_event("CBC", "gstlal", "coinc.xml", search="AllSky",
                                        filecontents=coinc_xml(gpstime=t_gw, snr=12.0,
