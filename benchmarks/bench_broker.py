@@ -27,10 +27,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from gw_ops.config import get_settings  # noqa: E402
+from gw_ops.ops.processes import stop_process_group  # noqa: E402
 from gw_ops.transport.redis_client import get_redis  # noqa: E402
 from gw_ops.vtp import protocol as vtp  # noqa: E402
 from gw_ops.vtp.broker import append_voevent  # noqa: E402
-from tests.helpers import free_port, gw_ops_process, stop_process, wait_for  # noqa: E402
+from tests.helpers import free_port, gw_ops_process, wait_for  # noqa: E402
 
 TEMPLATE = (REPO_ROOT / "tests" / "data" / "voevents" / "lvk_preliminary.xml").read_bytes()
 
@@ -81,7 +82,7 @@ def main() -> None:
         wait_for(lambda: "listening on" in log.read_text(), timeout=30, what="the broker")
         results = asyncio.run(measure(settings, n))
     finally:
-        stop_process(proc)
+        stop_process_group(proc)
         client = get_redis(settings)
         for key in client.scan_iter(match=prefix + "*"):
             client.delete(key)

@@ -74,9 +74,10 @@ def main() -> None:
     from gw_ops.handlers import raven
     from gw_ops.handlers.external_triggers import process_notice
     from gw_ops.mock.notices import make_mock_grb_notice
+    from gw_ops.ops.processes import stop_process_group
     from tests.coinc_factory import coinc_xml
     from tests.fixtures.gracedb import start_gracedb
-    from tests.helpers import free_port, stop_process
+    from tests.helpers import free_port
 
     prefix = f"gwbench:{uuid.uuid4().hex[:8]}:"
     state = Path(tempfile.mkdtemp(prefix="bench-exttrig-"))
@@ -146,7 +147,7 @@ def main() -> None:
         print(summary("coincidence found -> recorded (external side)", ext_side))
         print(summary("coincidence found -> recorded (superevent alert side)", se_side))
     finally:
-        stop_process(service.process)
+        stop_process_group(service.process)
         store = redis.Redis.from_url(settings.redis_url)
         for key in store.scan_iter(match=prefix + "*", count=1000):
             store.delete(key)

@@ -31,8 +31,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from gw_ops.config import get_settings  # noqa: E402
+from gw_ops.ops.processes import stop_process_group  # noqa: E402
 from tests.fixtures.gracedb import start_gracedb  # noqa: E402
-from tests.helpers import free_port, stop_process  # noqa: E402
+from tests.helpers import free_port  # noqa: E402
 
 COINC = (REPO / "tests" / "data" / "gracedb" / "coinc_G211117.xml").read_bytes()
 POSTGRES_ADMIN_URL = os.environ.get("GW_OPS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -130,7 +131,7 @@ def run(db_label: str, db_url: str, calls: int, seconds: float) -> None:
         throughput("writeLog (100 kB file)", make_log_call, 4, seconds)
         throughput("createEvent (700 kB coinc.xml)", make_event_call, 4, seconds)
     finally:
-        stop_process(service.process)
+        stop_process_group(service.process)
         import redis
         client = redis.Redis()
         for key in client.scan_iter(match=prefix + "*"):

@@ -108,7 +108,8 @@ def hop_latencies(count: int, interval_s: float) -> tuple[list[float], float]:
     from pathlib import Path
 
     from gw_ops.config import get_settings
-    from gw_ops.ops.tansu import start_tansu, stop_tansu
+    from gw_ops.ops.processes import stop_process_group
+    from gw_ops.ops.tansu import start_tansu
     from gw_ops.transport.kafka import KafkaBridge, LVAlertRoute
     from gw_ops.transport.kafka_client import ensure_topics
     from gw_ops.transport.redis_client import get_redis, lvalert_stream
@@ -151,7 +152,7 @@ def hop_latencies(count: int, interval_s: float) -> tuple[list[float], float]:
         return latencies, rate
     finally:
         stop.set()
-        stop_tansu(proc)
+        stop_process_group(proc)
         for key in client.scan_iter(match=settings.key_prefix + "*"):
             client.delete(key)
 

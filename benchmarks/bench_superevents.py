@@ -33,9 +33,10 @@ sys.path.insert(0, str(REPO))
 
 from gw_ops.config import get_settings  # noqa: E402
 from gw_ops.handlers import superevents as se  # noqa: E402
+from gw_ops.ops.processes import stop_process_group  # noqa: E402
 from gw_ops.transport.redis_client import get_redis, lvalert_stream  # noqa: E402
 from tests.coinc_factory import coinc_xml  # noqa: E402
-from tests.helpers import free_port, gw_ops_process, stop_process, wait_for  # noqa: E402
+from tests.helpers import free_port, gw_ops_process, wait_for  # noqa: E402
 
 PIPELINES = ("gstlal", "pycbc", "spiir", "MBTA")
 
@@ -165,7 +166,7 @@ def main(argv=None) -> int:
         print("RESULT:", "OK" if ok else "FAILED")
         return 0 if ok else 1
     finally:
-        stop_process(service)
+        stop_process_group(service)
         for key in redis.scan_iter(match=settings.key_prefix + "*", count=1000):
             redis.delete(key)
 

@@ -57,18 +57,3 @@ def gw_ops_process(args: list[str], env: Mapping[str, str], log_path: Path) -> s
     return subprocess.Popen([sys.executable, "-m", "gw_ops.ops.cli", *args], env={**os.environ, **env},
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                             cwd=REPO_ROOT)
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    """Stop a process group started by :func:`gw_ops_process` (SIGTERM, then SIGKILL)."""
-    import signal
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout)
-    except ProcessLookupError:
-        pass

@@ -15,9 +15,10 @@ from ligo.gracedb.rest import GraceDb
 from gw_ops.formats.voevent import validate_voevent
 from gw_ops.local_gracedb import auth
 from gw_ops.local_gracedb.constants import suffix_letters
+from gw_ops.ops.processes import stop_process_group
 from gw_ops.transport.redis_client import lvalert_stream
 from tests.fixtures.gracedb import DATA, last_lvalert_id, read_lvalerts, start_gracedb
-from tests.helpers import free_port, stop_process
+from tests.helpers import free_port
 
 COINC = (DATA / "coinc_G211117.xml").read_bytes()
 GPSTIME = 1135136350.647757924
@@ -404,7 +405,7 @@ def small_upload_service(base_settings, tmp_path_factory):
                                    gracedb_max_upload_bytes=4096, gracedb_url="")
     service = start_gracedb(settings, state / "gracedb.log")
     yield service
-    stop_process(service.process)
+    stop_process_group(service.process)
 
 
 def test_uploads_over_the_limit_are_refused(small_upload_service, redis_client):

@@ -15,8 +15,9 @@ import requests
 from ligo.gracedb.exceptions import HTTPError
 
 from gw_ops.local_gracedb import auth
+from gw_ops.ops.processes import stop_process_group
 from tests.fixtures.gracedb import DATA, start_gracedb
-from tests.helpers import free_port, stop_process
+from tests.helpers import free_port
 
 COINC = (DATA / "coinc_G211117.xml").read_bytes()
 T0 = 1340000000.0  # 2022-06-23 UTC: a day no other test file uses
@@ -103,7 +104,7 @@ def redis_down_service(base_settings, tmp_path_factory):
                                    redis_url=f"redis://127.0.0.1:{free_port()}/0")
     service = start_gracedb(settings, state / "gracedb.log")
     yield service
-    stop_process(service.process)
+    stop_process_group(service.process)
 
 
 def test_upload_answered_after_commit_even_when_lvalert_fails(redis_down_service):

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import importlib.resources
 import os
-import signal
 import subprocess
 from pathlib import Path
 from typing import Mapping
+
+from gw_ops.ops.processes import stop_process_group
 
 
 def tansu_binary() -> str:
@@ -57,20 +58,6 @@ def start_tansu(host: str, port: int, log_path: Path, *, storage: str = "memory:
     try:
         wait_ready(f"{host}:{port}", timeout_s, alive=lambda: proc.poll() is None)
     except BaseException:
-        stop_tansu(proc)
+        stop_process_group(proc)
         raise
     return proc
-
-
-def stop_tansu(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> None:
-    """Stop a broker started by :func:`start_tansu` (``sig``, then SIGKILL)."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, sig)
-        proc.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout_s)
-    except ProcessLookupError:
-        pass
