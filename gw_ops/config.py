@@ -148,6 +148,12 @@ class Settings:
     # --- GraceDB -----------------------------------------------------------------
     gracedb_url: str = _doc("GraceDB API root the pipeline talks to. Empty means the local "
                             "service at host:gracedb_port.", default="")
+    gracedb_public_url: str = _doc("GraceDB API root as people and alert subscribers reach it, "
+                                   "when that differs from the address the pipeline uses (a "
+                                   "host inside a container network): the EventPage and sky-map "
+                                   "URLs of every VOEvent and alert, and the Airflow UI's GraceDB "
+                                   "links, are built from it. Empty means the API root the "
+                                   "pipeline uses (gracedb_url, or the local service).", default="")
     gracedb_port: int = _doc("Port of the local GraceDB service.", default=8090)
     gracedb_db_url: str = _doc("SQLAlchemy URL of the local GraceDB database. Empty means SQLite in "
                                "the state folder.", default="")
@@ -436,6 +442,13 @@ class Settings:
     def gracedb_api_url(self) -> str:
         """GraceDB API root (with trailing slash) that clients use."""
         return self.gracedb_url or f"http://{self.host}:{self.gracedb_port}/api/"
+
+    @property
+    def gracedb_public_api_url(self) -> str:
+        """GraceDB API root (with trailing slash) in links for people and in alerts."""
+        if self.gracedb_public_url:
+            return self.gracedb_public_url.rstrip("/") + "/"
+        return self.gracedb_api_url
 
     @property
     def gracedb_sql_url(self) -> str:
