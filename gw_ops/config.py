@@ -128,8 +128,16 @@ class Settings:
                          "and result backend).", default="local")
     postgres_url: str = _doc("PostgreSQL server (any database of it, as a libpq URL) on which "
                              "`gw-ops up --executor celery` creates the stack's own metadata "
-                             "database, unless airflow_db_url names one.",
+                             "database, unless airflow_db_url names one. When none answers "
+                             "there, `up` starts one of its own (embedded_postgres_port).",
                              default="postgresql://postgres@127.0.0.1:5432/postgres")
+    embedded_postgres_port: int = _doc("Port of the PostgreSQL server that `gw-ops up --executor "
+                                       "celery` initialises in the state folder (state_dir/"
+                                       "postgres) and starts, on 127.0.0.1, when none answers at "
+                                       "postgres_url. 0: a free port chosen by `up`.", default=0)
+    postgres_bin_dir: str = _doc("Folder of PostgreSQL's initdb and postgres for that server. "
+                                 "Empty: the newest /usr/lib/postgresql/<version>/bin (Debian's "
+                                 "packages), else initdb's folder on the PATH.", default="")
     airflow_postgres_db: str = _doc("Name of that database. Empty means gw_ops_ and 8 hex digits "
                                     "of the state folder's path, so stacks in different state "
                                     "folders never share one.", default="")

@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Callable
 
 from gw_ops.config import CONNECTION_SETTINGS, ENV_PREFIX, Settings, get_settings
-from gw_ops.ops import distributed
+from gw_ops.ops import distributed, stack_postgres
 from gw_ops.ops.stack_redis import (
     check_redis_durable,
     delete_prefix_keys,
@@ -304,6 +304,9 @@ def _prepare_kafka_topics(settings: Settings) -> None:
 
 
 COMPONENTS: tuple[Component, ...] = (
+    # The Celery stack's own PostgreSQL when none answers at postgres_url (gw_ops.ops.stack_postgres).
+    Component("postgres", stack_postgres.server_command, lambda s: s.embedded_postgres_port,
+              stack_postgres.server_health, enabled=stack_postgres.is_embedded),
     Component("kafka", _tansu_command, lambda s: s.kafka_port, _kafka_health, enabled=_local_kafka),
     Component("redis", embedded_redis_command, lambda s: s.embedded_redis_port,
               lambda s: (redis_answers(s.redis_url), s.redis_url),
@@ -428,6 +431,9 @@ def up(settings: Settings, out=print) -> int:
     private_dir(settings.state_path)
     private_dir(log_dir(settings))
     started_at = time.monotonic()
+    # A new state folder means a new GraceDB: Redis data left under this prefix by an
+    # earlier stack (alert records, streams, delayed actions) belongs to the discarded one.
+    fresh_state = not (settings.state_path / "secrets.json").exists()
     running = [c for c in COMPONENTS if (r := read_record(running_settings(settings), c)) and pid_alive(r["pid"])]
     if running:
         out(f"already running: {', '.join(c.name for c in running)} (use `gw-ops status` or `gw-ops down`)")
@@ -439,25 +445,25 @@ def up(settings: Settings, out=print) -> int:
         settings = dataclasses.replace(settings, redis_url=embedded_url)
     elif not check_redis_durable(settings, out):
         return 2
+    settings, postgres_problem = _resolve_postgres(settings, out)
     components = [c for c in COMPONENTS if c.enabled(settings)]
     problems = _refuse_taken_ports(settings, components)
-    if _celery(settings) and (reason := distributed.refuse_reason(settings)):
+    if _celery(settings) and (reason := postgres_problem or distributed.refuse_reason(settings)):
         problems.append(reason)
     if problems:
         for problem in problems:
             out(f"refusing to start: {problem}")
         return 2
-    # A new state folder means a new GraceDB: Redis data left under this prefix by an
-    # earlier stack (alert records, streams, delayed actions) belongs to the discarded one.
-    fresh_state = not (settings.state_path / "secrets.json").exists()
     _stack_file(settings).write_text(json.dumps(settings.as_env(), indent=1))
     record_state_dir(settings)
     password, first_time = ensure_airflow_password(settings)
     from gw_ops.local_gracedb.auth import ensure_service_credentials
     ensure_service_credentials(settings)
 
-    redis_component = [c for c in components if c.name in ("redis", "kafka")]
+    redis_component = [c for c in components if c.name in ("postgres", "redis", "kafka")]
     for component in redis_component:
+        if component.name == "postgres":
+            _prepare_embedded_postgres(settings, fresh_state, out)
         start_component(settings, component)
         if not _wait_healthy(settings, [component], UP_TIMEOUT_S, out) or (
                 component.name == "redis" and not check_redis_durable(settings, out)):
@@ -501,6 +507,27 @@ def up(settings: Settings, out=print) -> int:
     return 0
 
 
+def _resolve_postgres(settings: Settings, out) -> tuple[Settings, str | None]:
+    """A Celery stack's settings with ``postgres_url`` pointed at an embedded server when
+    none answers there (see :func:`gw_ops.ops.stack_postgres.resolve`), and why it cannot
+    start (or None)."""
+    if not _celery(settings):
+        return settings, None
+    return stack_postgres.resolve(settings, lambda: load_secrets(settings)["postgres_password"], out)
+
+
+def _prepare_embedded_postgres(settings: Settings, fresh_state: bool, out) -> None:
+    """initdb the embedded server's cluster unless there is one.  A cluster found beside a new
+    ``secrets.json`` has a superuser password nobody knows any more: it is made again."""
+    import shutil
+    data = stack_postgres.data_dir(settings)
+    if fresh_state and data.exists():
+        out(f"new state folder: removing the PostgreSQL cluster {data} left by an earlier stack")
+        shutil.rmtree(data)
+    stack_postgres.ensure_cluster(settings, load_secrets(settings)["postgres_password"],
+                                  log_dir(settings) / "postgres-initdb.log", out)
+
+
 def _wait_healthy(settings: Settings, components: list[Component], timeout: float, out) -> bool:
     deadline = time.monotonic() + timeout
     pending = list(components)
@@ -541,7 +568,12 @@ def down(settings: Settings, out=print) -> int:
         _stack_file(settings).unlink(missing_ok=True)
         return 0
     alive = {component.name for component, record in stopping if pid_alive(record["pid"])}
-    still = _stop_records([record for _, record in stopping])
+    # the embedded PostgreSQL last, with a clean (fast) shutdown, once its clients are gone
+    still = _stop_records([record for component, record in stopping if component.name != "postgres"])
+    for component, record in stopping:
+        if component.name == "postgres":
+            stack_postgres.stop_server(record["pid"])
+            still += _stop_records([record])
     for component, record in stopping:
         _record_path(settings, component).unlink(missing_ok=True)
         if component.name in alive:
