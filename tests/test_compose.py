@@ -138,6 +138,8 @@ def test_airflow_processes_share_executor_jwt_secret_and_build_from_the_repo():
     for name in AIRFLOW_SERVICES:
         service_env = SERVICES[name].get("environment", env)
         assert service_env.get("AIRFLOW__API_AUTH__JWT_SECRET") == env["AIRFLOW__API_AUTH__JWT_SECRET"], name
+        # the log servers of workers and triggerer check tokens signed with [api] secret_key
+        assert service_env.get("AIRFLOW__API__SECRET_KEY") == env["AIRFLOW__API__SECRET_KEY"], name
     expected = {"gracedb", "broker", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
                 "airflow-triggerer", "flower", "airflow-init"}
     assert expected <= set(SERVICES)
@@ -145,9 +147,9 @@ def test_airflow_processes_share_executor_jwt_secret_and_build_from_the_repo():
 
 # --- secrets and exposure (issue 12 item 7) ----------------------------------------------
 COMPOSE_TEXT = (REPO_ROOT / "docker-compose.yaml").read_text()
-SECRET_VARIABLES = ("POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET")
+SECRET_VARIABLES = ("POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY")
 DUMMY_ENV = {"POSTGRES_PASSWORD": "dummy0pass", "AIRFLOW_FERNET_KEY": "dummy-fernet",
-             "AIRFLOW_JWT_SECRET": "dummy-jwt"}
+             "AIRFLOW_JWT_SECRET": "dummy-jwt", "AIRFLOW_API_SECRET_KEY": "dummy-api-key"}
 
 
 def test_secrets_are_required_variables_without_defaults():
@@ -260,6 +262,7 @@ def test_docker_compose_config_is_valid_with_secrets_and_refuses_without():
     assert rendered["services"]["worker-openmp"]["command"][-1] == "1"
     assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == "dummy-jwt"
     assert env["AIRFLOW__CORE__FERNET_KEY"] == "dummy-fernet"
+    assert env["AIRFLOW__API__SECRET_KEY"] == "dummy-api-key"
     assert rendered["services"]["flower"]["profiles"] == ["flower"]  # not started by default
     for name in SECRET_VARIABLES:
         missing = docker_compose_config({k: v for k, v in DUMMY_ENV.items() if k != name})

@@ -217,6 +217,7 @@ def test_embedded_postgresql_initialised_started_checked_and_stopped_cleanly(tmp
 @pytest.mark.slow
 def test_gw_ops_prepare_migrates_airflow_creates_pools_and_the_gracedb_database_twice(tmp_path):
     """What compose's airflow-init runs, against this machine's PostgreSQL (idempotent)."""
+    import json
     import subprocess
     import sys
     import uuid
@@ -236,11 +237,21 @@ def test_gw_ops_prepare_migrates_airflow_creates_pools_and_the_gracedb_database_
                 "GW_OPS_GRACEDB_DB_URL": gracedb_url, "GW_OPS_OPENMP_POOL_SLOTS": "3"})
     try:
         distributed.ensure_database(airflow_url)  # compose's postgres service makes this one
+        outputs = []
         for _ in range(2):
             result = subprocess.run([sys.executable, "-m", "gw_ops.ops.cli", "prepare"], env=env, cwd=REPO_ROOT,
                                     capture_output=True, text=True, timeout=300)
             assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+            outputs.append(result.stdout)
         assert "pool openmp: 3 slots" in result.stdout
+        # the admin password: printed by the first run only (compose: `docker compose logs
+        # airflow-init`), kept for the api-server in the state folder's airflow/ (0600)
+        passwords = tmp_path / "state" / "airflow" / "simple_auth_manager_passwords.json"
+        password = json.loads(passwords.read_text())["admin"]
+        said = [line for line in outputs[0].splitlines() if line.startswith("Airflow admin password (user admin;")]
+        assert len(said) == 1 and said[0].endswith(f": {password}"), outputs[0]
+        assert password not in outputs[1] and "Airflow admin password unchanged" in outputs[1]
+        assert passwords.stat().st_mode & 0o077 == 0
         assert database_exists(f"gwtest_gracedb_{suffix}")
         with psycopg2.connect(airflow_url.replace("+psycopg2", "")) as connection, connection.cursor() as cursor:
             cursor.execute("SELECT pool, slots FROM slot_pool")
