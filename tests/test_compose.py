@@ -334,3 +334,34 @@ def test_compose_spec_schema_finds_the_faults_of_a_broken_file():
     assert "services.redis" in errors and "restart_policy" in errors, errors
     assert "services.postgres.healthcheck.interval" in errors, errors
     assert "services.flower.profiles" in errors, errors
+
+
+def test_local_gracedb_writes_the_public_url_into_the_voevents_it_makes(base_settings, tmp_path):
+    """The compose file's GraceDB is reached as http://gracedb:8090/ inside the network; the
+    VOEvents it builds carry GW_OPS_GRACEDB_PUBLIC_URL, and its API answers keep the
+    address the client used."""
+    import dataclasses
+
+    from lxml import etree
+
+    from tests.fixtures.gracedb import start_gracedb, stop_process
+    from tests.helpers import free_port
+    from tests.pages_world import make_superevent
+
+    public = "https://gracedb.example.org/api/"
+    settings = dataclasses.replace(base_settings, state_dir=tmp_path / "state", gracedb_port=free_port(),
+                                   gracedb_url="", gracedb_db_url="", gracedb_files_dir="",
+                                   gracedb_public_url=public)
+    service = start_gracedb(settings, tmp_path / "gracedb.log")
+    try:
+        sid, _ = make_superevent(service, 1_300_000_000.0, voevent=True)
+        client = service.client()
+        voevent = client.voevents(sid).json()["voevents"][0]
+        xml = client.files(sid, voevent["filename"]).read()
+        params = {p.get("name"): p.get("value") for p in etree.fromstring(
+            xml, etree.XMLParser(resolve_entities=False, no_network=True)).iter("Param")}
+        assert params["EventPage"] == f"https://gracedb.example.org/superevents/{sid}/view/"
+        assert params["skymap_fits"] == f"{public}superevents/{sid}/files/bayestar.multiorder.fits"
+        assert voevent["file"].startswith(settings.gracedb_api_url), voevent
+    finally:
+        stop_process(service.process)
