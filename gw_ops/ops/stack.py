@@ -22,12 +22,15 @@ so its files, ``airflow/airflow.db`` and the GraceDB database included, are priv
     airflow/               AIRFLOW_HOME (airflow.cfg is not used: everything is set
                            through AIRFLOW__* variables built by :func:`airflow_env`)
     redis/                 data of the embedded Redis (append-only file)
+    postgres/              data of the embedded PostgreSQL (Celery stack, when none answers;
+                           :mod:`gw_ops.ops.stack_postgres`)
 
 ``up`` records the absolute state folder in :func:`gw_ops.config.state_record_path`, so
 ``status``, ``down`` and the rest find the running stack from any working folder.
 
 With ``executor = "celery"`` (``gw-ops up --executor celery``) the same lifecycle runs the
-distributed stack: PostgreSQL metadata database, one Celery worker per queue and Flower
+distributed stack: PostgreSQL metadata database (the machine's server, or one started in the
+state folder: :mod:`gw_ops.ops.stack_postgres`), one Celery worker per queue and Flower
 (:mod:`gw_ops.ops.distributed`).
 
 Redis must be durable: ``up`` refuses a Redis without persistence (see
