@@ -1,9 +1,9 @@
 """The local stack: start, check and stop every gw-ops component as background processes.
 
-Why one module of about 670 lines: start order, health checks and stop are one
-lifecycle over :data:`COMPONENTS`; the embedded Redis, the state folder, the log
-server and the Celery stack's definition (:mod:`gw_ops.ops.distributed`) are already
-modules of their own.
+Why one module of about 710 lines: start order, health checks and stop are one
+lifecycle over :data:`COMPONENTS`; the embedded Redis and PostgreSQL, the state folder,
+the log server and the Celery stack's definition (:mod:`gw_ops.ops.distributed`) are
+already modules of their own.
 
 ``gw-ops up`` starts the components of :data:`COMPONENTS` in order and waits until
 each one is healthy; ``gw-ops status`` prints one line per component; ``gw-ops down``
