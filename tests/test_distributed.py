@@ -185,7 +185,7 @@ def test_embedded_postgresql_initialised_started_checked_and_stopped_cleanly(tmp
     try:
         for round_ in (1, 2):
             stack.private_dir(stack.log_dir(settings))
-            stack._prepare_embedded_postgres(settings, fresh_state=False, out=said.append)
+            assert stack._prepare_embedded_postgres(settings, fresh_state=False, out=said.append)
             record = stack.start_component(settings, component)
             assert stack._wait_healthy(settings, [component], 60, said.append), log.read_text()[-2000:]
             assert distributed.ensure_stack_database(settings, fresh_state=False, out=said.append)
@@ -266,3 +266,20 @@ def test_gw_ops_prepare_migrates_airflow_creates_pools_and_the_gracedb_database_
             for name in (f"gwtest_airflow_{suffix}", f"gwtest_gracedb_{suffix}"):
                 cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         connection.close()
+
+
+def test_a_failed_initdb_is_reported_not_raised(tmp_path):
+    programs = tmp_path / "bin"
+    programs.mkdir()
+    (programs / "initdb").write_text("#!/bin/sh\necho 'initdb: error: disk full' >&2\nexit 1\n")
+    (programs / "initdb").chmod(0o755)
+    settings = celery_settings(tmp_path, postgres_url=f"postgresql://postgres@127.0.0.1:{free_port()}/postgres",
+                               postgres_bin_dir=str(programs))
+    settings, problem = stack._resolve_postgres(settings, print)
+    assert problem is None and stack_postgres.is_embedded(settings)
+    stack.private_dir(stack.log_dir(settings))
+    said = []
+    assert not stack._prepare_embedded_postgres(settings, fresh_state=True, out=said.append)
+    assert said[-1].startswith("initdb failed") and "postgres-initdb.log" in said[-1]
+    assert "disk full" in (stack.log_dir(settings) / "postgres-initdb.log").read_text()
+    assert not (stack_postgres.data_dir(settings) / "PG_VERSION").exists()

@@ -465,8 +465,9 @@ def up(settings: Settings, out=print) -> int:
 
     redis_component = [c for c in components if c.name in ("postgres", "redis", "kafka")]
     for component in redis_component:
-        if component.name == "postgres":
-            _prepare_embedded_postgres(settings, fresh_state, out)
+        if component.name == "postgres" and not _prepare_embedded_postgres(settings, fresh_state, out):
+            down(settings, out)
+            return 3
         start_component(settings, component)
         if not _wait_healthy(settings, [component], UP_TIMEOUT_S, out) or (
                 component.name == "redis" and not check_redis_durable(settings, out)):
@@ -519,16 +520,22 @@ def _resolve_postgres(settings: Settings, out) -> tuple[Settings, str | None]:
     return stack_postgres.resolve(settings, lambda: load_secrets(settings)["postgres_password"], out)
 
 
-def _prepare_embedded_postgres(settings: Settings, fresh_state: bool, out) -> None:
-    """initdb the embedded server's cluster unless there is one.  A cluster found beside a new
-    ``secrets.json`` has a superuser password nobody knows any more: it is made again."""
+def _prepare_embedded_postgres(settings: Settings, fresh_state: bool, out) -> bool:
+    """initdb the embedded server's cluster unless there is one; False (after saying why)
+    when initdb failed.  A cluster found beside a new ``secrets.json`` has a superuser
+    password nobody knows any more: it is made again."""
     import shutil
     data = stack_postgres.data_dir(settings)
     if fresh_state and data.exists():
         out(f"new state folder: removing the PostgreSQL cluster {data} left by an earlier stack")
         shutil.rmtree(data)
-    stack_postgres.ensure_cluster(settings, load_secrets(settings)["postgres_password"],
-                                  log_dir(settings) / "postgres-initdb.log", out)
+    log = log_dir(settings) / "postgres-initdb.log"
+    try:
+        stack_postgres.ensure_cluster(settings, load_secrets(settings)["postgres_password"], log, out)
+    except (OSError, subprocess.SubprocessError) as exc:
+        out(f"initdb failed ({exc}); see {log}")
+        return False
+    return True
 
 
 def _wait_healthy(settings: Settings, components: list[Component], timeout: float, out) -> bool:
