@@ -15,5 +15,10 @@ RUN pip install -r requirements.txt
 COPY . .
 RUN pip install --no-deps -e .
 
-RUN useradd --uid 50000 --create-home airflow && mkdir -p /opt/airflow /data && chown -R airflow /opt/airflow /data
+# The image's user is the one compose runs every service as (AIRFLOW_UID, a build argument
+# too): it owns /data, which a new named volume copies, and writes the logs that
+# docker-compose.yaml mounts from the host.  Group 0 may write as well, as in Airflow's image.
+ARG AIRFLOW_UID=50000
+RUN useradd --uid "${AIRFLOW_UID}" --gid 0 --create-home airflow && mkdir -p /opt/airflow/logs /data \
+    && chown -R airflow:0 /opt/airflow /data && chmod -R g+rwX /opt/airflow /data
 USER airflow

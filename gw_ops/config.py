@@ -128,8 +128,16 @@ class Settings:
                          "and result backend).", default="local")
     postgres_url: str = _doc("PostgreSQL server (any database of it, as a libpq URL) on which "
                              "`gw-ops up --executor celery` creates the stack's own metadata "
-                             "database, unless airflow_db_url names one.",
+                             "database, unless airflow_db_url names one. When none answers "
+                             "there, `up` starts one of its own (embedded_postgres_port).",
                              default="postgresql://postgres@127.0.0.1:5432/postgres")
+    embedded_postgres_port: int = _doc("Port of the PostgreSQL server that `gw-ops up --executor "
+                                       "celery` initialises in the state folder (state_dir/"
+                                       "postgres) and starts, on 127.0.0.1, when none answers at "
+                                       "postgres_url. 0: a free port chosen by `up`.", default=0)
+    postgres_bin_dir: str = _doc("Folder of PostgreSQL's initdb and postgres for that server. "
+                                 "Empty: the newest /usr/lib/postgresql/<version>/bin (Debian's "
+                                 "packages), else initdb's folder on the PATH.", default="")
     airflow_postgres_db: str = _doc("Name of that database. Empty means gw_ops_ and 8 hex digits "
                                     "of the state folder's path, so stacks in different state "
                                     "folders never share one.", default="")
@@ -148,6 +156,12 @@ class Settings:
     # --- GraceDB -----------------------------------------------------------------
     gracedb_url: str = _doc("GraceDB API root the pipeline talks to. Empty means the local "
                             "service at host:gracedb_port.", default="")
+    gracedb_public_url: str = _doc("GraceDB API root as people and alert subscribers reach it, "
+                                   "when that differs from the address the pipeline uses (a "
+                                   "host inside a container network): the EventPage and sky-map "
+                                   "URLs of every VOEvent and alert, and the Airflow UI's GraceDB "
+                                   "links, are built from it. Empty means the API root the "
+                                   "pipeline uses (gracedb_url, or the local service).", default="")
     gracedb_port: int = _doc("Port of the local GraceDB service.", default=8090)
     gracedb_db_url: str = _doc("SQLAlchemy URL of the local GraceDB database. Empty means SQLite in "
                                "the state folder.", default="")
@@ -436,6 +450,13 @@ class Settings:
     def gracedb_api_url(self) -> str:
         """GraceDB API root (with trailing slash) that clients use."""
         return self.gracedb_url or f"http://{self.host}:{self.gracedb_port}/api/"
+
+    @property
+    def gracedb_public_api_url(self) -> str:
+        """GraceDB API root (with trailing slash) in links for people and in alerts."""
+        if self.gracedb_public_url:
+            return self.gracedb_public_url.rstrip("/") + "/"
+        return self.gracedb_api_url
 
     @property
     def gracedb_sql_url(self) -> str:

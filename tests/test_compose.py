@@ -1,9 +1,14 @@
 """docker-compose.yaml agrees with the code (no Docker engine runs here, so we check the file):
 every queue a task names has a worker, the pools are created by airflow-init, services
 wait for healthy Redis and PostgreSQL, all Airflow processes share one JWT secret, secrets
-come only from the environment (.env) and Flower is off by default."""
+come only from the environment (.env) and Flower is off by default.  The file is also
+checked by Debian's ``docker-compose config`` and against the compose-spec JSON schema
+that the same package ships; both checks are shown to fail on a broken file."""
 from __future__ import annotations
 
+import copy
+import glob
+import json
 import re
 import shutil
 import subprocess
@@ -125,7 +130,7 @@ def test_services_depend_on_healthy_redis_and_postgres():
 
 def test_airflow_processes_share_executor_jwt_secret_and_build_from_the_repo():
     common = COMPOSE["x-airflow-common"]
-    assert common["build"] == "."
+    assert common["build"]["context"] == "."
     env = common["environment"]
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert env["AIRFLOW__API_AUTH__JWT_SECRET"]
@@ -133,6 +138,8 @@ def test_airflow_processes_share_executor_jwt_secret_and_build_from_the_repo():
     for name in AIRFLOW_SERVICES:
         service_env = SERVICES[name].get("environment", env)
         assert service_env.get("AIRFLOW__API_AUTH__JWT_SECRET") == env["AIRFLOW__API_AUTH__JWT_SECRET"], name
+        # the log servers of workers and triggerer check tokens signed with [api] secret_key
+        assert service_env.get("AIRFLOW__API__SECRET_KEY") == env["AIRFLOW__API__SECRET_KEY"], name
     expected = {"gracedb", "broker", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
                 "airflow-triggerer", "flower", "airflow-init"}
     assert expected <= set(SERVICES)
@@ -140,9 +147,9 @@ def test_airflow_processes_share_executor_jwt_secret_and_build_from_the_repo():
 
 # --- secrets and exposure (issue 12 item 7) ----------------------------------------------
 COMPOSE_TEXT = (REPO_ROOT / "docker-compose.yaml").read_text()
-SECRET_VARIABLES = ("POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET")
+SECRET_VARIABLES = ("POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY")
 DUMMY_ENV = {"POSTGRES_PASSWORD": "dummy0pass", "AIRFLOW_FERNET_KEY": "dummy-fernet",
-             "AIRFLOW_JWT_SECRET": "dummy-jwt"}
+             "AIRFLOW_JWT_SECRET": "dummy-jwt", "AIRFLOW_API_SECRET_KEY": "dummy-api-key"}
 
 
 def test_secrets_are_required_variables_without_defaults():
@@ -163,7 +170,67 @@ def test_secrets_are_required_variables_without_defaults():
 
 def test_debug_cli_is_off_by_default_and_services_run_as_the_chosen_uid():
     assert SERVICES["airflow-cli"]["profiles"] == ["debug"]
-    assert COMPOSE["x-airflow-common"]["user"] == "${AIRFLOW_UID:-50000}:0"
+    assert SERVICES["airflow-cli"]["entrypoint"] == ["airflow"]
+    common = COMPOSE["x-airflow-common"]
+    assert common["user"] == "${AIRFLOW_UID:-50000}:0"
+    # the image is built for the same uid, which then owns /data (the named volume)
+    assert common["build"]["args"]["AIRFLOW_UID"] == "${AIRFLOW_UID:-50000}"
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert "ARG AIRFLOW_UID" in dockerfile and '--uid "${AIRFLOW_UID}"' in dockerfile
+
+
+def test_dags_plugins_and_logs_are_mounted_where_airflow_reads_them():
+    common = COMPOSE["x-airflow-common"]
+    env = common["environment"]
+    mounts = dict(volume.rsplit(":", 1)[0].split(":", 1) if volume.count(":") == 2 else volume.split(":", 1)
+                  for volume in common["volumes"])
+    assert mounts["./dags"] == env["AIRFLOW__CORE__DAGS_FOLDER"]
+    assert mounts["./plugins"] == env["AIRFLOW__CORE__PLUGINS_FOLDER"]
+    # Airflow's base_log_folder default: AIRFLOW_HOME/logs of the image
+    home = re.search(r"AIRFLOW_HOME=(\S+)", (REPO_ROOT / "Dockerfile").read_text()).group(1)
+    assert mounts["./logs"] == f"{home}/logs"
+    assert mounts["gw-ops-data"] == env["GW_OPS_STATE_DIR"]
+    assert "logs/" in (REPO_ROOT / ".gitignore").read_text().split()
+
+
+def test_admin_password_is_made_by_airflow_init_where_the_api_server_reads_it():
+    settings = compose_settings()
+    env = COMPOSE["x-airflow-common"]["environment"]
+    # prepare_deployment writes it (gw_ops.ops.state.ensure_airflow_password) into the volume
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] == str(
+        settings.airflow_home / "simple_auth_manager_passwords.json")
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin"
+    assert "docker compose logs airflow-init" in COMPOSE_TEXT
+
+
+def test_public_gracedb_url_and_broker_allow_list_suit_the_compose_network():
+    from gw_ops.gracedb_urls import gracedb_home_url, superevent_page_url
+    from gw_ops.vtp.broker import address_allowed, parse_allow_list
+    settings = compose_settings()
+    internal = settings.gracedb_api_url
+    assert internal.startswith("http://gracedb:")  # a service name: right for the pipeline only
+    public = settings.gracedb_public_api_url
+    assert public.split("/")[2].split(":")[0] not in SERVICES, "public URL names a container"
+    assert public.split(":")[-1].split("/")[0] == SERVICES["gracedb"]["ports"][0].split(":")[0]
+    assert superevent_page_url(settings, "S1").startswith(public.removesuffix("api/"))
+    assert gracedb_home_url(settings) == public.removesuffix("api/")
+    # the alert sender's VOEvents and JSON alerts: EventPage and sky-map URL
+    from gw_ops.handlers.alert_sender import _event_page, _file_url
+    assert _event_page(settings, "S1") == "http://localhost:8090/superevents/S1/view/"
+    assert _file_url(settings, "S1", "bayestar.multiorder.fits", 0).startswith(public)
+    # without a public URL they follow the API root the pipeline uses, as before
+    from gw_ops.config import get_settings
+    plain = get_settings(env={"GW_OPS_GRACEDB_URL": "https://gracedb.example/api/"})
+    assert plain.gracedb_public_api_url == "https://gracedb.example/api/"
+    assert _event_page(plain, "S1") == "https://gracedb.example/superevents/S1/view/"
+    # the triggerer's GCN listener reaches the broker from Docker's default networks
+    networks = parse_allow_list(settings.broker_allow)
+    for peer in ("127.0.0.1", "172.17.0.5", "172.20.0.3", "192.168.16.4"):
+        assert address_allowed(peer, networks), peer
+    assert not address_allowed("8.8.8.8", networks)
+    assert settings.gcn_server_list == ("broker:8099",)
+    # authors (gw-ops gcn publish) only from inside the broker's own container
+    assert all(network.is_loopback for network in parse_allow_list(settings.broker_authors))
 
 
 def test_flower_is_off_by_default_and_never_published_to_all_interfaces():
@@ -173,11 +240,16 @@ def test_flower_is_off_by_default_and_never_published_to_all_interfaces():
         assert str(port).startswith("127.0.0.1:"), port
 
 
-def docker_compose_config(env: dict[str, str]) -> subprocess.CompletedProcess:
+def docker_compose_config(env: dict[str, str], text: str | None = None) -> subprocess.CompletedProcess:
+    """``docker-compose config`` of docker-compose.yaml (or of ``text``, from standard input)."""
     binary = shutil.which("docker-compose")
     if binary is None:
-        pytest.skip("Debian's docker-compose is not installed (apt-get install docker-compose)")
-    return subprocess.run([binary, "-f", str(REPO_ROOT / "docker-compose.yaml"), "config"],
+        pytest.fail("Debian's docker-compose is not installed: apt-get install docker-compose "
+                    "(.ci/run installs it)")
+    source = "-" if text is not None else str(REPO_ROOT / "docker-compose.yaml")
+    # from standard input, relative paths (./dags, build .) resolve against the project folder
+    folder = ["--project-directory", str(REPO_ROOT)] if text is not None else []
+    return subprocess.run([binary, "-f", source, *folder, "config"], input=text,
                           env={"PATH": "/usr/bin:/bin", **env}, cwd="/", capture_output=True,
                           text=True, timeout=60)
 
@@ -190,6 +262,7 @@ def test_docker_compose_config_is_valid_with_secrets_and_refuses_without():
     assert rendered["services"]["worker-openmp"]["command"][-1] == "1"
     assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == "dummy-jwt"
     assert env["AIRFLOW__CORE__FERNET_KEY"] == "dummy-fernet"
+    assert env["AIRFLOW__API__SECRET_KEY"] == "dummy-api-key"
     assert rendered["services"]["flower"]["profiles"] == ["flower"]  # not started by default
     for name in SECRET_VARIABLES:
         missing = docker_compose_config({k: v for k, v in DUMMY_ENV.items() if k != name})
@@ -205,3 +278,90 @@ def test_docker_compose_config_gives_the_openmp_pool_and_worker_the_same_slots()
     assert services["worker-default"]["command"][-1] == "6"
     for name in ("airflow-init", "worker-openmp", "airflow-scheduler"):
         assert services[name]["environment"]["GW_OPS_OPENMP_POOL_SLOTS"] == "3", name
+
+
+def test_docker_compose_config_refuses_a_broken_file():
+    broken = COMPOSE_TEXT.replace("    restart: always\n", "    restart_policy: always\n", 1)
+    assert broken != COMPOSE_TEXT
+    result = docker_compose_config(DUMMY_ENV, broken)
+    assert result.returncode != 0 and "restart_policy" in result.stderr, result.stderr
+    assert docker_compose_config(DUMMY_ENV, COMPOSE_TEXT).returncode == 0
+
+
+# --- the compose-spec JSON schema ------------------------------------------------------
+#: Where Debian's docker-compose (1.29, Apache-2.0) keeps the compose-spec schema it
+#: validates with; .ci/run installs the package.
+COMPOSE_SPEC_GLOB = "/usr/lib/python3*/dist-packages/compose/config/compose_spec.json"
+#: compose's "duration" format: Go durations such as 10s, 1m30s, 500ms (not ISO 8601).
+COMPOSE_DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|\u00b5s|ms|s|m|h))+$")
+
+
+def compose_spec_validator():
+    """A validator of the compose-spec schema, with compose's own "duration" format."""
+    import jsonschema
+
+    paths = sorted(glob.glob(COMPOSE_SPEC_GLOB))
+    if not paths:
+        pytest.fail(f"no compose-spec schema at {COMPOSE_SPEC_GLOB}: apt-get install docker-compose "
+                    "(.ci/run installs it)")
+    schema = json.loads(open(paths[-1]).read())
+    # its $schema ("...draft/2019-09/schema#") is that draft, which jsonschema does not
+    # recognise with the trailing "#": say it outright
+    assert "2019-09" in schema["$schema"]
+    jsonschema.Draft201909Validator.check_schema(schema)
+    formats = jsonschema.FormatChecker(formats=())
+    formats.checks("duration")(lambda value: not isinstance(value, str) or bool(COMPOSE_DURATION.match(value)))
+    return jsonschema.Draft201909Validator(schema, format_checker=formats)
+
+
+def schema_errors(document: dict) -> list[str]:
+    return [f"{error.json_path}: {error.message}" for error in compose_spec_validator().iter_errors(document)]
+
+
+def test_compose_file_and_its_rendering_follow_the_compose_spec_schema():
+    assert schema_errors(COMPOSE) == []
+    result = docker_compose_config(DUMMY_ENV)
+    assert result.returncode == 0, result.stderr
+    assert schema_errors(yaml.safe_load(result.stdout)) == []
+
+
+def test_compose_spec_schema_finds_the_faults_of_a_broken_file():
+    broken = copy.deepcopy(COMPOSE)
+    broken["services"]["redis"]["restart_policy"] = "always"          # no such key
+    broken["services"]["postgres"]["healthcheck"]["interval"] = "ten seconds"  # not a duration
+    broken["services"]["flower"]["profiles"] = "flower"                # a list, not a string
+    errors = "\n".join(schema_errors(broken))
+    assert "services.redis" in errors and "restart_policy" in errors, errors
+    assert "services.postgres.healthcheck.interval" in errors, errors
+    assert "services.flower.profiles" in errors, errors
+
+
+def test_local_gracedb_writes_the_public_url_into_the_voevents_it_makes(base_settings, tmp_path):
+    """The compose file's GraceDB is reached as http://gracedb:8090/ inside the network; the
+    VOEvents it builds carry GW_OPS_GRACEDB_PUBLIC_URL, and its API answers keep the
+    address the client used."""
+    import dataclasses
+
+    from lxml import etree
+
+    from tests.fixtures.gracedb import start_gracedb, stop_process
+    from tests.helpers import free_port
+    from tests.pages_world import make_superevent
+
+    public = "https://gracedb.example.org/api/"
+    settings = dataclasses.replace(base_settings, state_dir=tmp_path / "state", gracedb_port=free_port(),
+                                   gracedb_url="", gracedb_db_url="", gracedb_files_dir="",
+                                   gracedb_public_url=public)
+    service = start_gracedb(settings, tmp_path / "gracedb.log")
+    try:
+        sid, _ = make_superevent(service, 1_300_000_000.0, voevent=True)
+        client = service.client()
+        voevent = client.voevents(sid).json()["voevents"][0]
+        xml = client.files(sid, voevent["filename"]).read()
+        params = {p.get("name"): p.get("value") for p in etree.fromstring(
+            xml, etree.XMLParser(resolve_entities=False, no_network=True)).iter("Param")}
+        assert params["EventPage"] == f"https://gracedb.example.org/superevents/{sid}/view/"
+        assert params["skymap_fits"] == f"{public}superevents/{sid}/files/bayestar.multiorder.fits"
+        assert voevent["file"].startswith(settings.gracedb_api_url), voevent
+    finally:
+        stop_process(service.process)

@@ -9,7 +9,7 @@ import psycopg2
 import pytest
 
 from gw_ops.config import get_settings
-from gw_ops.ops import distributed, stack
+from gw_ops.ops import distributed, stack, stack_postgres
 from tests.helpers import free_port
 
 TEST_POSTGRES_URL = os.environ.get("GW_OPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -126,9 +126,98 @@ def test_up_says_so_when_no_postgresql_answers(tmp_path):
     assert "no PostgreSQL answers" in said[0]
 
 
+# --- the embedded PostgreSQL (gw_ops.ops.stack_postgres) -------------------------------
+def test_up_points_a_celery_stack_at_an_embedded_postgresql_only_when_none_answers(tmp_path):
+    nobody = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    settings = celery_settings(tmp_path, postgres_url=nobody)
+    assert "postgres" not in {c.name for c in stack.COMPONENTS if c.enabled(settings)}
+    said = []
+    embedded, problem = stack._resolve_postgres(settings, said.append)
+    assert problem is None and stack_postgres.is_embedded(embedded)
+    port = embedded.embedded_postgres_port
+    assert embedded.postgres_url.startswith("postgresql://postgres:")
+    assert embedded.postgres_url.endswith(f"@127.0.0.1:{port}/postgres")
+    password = stack.load_secrets(embedded)["postgres_password"]
+    assert password in embedded.postgres_url and not any(password in line for line in said)
+    assert f"starting an embedded one at 127.0.0.1:{port}" in said[0]
+    # the embedded server comes first, so `up` starts it before the database is made
+    assert [c.name for c in stack.COMPONENTS if c.enabled(embedded)][0] == "postgres"
+    assert embedded.airflow_sql_alchemy_conn.startswith(f"postgresql+psycopg2://postgres:{password}@127.0.0.1:{port}/gw_ops_")
+    # a chosen port is kept
+    fixed, _ = stack._resolve_postgres(celery_settings(tmp_path, postgres_url=nobody, embedded_postgres_port=port),
+                                       said.append)
+    assert fixed.embedded_postgres_port == port
+    # the machine's server answers: used as it is; a named database is never replaced
+    for kept in (celery_settings(tmp_path), celery_settings(tmp_path, postgres_url=nobody,
+                                                            airflow_db_url="postgresql+psycopg2://x@h/db")):
+        assert stack._resolve_postgres(kept, said.append) == (kept, None)
+        assert not stack_postgres.is_embedded(kept)
+    # PostgreSQL's programs found: Debian's newest version, or the folder named
+    assert (stack_postgres.bin_dir(settings) / "initdb").exists()
+    named = celery_settings(tmp_path, postgres_bin_dir=str(stack_postgres.bin_dir(settings)))
+    assert stack_postgres.bin_dir(named) == stack_postgres.bin_dir(settings)
+
+
+def test_up_refuses_when_no_postgresql_answers_and_none_can_be_started(tmp_path, monkeypatch):
+    nobody = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    settings = celery_settings(tmp_path, postgres_url=nobody, postgres_bin_dir=str(tmp_path / "none"),
+                               redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    assert stack_postgres.bin_dir(settings) is None
+    assert stack._resolve_postgres(settings, print)[1].startswith(f"no PostgreSQL answers at {nobody}")
+    monkeypatch.setattr(stack_postgres, "DEBIAN_BIN_GLOB", str(tmp_path / "lib" / "*" / "bin"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert stack_postgres.bin_dir(celery_settings(tmp_path)) is None
+    said = []
+    assert stack.up(settings, out=said.append) == 2
+    assert any("apt-get install postgresql" in line for line in said), said
+    assert not list((settings.state_path / "run").glob("*.json"))
+
+
+def test_embedded_postgresql_initialised_started_checked_and_stopped_cleanly(tmp_path):
+    """initdb, the ``postgres`` component, the stack's database on it, ``status``, ``down``
+    (fast shutdown), and a second start that keeps the data (about 5 s)."""
+    base = celery_settings(tmp_path, postgres_url=f"postgresql://postgres@127.0.0.1:{free_port()}/postgres",
+                           redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    said = []
+    settings, _ = stack._resolve_postgres(base, said.append)
+    component = next(c for c in stack.COMPONENTS if c.name == "postgres")
+    log = stack.log_dir(settings) / "postgres.log"
+    try:
+        for round_ in (1, 2):
+            stack.private_dir(stack.log_dir(settings))
+            assert stack._prepare_embedded_postgres(settings, fresh_state=False, out=said.append)
+            record = stack.start_component(settings, component)
+            assert stack._wait_healthy(settings, [component], 60, said.append), log.read_text()[-2000:]
+            assert distributed.ensure_stack_database(settings, fresh_state=False, out=said.append)
+            with psycopg2.connect(settings.airflow_sql_alchemy_conn.replace("+psycopg2", "")) as connection:
+                with connection.cursor() as cursor:
+                    if round_ == 1:
+                        cursor.execute("CREATE TABLE kept (x int)")
+                    cursor.execute("SELECT to_regclass('kept')")
+                    assert cursor.fetchone()[0] == "kept"
+            connection.close()
+            lines = []
+            stack.status(settings, out=lines.append)
+            line = next(line for line in lines if line.startswith("postgres "))
+            assert " running " in line and " healthy " in line and "PostgreSQL 1" in line, line
+            assert stack.down(settings, out=said.append) == 0
+            assert not stack.pid_alive(record["pid"])
+            assert log.read_text().rstrip().endswith("database system is shut down"), log.read_text()[-1000:]
+        assert sum("initialised a PostgreSQL cluster" in line for line in said) == 1, said
+        data = stack_postgres.data_dir(settings)
+        assert data.is_dir() and data.stat().st_mode & 0o077 == 0
+        # the password never lands in the logs
+        password = stack.load_secrets(settings)["postgres_password"]
+        for path in stack.log_dir(settings).iterdir():
+            assert password not in path.read_text(), path
+    finally:
+        stack.down(settings, out=said.append)
+
+
 @pytest.mark.slow
 def test_gw_ops_prepare_migrates_airflow_creates_pools_and_the_gracedb_database_twice(tmp_path):
     """What compose's airflow-init runs, against this machine's PostgreSQL (idempotent)."""
+    import json
     import subprocess
     import sys
     import uuid
@@ -148,11 +237,21 @@ def test_gw_ops_prepare_migrates_airflow_creates_pools_and_the_gracedb_database_
                 "GW_OPS_GRACEDB_DB_URL": gracedb_url, "GW_OPS_OPENMP_POOL_SLOTS": "3"})
     try:
         distributed.ensure_database(airflow_url)  # compose's postgres service makes this one
+        outputs = []
         for _ in range(2):
             result = subprocess.run([sys.executable, "-m", "gw_ops.ops.cli", "prepare"], env=env, cwd=REPO_ROOT,
                                     capture_output=True, text=True, timeout=300)
             assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+            outputs.append(result.stdout)
         assert "pool openmp: 3 slots" in result.stdout
+        # the admin password: printed by the first run only (compose: `docker compose logs
+        # airflow-init`), kept for the api-server in the state folder's airflow/ (0600)
+        passwords = tmp_path / "state" / "airflow" / "simple_auth_manager_passwords.json"
+        password = json.loads(passwords.read_text())["admin"]
+        said = [line for line in outputs[0].splitlines() if line.startswith("Airflow admin password (user admin;")]
+        assert len(said) == 1 and said[0].endswith(f": {password}"), outputs[0]
+        assert password not in outputs[1] and "Airflow admin password unchanged" in outputs[1]
+        assert passwords.stat().st_mode & 0o077 == 0
         assert database_exists(f"gwtest_gracedb_{suffix}")
         with psycopg2.connect(airflow_url.replace("+psycopg2", "")) as connection, connection.cursor() as cursor:
             cursor.execute("SELECT pool, slots FROM slot_pool")
@@ -167,3 +266,20 @@ def test_gw_ops_prepare_migrates_airflow_creates_pools_and_the_gracedb_database_
             for name in (f"gwtest_airflow_{suffix}", f"gwtest_gracedb_{suffix}"):
                 cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         connection.close()
+
+
+def test_a_failed_initdb_is_reported_not_raised(tmp_path):
+    programs = tmp_path / "bin"
+    programs.mkdir()
+    (programs / "initdb").write_text("#!/bin/sh\necho 'initdb: error: disk full' >&2\nexit 1\n")
+    (programs / "initdb").chmod(0o755)
+    settings = celery_settings(tmp_path, postgres_url=f"postgresql://postgres@127.0.0.1:{free_port()}/postgres",
+                               postgres_bin_dir=str(programs))
+    settings, problem = stack._resolve_postgres(settings, print)
+    assert problem is None and stack_postgres.is_embedded(settings)
+    stack.private_dir(stack.log_dir(settings))
+    said = []
+    assert not stack._prepare_embedded_postgres(settings, fresh_state=True, out=said.append)
+    assert said[-1].startswith("initdb failed") and "postgres-initdb.log" in said[-1]
+    assert "disk full" in (stack.log_dir(settings) / "postgres-initdb.log").read_text()
+    assert not (stack_postgres.data_dir(settings) / "PG_VERSION").exists()

@@ -106,7 +106,8 @@ def _outgoing_maxlen() -> int:
 
 
 def _event_page(settings: Settings, superevent_id: str) -> str:
-    base = settings.gracedb_api_url.rstrip("/")
+    # subscribers follow it: the public address, not the one the pipeline uses
+    base = settings.gracedb_public_api_url.rstrip("/")
     base = base[:-4] if base.endswith("/api") else base
     return f"{base}/superevents/{superevent_id}/view/"
 
@@ -114,7 +115,7 @@ def _event_page(settings: Settings, superevent_id: str) -> str:
 def _file_url(settings: Settings, object_id: str, filename: str,
               version: int | None) -> str:
     suffix = "" if version is None else f",{version}"
-    return f"{settings.gracedb_api_url}superevents/{object_id}/files/{filename}{suffix}"
+    return f"{settings.gracedb_public_api_url}superevents/{object_id}/files/{filename}{suffix}"
 
 
 def copy_preferred_event_products(client, superevent: Mapping[str, Any],

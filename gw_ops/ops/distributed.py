@@ -260,12 +260,21 @@ def prepare_deployment(settings: Settings, out=print) -> None:
     ``airflow-init`` runs ``gw-ops prepare``): Airflow's metadata database migrated with the
     pools and connections (:mod:`gw_ops.airflow.setup_db`, reading the process's
     ``AIRFLOW__*`` variables), the local GraceDB's PostgreSQL database, and the pipeline's
-    GraceDB account with its netrc file.  Idempotent."""
+    GraceDB account with its netrc file, and the Airflow admin's password file (the password
+    generated once into ``secrets.json`` and printed the first time).  Idempotent."""
     from gw_ops.airflow import setup_db
     from gw_ops.local_gracedb.auth import ensure_service_credentials
+    from gw_ops.ops.state import ensure_airflow_password
 
     setup_db.main()
     if settings.gracedb_sql_url.startswith("postgresql"):
         ensure_database(settings.gracedb_sql_url, out)
     login, _ = ensure_service_credentials(settings)
     out(f"GraceDB service account {login} ready (netrc {settings.state_path / 'netrc'})")
+    password, created = ensure_airflow_password(settings)
+    where = settings.airflow_home / "simple_auth_manager_passwords.json"
+    if created:
+        out(f"Airflow admin password (user admin; kept in {settings.state_path / 'secrets.json'}, "
+            f"shown once): {password}")
+    else:
+        out(f"Airflow admin password unchanged ({where})")

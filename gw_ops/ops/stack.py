@@ -1,9 +1,9 @@
 """The local stack: start, check and stop every gw-ops component as background processes.
 
-Why one module of about 670 lines: start order, health checks and stop are one
-lifecycle over :data:`COMPONENTS`; the embedded Redis, the state folder, the log
-server and the Celery stack's definition (:mod:`gw_ops.ops.distributed`) are already
-modules of their own.
+Why one module of about 710 lines: start order, health checks and stop are one
+lifecycle over :data:`COMPONENTS`; the embedded Redis and PostgreSQL, the state folder,
+the log server and the Celery stack's definition (:mod:`gw_ops.ops.distributed`) are
+already modules of their own.
 
 ``gw-ops up`` starts the components of :data:`COMPONENTS` in order and waits until
 each one is healthy; ``gw-ops status`` prints one line per component; ``gw-ops down``
@@ -22,12 +22,15 @@ so its files, ``airflow/airflow.db`` and the GraceDB database included, are priv
     airflow/               AIRFLOW_HOME (airflow.cfg is not used: everything is set
                            through AIRFLOW__* variables built by :func:`airflow_env`)
     redis/                 data of the embedded Redis (append-only file)
+    postgres/              data of the embedded PostgreSQL (Celery stack, when none answers;
+                           :mod:`gw_ops.ops.stack_postgres`)
 
 ``up`` records the absolute state folder in :func:`gw_ops.config.state_record_path`, so
 ``status``, ``down`` and the rest find the running stack from any working folder.
 
 With ``executor = "celery"`` (``gw-ops up --executor celery``) the same lifecycle runs the
-distributed stack: PostgreSQL metadata database, one Celery worker per queue and Flower
+distributed stack: PostgreSQL metadata database (the machine's server, or one started in the
+state folder: :mod:`gw_ops.ops.stack_postgres`), one Celery worker per queue and Flower
 (:mod:`gw_ops.ops.distributed`).
 
 Redis must be durable: ``up`` refuses a Redis without persistence (see
@@ -58,7 +61,7 @@ from pathlib import Path
 from typing import Callable
 
 from gw_ops.config import CONNECTION_SETTINGS, ENV_PREFIX, Settings, get_settings
-from gw_ops.ops import distributed
+from gw_ops.ops import distributed, stack_postgres
 from gw_ops.ops.stack_redis import (
     check_redis_durable,
     delete_prefix_keys,
@@ -304,6 +307,9 @@ def _prepare_kafka_topics(settings: Settings) -> None:
 
 
 COMPONENTS: tuple[Component, ...] = (
+    # The Celery stack's own PostgreSQL when none answers at postgres_url (gw_ops.ops.stack_postgres).
+    Component("postgres", stack_postgres.server_command, lambda s: s.embedded_postgres_port,
+              stack_postgres.server_health, enabled=stack_postgres.is_embedded),
     Component("kafka", _tansu_command, lambda s: s.kafka_port, _kafka_health, enabled=_local_kafka),
     Component("redis", embedded_redis_command, lambda s: s.embedded_redis_port,
               lambda s: (redis_answers(s.redis_url), s.redis_url),
@@ -428,6 +434,9 @@ def up(settings: Settings, out=print) -> int:
     private_dir(settings.state_path)
     private_dir(log_dir(settings))
     started_at = time.monotonic()
+    # A new state folder means a new GraceDB: Redis data left under this prefix by an
+    # earlier stack (alert records, streams, delayed actions) belongs to the discarded one.
+    fresh_state = not (settings.state_path / "secrets.json").exists()
     running = [c for c in COMPONENTS if (r := read_record(running_settings(settings), c)) and pid_alive(r["pid"])]
     if running:
         out(f"already running: {', '.join(c.name for c in running)} (use `gw-ops status` or `gw-ops down`)")
@@ -439,25 +448,26 @@ def up(settings: Settings, out=print) -> int:
         settings = dataclasses.replace(settings, redis_url=embedded_url)
     elif not check_redis_durable(settings, out):
         return 2
+    settings, postgres_problem = _resolve_postgres(settings, out)
     components = [c for c in COMPONENTS if c.enabled(settings)]
     problems = _refuse_taken_ports(settings, components)
-    if _celery(settings) and (reason := distributed.refuse_reason(settings)):
+    if _celery(settings) and (reason := postgres_problem or distributed.refuse_reason(settings)):
         problems.append(reason)
     if problems:
         for problem in problems:
             out(f"refusing to start: {problem}")
         return 2
-    # A new state folder means a new GraceDB: Redis data left under this prefix by an
-    # earlier stack (alert records, streams, delayed actions) belongs to the discarded one.
-    fresh_state = not (settings.state_path / "secrets.json").exists()
     _stack_file(settings).write_text(json.dumps(settings.as_env(), indent=1))
     record_state_dir(settings)
     password, first_time = ensure_airflow_password(settings)
     from gw_ops.local_gracedb.auth import ensure_service_credentials
     ensure_service_credentials(settings)
 
-    redis_component = [c for c in components if c.name in ("redis", "kafka")]
+    redis_component = [c for c in components if c.name in ("postgres", "redis", "kafka")]
     for component in redis_component:
+        if component.name == "postgres" and not _prepare_embedded_postgres(settings, fresh_state, out):
+            down(settings, out)
+            return 3
         start_component(settings, component)
         if not _wait_healthy(settings, [component], UP_TIMEOUT_S, out) or (
                 component.name == "redis" and not check_redis_durable(settings, out)):
@@ -501,6 +511,33 @@ def up(settings: Settings, out=print) -> int:
     return 0
 
 
+def _resolve_postgres(settings: Settings, out) -> tuple[Settings, str | None]:
+    """A Celery stack's settings with ``postgres_url`` pointed at an embedded server when
+    none answers there (see :func:`gw_ops.ops.stack_postgres.resolve`), and why it cannot
+    start (or None)."""
+    if not _celery(settings):
+        return settings, None
+    return stack_postgres.resolve(settings, lambda: load_secrets(settings)["postgres_password"], out)
+
+
+def _prepare_embedded_postgres(settings: Settings, fresh_state: bool, out) -> bool:
+    """initdb the embedded server's cluster unless there is one; False (after saying why)
+    when initdb failed.  A cluster found beside a new ``secrets.json`` has a superuser
+    password nobody knows any more: it is made again."""
+    import shutil
+    data = stack_postgres.data_dir(settings)
+    if fresh_state and data.exists():
+        out(f"new state folder: removing the PostgreSQL cluster {data} left by an earlier stack")
+        shutil.rmtree(data)
+    log = log_dir(settings) / "postgres-initdb.log"
+    try:
+        stack_postgres.ensure_cluster(settings, load_secrets(settings)["postgres_password"], log, out)
+    except (OSError, subprocess.SubprocessError) as exc:
+        out(f"initdb failed ({exc}); see {log}")
+        return False
+    return True
+
+
 def _wait_healthy(settings: Settings, components: list[Component], timeout: float, out) -> bool:
     deadline = time.monotonic() + timeout
     pending = list(components)
@@ -541,7 +578,12 @@ def down(settings: Settings, out=print) -> int:
         _stack_file(settings).unlink(missing_ok=True)
         return 0
     alive = {component.name for component, record in stopping if pid_alive(record["pid"])}
-    still = _stop_records([record for _, record in stopping])
+    # the embedded PostgreSQL last, with a clean (fast) shutdown, once its clients are gone
+    still = _stop_records([record for component, record in stopping if component.name != "postgres"])
+    for component, record in stopping:
+        if component.name == "postgres":
+            stack_postgres.stop_server(record["pid"])
+            still += _stop_records([record])
     for component, record in stopping:
         _record_path(settings, component).unlink(missing_ok=True)
         if component.name in alive:

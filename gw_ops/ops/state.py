@@ -42,7 +42,8 @@ def load_secrets(settings: Settings) -> dict[str, str]:
     """The stack's generated secrets, created once and kept in ``secrets.json`` (mode 0600).
 
     ``airflow_admin_password`` (the web UI login), ``airflow_jwt_secret`` (signs task
-    tokens), ``airflow_fernet_key`` (encrypts connections and trigger arguments).  A
+    tokens), ``airflow_fernet_key`` (encrypts connections and trigger arguments),
+    ``postgres_password`` (the embedded PostgreSQL's superuser, :mod:`gw_ops.ops.stack_postgres`).  A
     secret missing from an older file is added; none is ever replaced.
     """
     from cryptography.fernet import Fernet
@@ -51,7 +52,8 @@ def load_secrets(settings: Settings) -> dict[str, str]:
     values = json.loads(path.read_text()) if path.exists() else {}
     makers = {"airflow_admin_password": lambda: secrets.token_urlsafe(12),
               "airflow_jwt_secret": lambda: secrets.token_urlsafe(32),
-              "airflow_fernet_key": lambda: Fernet.generate_key().decode()}
+              "airflow_fernet_key": lambda: Fernet.generate_key().decode(),
+              "postgres_password": lambda: secrets.token_urlsafe(24)}
     missing = {name: make() for name, make in makers.items() if name not in values}
     if missing:
         values.update(missing)

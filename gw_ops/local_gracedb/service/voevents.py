@@ -43,13 +43,15 @@ class VOEventsSection(ServiceBase):
             kind = ALERT_TYPE_OF_CODE[voevent_type]  # file name and IVORN agree: EarlyWarning
             filename = f"{object_id}-{number}-{kind}.xml"
             options = {key: form.get(key) for key in VOEVENT_OPTIONS if form.get(key) is not None}
+            # the VOEvent's links are for its subscribers: the public root when one is set
+            public = self.settings.gracedb_public_api_url if self.settings.gracedb_public_url else base
             xml = build_voevent(
                 object_id=object_id, number=number, voevent_type=voevent_type, t_0=t_0,
-                event_page=f"{base.rsplit('/api/', 1)[0]}/superevents/{object_id}/view/",
+                event_page=f"{public.rsplit('/api/', 1)[0]}/superevents/{object_id}/view/",
                 far=preferred.far, instruments=preferred.instruments, group=preferred.group,
                 pipeline=preferred.pipeline, search=preferred.search or "",
                 options=options,
-                skymap_url=self.file_url(object_id, skymap, base) if skymap else None,
+                skymap_url=self.file_url(object_id, skymap, public) if skymap else None,
                 created_iso=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
                 role=role)
             version = tx.place_file(self.store.stage(xml), object_id, filename)
