@@ -344,7 +344,8 @@ def test_local_gracedb_writes_the_public_url_into_the_voevents_it_makes(base_set
 
     from lxml import etree
 
-    from tests.fixtures.gracedb import start_gracedb, stop_process
+    from gw_ops.ops.processes import stop_process_group
+    from tests.fixtures.gracedb import start_gracedb
     from tests.helpers import free_port
     from tests.pages_world import make_superevent
 
@@ -364,4 +365,4 @@ def test_local_gracedb_writes_the_public_url_into_the_voevents_it_makes(base_set
         assert params["skymap_fits"] == f"{public}superevents/{sid}/files/bayestar.multiorder.fits"
         assert voevent["file"].startswith(settings.gracedb_api_url), voevent
     finally:
-        stop_process(service.process)
+        stop_process_group(service.process)
