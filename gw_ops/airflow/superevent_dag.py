@@ -22,10 +22,12 @@ steps that wait for time or for people:
     Write the chosen label to GraceDB (idempotent) and send the alert it calls for, then
     log type, serial number and IVORN.
 
-The run is started by the superevent lane DAG (:func:`extend_superevent_lane`): a mapped
-``TriggerDagRunOperator`` over the runs the superevent manager requested
-(:mod:`gw_ops.handlers.superevent_runs`), ``skip_when_already_exists=True``; its first task
-marks the request done.
+The run is started from inside the superevent lane's drain, right after the superevent
+manager requests it (:func:`gw_ops.handlers.superevent_runs.start_run`, over Airflow's
+REST API); a request left over (Airflow out of reach, a crash) is started by the lane
+DAG's task after the drain (:func:`extend_superevent_lane`): a mapped
+``TriggerDagRunOperator`` over the requests still pending, ``skip_when_already_exists=True``;
+the run's first task marks the request done too.
 """
 from __future__ import annotations
 
@@ -293,6 +295,11 @@ def drain_superevent_lane(handler_name: str) -> list[dict[str, Any]]:
     from gw_ops.transport.redis_client import get_redis
 
     run_lane(handler_name)
+    # most runs were started from the lane right after their request; the rest (Airflow
+    # out of reach, a start still in flight) are started by the next task
+    still_starting = superevent_runs.wait_for_run_starts()
+    if still_starting:
+        log.warning("%d superevent run starts still in flight after the drain", still_starting)
     settings = get_settings()
     client = get_redis(settings)
     try:
