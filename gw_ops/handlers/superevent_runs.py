@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -186,12 +187,15 @@ class _RunStarter:
     def __init__(self):
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid: int | None = None
         self._in_flight: set[Future] = set()
 
     def submit(self, settings: Settings, conf: Mapping[str, Any]) -> Future:
         with self._lock:
-            if self._pool is None:
+            if self._pool is None or self._pool_pid != os.getpid():
+                # a forked task process inherits the pool but not its thread: a new one
                 self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="superevent-run")
+                self._pool_pid, self._in_flight = os.getpid(), set()
             future = self._pool.submit(start_run, settings, dict(conf))
             self._in_flight.add(future)
         future.add_done_callback(self._done)
