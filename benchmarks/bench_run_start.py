@@ -18,6 +18,9 @@ from stack_harness import percentile, running_stack, wait_for_dags
 
 #: Longest wait (s) for one candidate's superevent and run.
 CANDIDATE_TIMEOUT_S = 150.0
+#: Seconds between one candidate's run and the next upload: mock events are stamped with
+#: the upload time, and two uploads a second apart join one superevent.
+CANDIDATE_GAP_S = 5.0
 
 
 def unix(text: str | None) -> float | None:
@@ -69,12 +72,19 @@ def main() -> None:
 
         created, first_task = [], []
         print(f"{'superevent':<12} {'seen':>7} {'run created':>12} {'first task':>11}  (s after upload)")
+        seen: set[str] = set()
         for index in range(args.candidates):
+            if index:
+                time.sleep(CANDIDATE_GAP_S)
             upload = upload_mock_event(settings, uploads=1, index=index, with_external=False,
                                        client=client)
             t_upload, graceid = upload["uploaded_at"][0], upload["graceids"][0]
             sid = poll(partial(superevent_of, client, graceid), CANDIDATE_TIMEOUT_S)
             t_seen = time.time()
+            if sid in seen:
+                print(f"{sid}: the upload joined an earlier candidate's superevent; not counted")
+                continue
+            seen.add(sid)
             run = poll(partial(run_of, sid), CANDIDATE_TIMEOUT_S, every_s=0.5) if sid else None
             if not run:
                 print(f"{sid or graceid}: no run within {CANDIDATE_TIMEOUT_S:.0f} s")
