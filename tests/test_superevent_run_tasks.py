@@ -141,14 +141,14 @@ def test_localize_logs_the_event_bayestar_settings_wall_time_and_file_links(supe
 
 
 def test_a_candidate_never_localized_skips_localize(superevent_dag):
-    from airflow.exceptions import AirflowSkipException
+    from airflow.sdk.exceptions import AirflowSkipException
     task = superevent_dag.get_task("localize")
     with pytest.raises(AirflowSkipException):
         task.execute_complete(context_of(), {"timed_out": True})
 
 
 def test_annotate_links_the_files_and_is_red_when_some_are_overdue(superevent_dag):
-    from airflow.exceptions import AirflowException, AirflowSkipException
+    from airflow.sdk.exceptions import AirflowException, AirflowSkipException
     task = superevent_dag.get_task("annotate")
     links = task.execute_complete(context_of(), {"timed_out": False, "present": ANNOTATIONS,
                                                  "missing": []})
@@ -161,7 +161,7 @@ def test_annotate_links_the_files_and_is_red_when_some_are_overdue(superevent_da
 
 
 def test_a_burst_candidate_skips_localize_and_annotate(superevent_dag, monkeypatch):
-    from airflow.exceptions import AirflowSkipException
+    from airflow.sdk.exceptions import AirflowSkipException
 
     from gw_ops.airflow import superevent_dag as module
     monkeypatch.setattr(module, "mark_run_started", lambda superevent_id: None)

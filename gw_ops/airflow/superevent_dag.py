@@ -121,7 +121,7 @@ class LocalizeOperator(BaseOperator):
     """
 
     def execute(self, context) -> Any:
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from gw_ops.airflow.triggers import LocalizationRecordTrigger
 
@@ -139,7 +139,7 @@ class LocalizeOperator(BaseOperator):
                    method_name="execute_complete")
 
     def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from gw_ops.config import get_settings
         from gw_ops.gracedb_urls import event_file_url
@@ -177,7 +177,7 @@ class AnnotateOperator(BaseOperator):
         self.filenames = tuple(filenames)
 
     def execute(self, context) -> Any:
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from gw_ops.airflow.triggers import AnnotationsTrigger
 
@@ -194,7 +194,7 @@ class AnnotateOperator(BaseOperator):
                    method_name="execute_complete")
 
     def execute_complete(self, context, event: dict[str, Any]) -> dict[str, str]:
-        from airflow.exceptions import AirflowException, AirflowSkipException
+        from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
         from gw_ops.config import get_settings
         from gw_ops.gracedb_urls import superevent_file_url
@@ -234,7 +234,7 @@ class AlertSentOperator(BaseOperator):
                    method_name="execute_complete")
 
     def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from gw_ops.formats.alert_content import ivorn
         from gw_ops.rules.alert_policy import type_of_key
@@ -273,7 +273,7 @@ class SecondPreliminaryOperator(BaseOperator):
         return self.execute_complete(context, None)
 
     def execute_complete(self, context, event: Any) -> dict[str, Any] | None:
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from gw_ops.handlers.orchestrator import second_preliminary
         from gw_ops.rules.alert_policy import (
@@ -304,7 +304,7 @@ class AdvocateSignoffOperator(HITLBranchOperator):
     """
 
     def execute(self, context) -> Any:
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from gw_ops import gracedb_client as gateway
         from gw_ops.config import get_settings
