@@ -343,8 +343,7 @@ def declare_superevent_dag(default_args: dict[str, Any]):
     (:func:`gw_ops.airflow.handler_dags.default_args`).
     """
     from airflow.providers.standard.operators.python import PythonOperator
-    from airflow.sdk import DAG
-    from airflow.utils.trigger_rule import TriggerRule
+    from airflow.sdk import DAG, TriggerRule
 
     from gw_ops.rules.alert_policy import LESS_SIGNIFICANT_PRELIMINARY_KEY, preliminary_key
     from gw_ops.vocabulary import (
