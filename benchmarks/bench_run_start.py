@@ -5,7 +5,11 @@ For each of ``--candidates`` mock events, uploaded one after another (each once 
 one's run exists): when the superevent was seen in GraceDB, when its run was created
 (the run's ``queued_at``) and when its first task started, all after the upload.
 
-Usage: ``.venv/bin/python benchmarks/bench_run_start.py [--candidates 3]``
+With ``--count-runs QUIET_S``, it then counts every DAG run the candidates caused, per
+DAG (as :mod:`bench_demo_runs` does for the demo): after the second Preliminary's due time
+(``preliminary_cleanup_timeout_s`` = 30 s here), until no run was created for ``QUIET_S``.
+
+Usage: ``.venv/bin/python benchmarks/bench_run_start.py [--candidates 3] [--count-runs 20]``
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ CANDIDATE_TIMEOUT_S = 150.0
 #: Seconds between one candidate's run and the next upload: mock events are stamped with
 #: the upload time, and two uploads a second apart join one superevent.
 CANDIDATE_GAP_S = 5.0
+#: The stack's ``preliminary_cleanup_timeout_s`` (s): the second Preliminary's delay.
+CLEANUP_S = 30.0
 
 
 def unix(text: str | None) -> float | None:
@@ -51,13 +57,16 @@ def started_tasks(airflow, superevent_id: str) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--candidates", type=int, default=3)
+    parser.add_argument("--count-runs", type=float, default=None, metavar="QUIET_S",
+                        help="count the DAG runs caused, until none was made for QUIET_S seconds")
     args = parser.parse_args()
     from gw_ops.gracedb_client import gracedb_client
     from gw_ops.handlers.superevent_runs import SUPEREVENT_DAG_ID
     from gw_ops.mock.pipeline import upload_mock_event
     from gw_ops.ops.airflow_api import AirflowApi, ApiException
 
-    with running_stack(bayestar_fast=True) as (settings, _):
+    started_at = time.time()
+    with running_stack(bayestar_fast=True, preliminary_cleanup_timeout_s=CLEANUP_S) as (settings, _):
         wait_for_dags(settings, "lvalert_superevents_handle", SUPEREVENT_DAG_ID)
         airflow = AirflowApi.for_stack(settings)
         client = gracedb_client(settings)
@@ -101,6 +110,29 @@ def main() -> None:
               f"max {max(created, default=float('nan')):.1f} s over {len(created)} candidates")
         if first_task:
             print(f"upload -> its first task started: p50 {percentile(first_task, 0.5):.1f} s")
+        if args.count_runs is not None:
+            count_runs(airflow, started_at, len(created), args.count_runs)
+
+
+def count_runs(airflow, since: float, candidates: int, quiet_s: float) -> None:
+    """Print the DAG runs made since ``since`` per DAG, once none was made for ``quiet_s``."""
+    import collections
+
+    from bench_demo_runs import runs_since
+
+    time.sleep(CLEANUP_S)  # the second Preliminary is due then
+    count, last_change = -1, time.monotonic()
+    while time.monotonic() - last_change < quiet_s:
+        runs = runs_since(airflow, since)
+        if len(runs) != count:
+            count, last_change = len(runs), time.monotonic()
+        time.sleep(2.0)
+    per_dag = collections.Counter(run["dag_id"] for run in runs if run.get("run_type") != "scheduled")
+    total = sum(per_dag.values())
+    print(f"\nDAG runs caused by {candidates} candidates: {total} "
+          f"({total / max(candidates, 1):.1f} per candidate)")
+    for dag_id, number in sorted(per_dag.items()):
+        print(f"  {dag_id:<50} {number:4d}")
 
 
 if __name__ == "__main__":

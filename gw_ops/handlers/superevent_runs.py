@@ -204,6 +204,11 @@ class _RunStarter:
     def _done(self, future: Future) -> None:
         with self._lock:
             self._in_flight.discard(future)
+        if not future.cancelled() and future.exception() is not None:
+            # e.g. Redis out of reach while marking it started: the request is still
+            # there, and the task after the drain finds the run (skipped as existing)
+            log.warning("a superevent run start failed: %r; the task after the drain "
+                        "takes the request over", future.exception())
 
     def wait(self, timeout_s: float) -> int:
         """Wait up to ``timeout_s`` for the starts in flight; returns how many still are."""
