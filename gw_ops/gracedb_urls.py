@@ -29,3 +29,9 @@ def superevent_file_url(settings: Settings, superevent_id: str, filename: str) -
     """The newest version of a superevent's file in the GraceDB API."""
     return (f"{settings.gracedb_public_api_url}superevents/{quote(superevent_id, safe='')}/files/"
             f"{quote(filename, safe='')}")
+
+
+def event_file_url(settings: Settings, graceid: str, filename: str) -> str:
+    """The newest version of a G event's file in the GraceDB API."""
+    return (f"{settings.gracedb_api_url}events/{quote(graceid, safe='')}/files/"
+            f"{quote(filename, safe='')}")

@@ -141,6 +141,33 @@ def test_the_superevent_has_one_run_named_after_it_that_tells_its_story(airflow_
     assert wait_task(airflow, sid, "preliminary_alert", ("success", "failed", "skipped")) == "success"
 
 
+def task_result(airflow, run_id, task_id):
+    """The XCom a task of the run returned, as plain data."""
+    import ast
+
+    from airflow_client.client import XComApi
+    entry = plain(airflow.call(XComApi(airflow.client).get_xcom_entry, RUN_DAG, task_id, run_id,
+                               "return_value"))
+    value = entry["value"]
+    return ast.literal_eval(value) if isinstance(value, str) else value
+
+
+def test_the_run_localizes_the_preferred_event_and_annotates_the_superevent(airflow_stack,
+                                                                             mock_candidate):
+    airflow = airflow_stack.airflow()
+    sid, graceid = mock_candidate["superevent_id"], mock_candidate["graceid"]
+    assert wait_task(airflow, sid, "localize", ("success", "failed", "skipped")) == "success"
+    localized = task_result(airflow, sid, "localize")
+    assert localized["graceid"] == graceid and localized["wall_s"] > 0
+    assert localized["settings"]["fast"] is True
+    assert localized["file_urls"]["bayestar.multiorder.fits"].endswith(
+        f"/events/{graceid}/files/bayestar.multiorder.fits")
+    assert wait_task(airflow, sid, "annotate", ("success", "failed", "skipped")) == "success"
+    annotations = task_result(airflow, sid, "annotate")
+    assert set(annotations) == {"p_astro.json", "em_bright.json", "bayestar.png"}
+    assert annotations["bayestar.png"].endswith(f"/superevents/{sid}/files/bayestar.png")
+
+
 def test_advok_sends_initial_and_advno_sends_retraction(airflow_stack, mock_candidate, receiver):
     client, sid = mock_candidate["client"], mock_candidate["superevent_id"]
     airflow = airflow_stack.airflow()

@@ -76,9 +76,12 @@ def test_tasks_of_a_superevent_run_link_to_its_graceDB_page(airflow_stack, brows
     airflow_url = settings.airflow_api_url.rstrip("/")
     page = browser_context.new_page()
     log_in(page, airflow_url, settings)
-    page.goto(f"{airflow_url}/dags/gw_ops_smoke/runs/{SUPEREVENT_RUN_ID}/tasks/{task_id}")
-    # The UI asks the same links endpoint (checked above); how Airflow 3.3 draws them on
-    # the task page (not as a plain link with that name) is still to be pinned down, so
-    # the page is only shown here, not asserted on.
-    expect(page.get_by_text(task_id).first).to_be_visible()
+    # Airflow 3.3 draws a task's extra links on its Details tab, under "Extra Links": one
+    # button-styled <a> per link, named by the link, opening another origin in a new tab
+    page.goto(f"{airflow_url}/dags/gw_ops_smoke/runs/{SUPEREVENT_RUN_ID}/tasks/{task_id}/details")
+    expect(page.get_by_text("Extra Links", exact=True)).to_be_visible()
+    for name, url in links.items():
+        link = page.get_by_role("link", name=name, exact=True)
+        expect(link).to_have_attribute("href", url)
+        expect(link).to_have_attribute("target", "_blank")
     save_screenshot(page, tmp_path, "airflow-task-extra-links")

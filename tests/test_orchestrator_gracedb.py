@@ -455,6 +455,12 @@ def test_handle_cbc_event_uploads_each_product_once(gracedb_service, settings, r
     assert masses == pytest.approx((1.4, 1.3, 0.0, 0.0), abs=1e-6)
     listing = client.files(graceid).json()
     assert "bayestar.multiorder.fits,1" not in listing and "em_bright.json,1" not in listing
+    # the record the superevent run's localize task reports: event, settings, wall time, files
+    record = json.loads(redis_client.get(localization.localization_record_key(settings, graceid)))
+    assert record["graceid"] == graceid and record["wall_s"] >= 0.0
+    assert record["settings"] == localization.bayestar_settings(settings)
+    assert record["files"] == ["p_astro.json", "em_bright.json", "bayestar.multiorder.fits",
+                               "bayestar.png", "bayestar.fits.gz", "p_astro.png", "em_bright.png"]
 
 
 def test_images_made_after_the_alert_still_reach_the_superevent(live):

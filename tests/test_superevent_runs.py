@@ -2,6 +2,9 @@
 asks for its run exactly once, and a GraceDB signoff answers the run's Required Action."""
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import httpx
 import pytest
 
@@ -52,6 +55,68 @@ def test_a_request_lost_with_a_crash_after_create_is_made_again(gracedb_service,
     redis_client.hdel(settings.key("superevent_runs", "pending"), sid)  # "crashed before asking"
     assert handle(client, message, gracedb_service).action == "unchanged"
     assert sid in {c["superevent_id"] for c in runs.pending_runs(redis_client, settings)}
+
+
+def start_story(settings, sid="S261201b"):
+    return runs.story(settings, sid, {"graceid": "G1", "far": 1e-9, "pipeline": "gstlal",
+                                      "group": "CBC", "search": "AllSky"}, "production")
+
+
+@pytest.mark.parametrize("status,outcome", [(200, "created"), (409, "exists")])
+def test_the_lane_starts_the_requested_run_at_once(fresh_prefix_settings, redis_client, status, outcome):
+    settings = fresh_prefix_settings
+    conf = start_story(settings)
+    assert runs.request_run(redis_client, settings, conf)
+    posted = []
+
+    def reply(request):
+        posted.append((request.method, request.url.path, json.loads(request.content)))
+        return httpx.Response(status, json={})
+    http = httpx.Client(base_url="http://airflow", transport=httpx.MockTransport(reply))
+    assert runs.start_run(settings, conf, http=http, redis_client=redis_client) == outcome
+    [(method, path, body)] = posted
+    assert (method, path) == ("POST", "/api/v2/dags/superevent/dagRuns")
+    assert body["dag_run_id"] == "S261201b" and body["conf"]["preferred_event"] == "G1"
+    assert "S261201b" in body["note"]
+    # created (or there already): the task after the drain has nothing left to start
+    assert runs.run_started(redis_client, settings, "S261201b")
+    assert runs.pending_runs(redis_client, settings) == []
+    assert not runs.request_run(redis_client, settings, conf)  # a redelivery asks no more
+
+
+@pytest.mark.parametrize("failure", ["refused", "status 500", "no credentials"])
+def test_a_run_the_lane_could_not_start_stays_requested(fresh_prefix_settings, redis_client, failure):
+    settings = fresh_prefix_settings
+    conf = start_story(settings)
+    runs.request_run(redis_client, settings, conf)
+
+    def reply(request):
+        if failure == "refused":
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(500, json={})
+    http = (None if failure == "no credentials"
+            else httpx.Client(base_url="http://airflow", transport=httpx.MockTransport(reply)))
+    assert runs.start_run(settings, conf, http=http, redis_client=redis_client) == "left"
+    assert not runs.run_started(redis_client, settings, "S261201b")
+    assert [c["superevent_id"] for c in runs.pending_runs(redis_client, settings)] == ["S261201b"]
+    # a redelivery asks again (and the lane tries to start it again)
+    assert runs.request_run(redis_client, settings, conf)
+
+
+def test_the_lane_starts_runs_in_the_background_and_the_drain_waits_for_them(fresh_prefix_settings,
+                                                                             redis_client, monkeypatch,
+                                                                             tmp_path):
+    settings = dataclasses.replace(fresh_prefix_settings, state_dir=tmp_path)  # its own Airflow home
+    conf = start_story(settings)
+    runs.request_run(redis_client, settings, conf)
+    monkeypatch.setattr(runs, "_airflow_session", lambda settings, connect_timeout_s: airflow(
+        {("POST", "/dags/superevent/dagRuns"): (200, {})})[0])
+    (settings.airflow_home).mkdir(parents=True, exist_ok=True)
+    (settings.airflow_home / "simple_auth_manager_passwords.json").write_text('{"admin": "x"}')
+    future = runs.start_run_soon(settings, conf)
+    assert runs.wait_for_run_starts(timeout_s=10.0) == 0
+    assert future.result() == "created"
+    assert runs.run_started(redis_client, settings, "S261201b")
 
 
 def airflow(responses):
@@ -144,7 +209,7 @@ def test_the_lane_logs_in_then_answers_with_the_same_client(base_settings, monke
     # manager afterwards (httpx refuses to open a used client); it is closed after use
     opened = []
 
-    def session(settings):
+    def session(settings, connect_timeout_s):
         http, _ = airflow({("POST", "/auth/token"): (200, {"access_token": "t"}),
                            ("GET", "/hitlDetails"): (200, {"chosen_options": []}),
                            ("PATCH", "/hitlDetails"): (200, {}),

@@ -3,6 +3,16 @@
 The run is the operator's view of one candidate's alert lifecycle, and it carries the
 steps that wait for time or for people:
 
+``localize``
+    Waits (deferred) until the preferred event was localized, then logs which event,
+    BAYESTAR's settings and wall time, and the files uploaded, with their links (the record
+    of :func:`gw_ops.handlers.localization.record_localization`).  BAYESTAR itself runs in
+    the openmp lane, where the alert path needs it.  Skipped for a Burst candidate (its
+    pipeline brings its sky map) and when no localization comes within an hour.
+``annotate``
+    Beside the Preliminary: waits (deferred) until the superevent carries p_astro,
+    em_bright and the sky-map image (copied with its first alert), then logs them with
+    their links; red when they are overdue, skipped when no alert ever goes out.
 ``preliminary_alert``
     Waits (deferred, in the triggerer) until the first Preliminary alert (significant or
     less-significant) is out, then logs its type, serial number and IVORN.  The Preliminary itself is sent by the lanes the
@@ -22,10 +32,12 @@ steps that wait for time or for people:
     Write the chosen label to GraceDB (idempotent) and send the alert it calls for, then
     log type, serial number and IVORN.
 
-The run is started by the superevent lane DAG (:func:`extend_superevent_lane`): a mapped
-``TriggerDagRunOperator`` over the runs the superevent manager requested
-(:mod:`gw_ops.handlers.superevent_runs`), ``skip_when_already_exists=True``; its first task
-marks the request done.
+The run is started from inside the superevent lane's drain, right after the superevent
+manager requests it (:func:`gw_ops.handlers.superevent_runs.start_run`, over Airflow's
+REST API); a request left over (Airflow out of reach, a crash) is started by the lane
+DAG's task after the drain (:func:`extend_superevent_lane`): a mapped
+``TriggerDagRunOperator`` over the requests still pending, ``skip_when_already_exists=True``;
+the run's first task marks the request done too.
 """
 from __future__ import annotations
 
@@ -95,6 +107,112 @@ def tell_story(conf: dict[str, Any]) -> None:
     log.info("GraceDB page: %s ; sky map: %s", conf.get("gracedb_url"), conf.get("skymap_image_url"))
 
 
+#: BAYESTAR localizes CBC candidates only (a Burst pipeline uploads its own sky map).
+LOCALIZED_GROUP = "CBC"
+#: Seconds after the first alert that a superevent's annotations may take (the images are
+#: made at low CPU priority, after the alert): then ``annotate`` turns red.
+ANNOTATIONS_WAIT_S = 900.0
+
+
+class LocalizeOperator(BaseOperator):
+    """Wait, deferred, until the superevent's preferred event was localized; log how.
+
+    The run's first task: it tells the run's story and marks the run started.
+    """
+
+    def execute(self, context) -> Any:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from gw_ops.airflow.triggers import LocalizationRecordTrigger
+
+        superevent_id = _superevent_id(context)
+        conf = context["dag_run"].conf or {}
+        tell_story(conf)
+        mark_run_started(superevent_id)
+        if conf.get("group") != LOCALIZED_GROUP:
+            raise AirflowSkipException(f"{superevent_id}: a {conf.get('group')} candidate; its "
+                                       "pipeline brings its sky map (BAYESTAR localizes CBC only)")
+        log.info("%s: waiting up to %.0f s for the localization of its preferred event %s",
+                 superevent_id, PRELIMINARY_WAIT_S, conf.get("preferred_event"))
+        self.defer(trigger=LocalizationRecordTrigger(superevent_id, conf.get("preferred_event"),
+                                                     time.time() + PRELIMINARY_WAIT_S),
+                   method_name="execute_complete")
+
+    def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from gw_ops.config import get_settings
+        from gw_ops.gracedb_urls import event_file_url
+
+        superevent_id = _superevent_id(context)
+        if event.get("timed_out"):
+            raise AirflowSkipException(f"{superevent_id}: its preferred event was not localized "
+                                       f"within {PRELIMINARY_WAIT_S:.0f} s")
+        record = dict(event["record"])
+        settings = get_settings()
+        graceid = record["graceid"]
+        log.info("%s: BAYESTAR localized %s; settings: %s", superevent_id, graceid,
+                 ", ".join(f"{k}={v}" for k, v in (record.get("settings") or {}).items()))
+        wall_s = record.get("wall_s")
+        log.info("%s: BAYESTAR wall time %s s, done at %s", superevent_id,
+                 f"{wall_s:.1f}" if wall_s is not None else "?",
+                 datetime.fromtimestamp(record.get("localized_at", 0), timezone.utc).isoformat())
+        record["file_urls"] = {name: event_file_url(settings, graceid, name)
+                               for name in record.get("files") or []}
+        for url in record["file_urls"].values():
+            log.info("%s: attached to %s: %s", superevent_id, graceid, url)
+        return record
+
+
+class AnnotateOperator(BaseOperator):
+    """Wait, deferred, until the superevent carries its annotations; log them with links.
+
+    Skipped when no first alert comes (then nothing is copied to the superevent); failed
+    when some annotation is still missing ``ANNOTATIONS_WAIT_S`` after the alert.
+    """
+
+    def __init__(self, *, alert_keys: tuple[str, ...], filenames: tuple[str, ...], **kwargs: Any):
+        super().__init__(**kwargs)
+        self.alert_keys = tuple(alert_keys)
+        self.filenames = tuple(filenames)
+
+    def execute(self, context) -> Any:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from gw_ops.airflow.triggers import AnnotationsTrigger
+
+        superevent_id = _superevent_id(context)
+        conf = context["dag_run"].conf or {}
+        if conf.get("group") != LOCALIZED_GROUP:
+            raise AirflowSkipException(f"{superevent_id}: p_astro and em_bright are made for "
+                                       "CBC candidates only")
+        log.info("%s: waiting for its first alert, then for %s on it", superevent_id,
+                 ", ".join(self.filenames))
+        self.defer(trigger=AnnotationsTrigger(superevent_id, list(self.alert_keys),
+                                              list(self.filenames),
+                                              time.time() + PRELIMINARY_WAIT_S, ANNOTATIONS_WAIT_S),
+                   method_name="execute_complete")
+
+    def execute_complete(self, context, event: dict[str, Any]) -> dict[str, str]:
+        from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+
+        from gw_ops.config import get_settings
+        from gw_ops.gracedb_urls import superevent_file_url
+
+        superevent_id = _superevent_id(context)
+        if event.get("timed_out"):
+            raise AirflowSkipException(f"{superevent_id}: no alert within {PRELIMINARY_WAIT_S:.0f} s, "
+                                       "so no annotations are copied to it")
+        settings = get_settings()
+        links = {name: superevent_file_url(settings, superevent_id, name) for name in event["present"]}
+        for url in links.values():
+            log.info("%s: annotation %s", superevent_id, url)
+        if event["missing"]:
+            raise AirflowException(f"{superevent_id}: {', '.join(event['missing'])} still missing "
+                                   f"{ANNOTATIONS_WAIT_S:.0f} s after its first alert")
+        return links
+
+
 class AlertSentOperator(BaseOperator):
     """Wait, deferred, until the first of the superevent's alerts ``keys`` was sent; log it.
 
@@ -110,15 +228,13 @@ class AlertSentOperator(BaseOperator):
         from gw_ops.airflow.triggers import AlertRecordTrigger
 
         superevent_id = _superevent_id(context)
-        tell_story(context["dag_run"].conf or {})
-        mark_run_started(superevent_id)
         log.info("%s: waiting up to %.0f s for its first Preliminary (%s)", superevent_id,
                  self.timeout_s, " or ".join(self.keys))
         self.defer(trigger=AlertRecordTrigger(superevent_id, list(self.keys), time.time() + self.timeout_s),
                    method_name="execute_complete")
 
     def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from gw_ops.formats.alert_content import ivorn
         from gw_ops.rules.alert_policy import type_of_key
@@ -157,7 +273,7 @@ class SecondPreliminaryOperator(BaseOperator):
         return self.execute_complete(context, None)
 
     def execute_complete(self, context, event: Any) -> dict[str, Any] | None:
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from gw_ops.handlers.orchestrator import second_preliminary
         from gw_ops.rules.alert_policy import (
@@ -188,7 +304,7 @@ class AdvocateSignoffOperator(HITLBranchOperator):
     """
 
     def execute(self, context) -> Any:
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from gw_ops import gracedb_client as gateway
         from gw_ops.config import get_settings
@@ -227,17 +343,29 @@ def declare_superevent_dag(default_args: dict[str, Any]):
     (:func:`gw_ops.airflow.handler_dags.default_args`).
     """
     from airflow.providers.standard.operators.python import PythonOperator
-    from airflow.sdk import DAG
+    from airflow.sdk import DAG, TriggerRule
 
     from gw_ops.rules.alert_policy import LESS_SIGNIFICANT_PRELIMINARY_KEY, preliminary_key
-    from gw_ops.vocabulary import ADVNO, ADVOK
+    from gw_ops.vocabulary import (
+        ADVNO,
+        ADVOK,
+        EMBRIGHT_FILENAME,
+        PASTRO_FILENAME,
+        SKYMAP_IMAGE_FILENAME,
+    )
 
     with DAG(dag_id=SUPEREVENT_DAG_ID, schedule=None, catchup=False,
              max_active_runs=SUPEREVENT_RUNS_ACTIVE_MAX,
              tags=["gw-ops", "superevent"], default_args=default_args,
              doc_md=__doc__) as dag:
-        preliminary = AlertSentOperator(task_id="preliminary_alert",
-                                        keys=(preliminary_key(1), LESS_SIGNIFICANT_PRELIMINARY_KEY))
+        first_alerts = (preliminary_key(1), LESS_SIGNIFICANT_PRELIMINARY_KEY)
+        localize = LocalizeOperator(task_id="localize")
+        # a Burst candidate (localize skipped) still has its Preliminary and annotations
+        annotate = AnnotateOperator(task_id="annotate", alert_keys=first_alerts,
+                                    filenames=(PASTRO_FILENAME, EMBRIGHT_FILENAME, SKYMAP_IMAGE_FILENAME),
+                                    trigger_rule=TriggerRule.NONE_FAILED)
+        preliminary = AlertSentOperator(task_id="preliminary_alert", keys=first_alerts,
+                                        trigger_rule=TriggerRule.NONE_FAILED)
         second = SecondPreliminaryOperator(task_id="second_preliminary")
         signoff = AdvocateSignoffOperator(
             task_id=SIGNOFF_TASK_ID, subject="Advocate signoff of {{ dag_run.run_id }}",
@@ -251,6 +379,7 @@ def declare_superevent_dag(default_args: dict[str, Any]):
                                  op_kwargs={"label": ADVOK})
         retraction = PythonOperator(task_id="retraction", python_callable=send_after_signoff,
                                     op_kwargs={"label": ADVNO})
+        localize >> [preliminary, annotate]
         preliminary >> [second, signoff]
         signoff >> [initial, retraction]
     return dag
@@ -293,6 +422,11 @@ def drain_superevent_lane(handler_name: str) -> list[dict[str, Any]]:
     from gw_ops.transport.redis_client import get_redis
 
     run_lane(handler_name)
+    # most runs were started from the lane right after their request; the rest (Airflow
+    # out of reach, a start still in flight) are started by the next task
+    still_starting = superevent_runs.wait_for_run_starts()
+    if still_starting:
+        log.warning("%d superevent run starts still in flight after the drain", still_starting)
     settings = get_settings()
     client = get_redis(settings)
     try:

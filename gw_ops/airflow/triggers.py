@@ -15,6 +15,10 @@
     ids: the deferrable half of the LVAlert and GCN sensors.
 :class:`DueActionTrigger`
     Fires when a delayed action (e.g. the second preliminary alert) falls due.
+:class:`AlertRecordTrigger`, :class:`LocalizationRecordTrigger`, :class:`AnnotationsTrigger`
+    Fire once when a superevent's first Preliminary was sent, when its preferred event
+    was localized, when its annotations are on it: the deferred waits of the superevent
+    run's tasks.
 
 All take only JSON-serialisable arguments; settings come from the ``GW_OPS_*``
 environment of the triggerer, like everything else.  None of them dies when Redis
@@ -436,3 +440,136 @@ class AlertRecordTrigger(BaseTrigger):
             yield TriggerEvent({"keys": self.keys, "timed_out": True})
         finally:
             await client.aclose()
+
+
+class LocalizationRecordTrigger(BaseTrigger):
+    """Fire once when a superevent's preferred event was localized (or at a deadline).
+
+    Polls the records of :func:`gw_ops.handlers.localization.record_localization`: the event
+    last localized for the superevent, else the record of ``preferred_event`` (localized
+    before the superevent existed).  Two ``GET`` per ``poll_s`` on an asyncio Redis
+    client; Redis outages are waited through with :class:`RedisBackoff`.
+
+    Parameters
+    ----------
+    superevent_id : str
+    preferred_event : str
+        The superevent's preferred G event when its run was requested.
+    deadline_unix : float
+        Unix time (s) to give up at (the event then carries ``timed_out: True``).
+    poll_s : float
+        Seconds between polls.
+    """
+
+    def __init__(self, superevent_id: str, preferred_event: str, deadline_unix: float,
+                 poll_s: float = 0.5):
+        super().__init__()
+        self.superevent_id = superevent_id
+        self.preferred_event = preferred_event
+        self.deadline_unix = deadline_unix
+        self.poll_s = poll_s
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (f"{type(self).__module__}.{type(self).__qualname__}",
+                {"superevent_id": self.superevent_id, "preferred_event": self.preferred_event,
+                 "deadline_unix": self.deadline_unix, "poll_s": self.poll_s})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from gw_ops.handlers.localization import localization_record_key, localized_event_key
+        from gw_ops.transport.redis_client import get_async_redis
+
+        settings = _settings()
+        client = get_async_redis(settings)
+        backoff = RedisBackoff(f"localization of {self.superevent_id}", settings.redis_retry_cap_s)
+        try:
+            while time.time() < self.deadline_unix:
+                try:
+                    graceid = await client.get(localized_event_key(settings, self.superevent_id))
+                    graceid = _text(graceid) if graceid is not None else self.preferred_event
+                    record = (await client.get(localization_record_key(settings, graceid))
+                              if graceid else None)
+                except Exception as exc:  # noqa: BLE001 (only an outage is waited through)
+                    if not _redis_down(exc):
+                        raise
+                    await backoff.failed(exc)
+                    continue
+                backoff.answered()
+                if record is not None:
+                    yield TriggerEvent({"record": json.loads(record), "timed_out": False})
+                    return
+                await asyncio.sleep(self.poll_s)
+            yield TriggerEvent({"timed_out": True})
+        finally:
+            await client.aclose()
+
+
+class AnnotationsTrigger(BaseTrigger):
+    """Fire once a superevent carries its annotations, or when they are overdue.
+
+    The annotations (p_astro, em_bright, the sky-map image) are copied to a superevent with
+    its first alert, so this waits in two steps: for the first of ``alert_keys`` in the
+    alert record (Redis, as :class:`AlertRecordTrigger`; ``timed_out`` with ``phase:
+    "alert"`` when none came by ``deadline_unix``), then for ``filenames`` on the
+    superevent in GraceDB (one file listing per ``files_poll_s``, in a thread), at most
+    ``files_wait_s`` after the alert; the event lists the files ``present`` and
+    ``missing``.  A GraceDB error while listing is logged and the listing tried again.
+
+    Parameters
+    ----------
+    superevent_id : str
+    alert_keys : list of str
+    filenames : list of str
+    deadline_unix : float
+        Unix time (s) to stop waiting for the alert.
+    files_wait_s : float
+        Seconds after the alert to wait for the files.
+    poll_s, files_poll_s : float
+        Seconds between polls of the alert record and of GraceDB.
+    """
+
+    def __init__(self, superevent_id: str, alert_keys: list[str], filenames: list[str],
+                 deadline_unix: float, files_wait_s: float, poll_s: float = 0.5,
+                 files_poll_s: float = 2.0):
+        super().__init__()
+        self.superevent_id = superevent_id
+        self.alert_keys = list(alert_keys)
+        self.filenames = list(filenames)
+        self.deadline_unix = deadline_unix
+        self.files_wait_s = files_wait_s
+        self.poll_s = poll_s
+        self.files_poll_s = files_poll_s
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (f"{type(self).__module__}.{type(self).__qualname__}",
+                {"superevent_id": self.superevent_id, "alert_keys": self.alert_keys,
+                 "filenames": self.filenames, "deadline_unix": self.deadline_unix,
+                 "files_wait_s": self.files_wait_s, "poll_s": self.poll_s,
+                 "files_poll_s": self.files_poll_s})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        first_alert = None
+        async for event in AlertRecordTrigger(self.superevent_id, self.alert_keys,
+                                              self.deadline_unix, self.poll_s).run():
+            first_alert = event.payload
+        if first_alert is None or first_alert.get("timed_out"):
+            yield TriggerEvent({"timed_out": True, "phase": "alert"})
+            return
+        from gw_ops import gracedb_client as gateway
+
+        settings = _settings()
+        client = gateway.pipeline_client(settings)
+        files_deadline = int(first_alert["stream_id"].split("-")[0]) / 1000.0 + self.files_wait_s
+        present: set[str] = set()
+        while True:
+            try:
+                names = await asyncio.to_thread(gateway.file_names, client, self.superevent_id)
+                present = set(self.filenames) & {name.split(",")[0] for name in names}
+            except Exception as exc:  # noqa: BLE001 (GraceDB's trouble must not end the wait)
+                log.warning("annotations of %s: GraceDB file listing failed (%s); trying again",
+                            self.superevent_id, exc)
+            if present == set(self.filenames) or time.time() >= files_deadline:
+                break
+            await asyncio.sleep(self.files_poll_s)
+        yield TriggerEvent({"timed_out": False, "alert_key": first_alert["key"],
+                            "present": sorted(present),
+                            "missing": sorted(set(self.filenames) - present)})

@@ -115,6 +115,7 @@ def handle_cbc_event(message: Mapping[str, Any], *, settings: Settings | None = 
     graceid = message.get("uid")
     kind = message.get("alert_type")
     filename = (message.get("data") or {}).get("filename")
+    superevent_id = message.get("superevent") if message.get("superevent") != "?" else None
     if not graceid or not (kind == "new" or (kind == "log" and filename in LOCALIZATION_INPUTS)):
         return []
     client = client or gateway.pipeline_client(settings)
@@ -145,40 +146,78 @@ def handle_cbc_event(message: Mapping[str, Any], *, settings: Settings | None = 
                     def localize_with_settings(coinc, psd, omp_threads):
                         return localize(coinc, psd, **{**options, "omp_threads": omp_threads})
                     products["localize"] = localize_with_settings
-                log.info("BAYESTAR: localizing %s (superevent %s); settings: fast=%s "
-                         "(SNR series at %s Hz), waveform %s, f_low %s Hz, %s OpenMP threads",
-                         graceid, (message.get("data") or {}).get("superevent") or "not yet chosen",
-                         settings.bayestar_fast, settings.bayestar_fast_sample_rate_hz,
-                         settings.bayestar_waveform, settings.bayestar_f_low_hz,
-                         settings.omp_threads_effective)
+                log.info("BAYESTAR: localizing %s (superevent %s); settings: %s", graceid,
+                         superevent_id or "not yet chosen",
+                         ", ".join(f"{k}={v}" for k, v in bayestar_settings(settings).items()))
                 localization = pool.submit(_timed_localization, products["localize"], graceid,
                                            gateway.read_file(client, graceid, "coinc.xml"),
                                            gateway.read_file(client, graceid, "psd.xml.gz"),
                                            settings.omp_threads_effective)
             uploaded += _classify(client, graceid, files, products)
-            fits = localization.result() if localization is not None else None
+            fits, wall_s = localization.result() if localization is not None else (None, None)
         if fits is not None:
             _upload(client, graceid, "BAYESTAR sky map", SKYMAP_FILENAME, fits, "sky_loc")
             uploaded.append(SKYMAP_FILENAME)
             gateway.ensure_label(client, graceid, SKYMAP_READY)
+            record = {"graceid": graceid, "superevent_id": superevent_id,
+                      "settings": bayestar_settings(settings), "wall_s": wall_s,
+                      "localized_at": time.time(), "files": list(uploaded)}
+            record_localization(redis_client, settings, record)
         # What comes after the sky map's label is for people reading GraceDB: no alert
         # waits for it, so it yields the CPU to the alert's own tasks running right now.
         uploaded += at_low_cpu_priority(
             lambda: _after_sky_map(client, graceid, files, fits, products, settings),
             settings.sky_map_products_niceness)
+        if fits is not None:  # the record names every file of this localization
+            record_localization(redis_client, settings, {**record, "files": list(uploaded)})
     finally:
         redis_client.delete(lock)
     return uploaded
 
 
 def _timed_localization(localize: Callable, graceid: str, coinc: bytes, psd: bytes,
-                        omp_threads: int) -> bytes:
+                        omp_threads: int) -> tuple[bytes, float]:
     """Run ``localize`` and log its wall time (s): the figure an operator compares with the
-    alert's latency in the task log."""
+    alert's latency in the task log.  Returns the sky map and the wall time (s)."""
     started = time.monotonic()
     fits = localize(coinc, psd, omp_threads=omp_threads)
-    log.info("BAYESTAR: %s localized in %.1f s wall time", graceid, time.monotonic() - started)
-    return fits
+    wall_s = time.monotonic() - started
+    log.info("BAYESTAR: %s localized in %.1f s wall time", graceid, wall_s)
+    return fits, wall_s
+
+
+def bayestar_settings(settings: Settings) -> dict[str, Any]:
+    """The BAYESTAR settings a localization runs with (for its log and its record)."""
+    return {"fast": settings.bayestar_fast,
+            "fast_sample_rate_hz": settings.bayestar_fast_sample_rate_hz,
+            "waveform": settings.bayestar_waveform, "f_low_hz": settings.bayestar_f_low_hz,
+            "omp_threads": settings.omp_threads_effective}
+
+
+#: Seconds a localization record is kept (a superevent run reads it within the hour).
+LOCALIZATION_RECORD_TTL_S = 7 * 86400
+
+
+def localization_record_key(settings: Settings, graceid: str) -> str:
+    """Redis key of the record of a G event's BAYESTAR localization (JSON)."""
+    return settings.key("localization", graceid)
+
+
+def localized_event_key(settings: Settings, superevent_id: str) -> str:
+    """Redis key naming the G event last localized for a superevent."""
+    return settings.key("localization", "superevent", superevent_id)
+
+
+def record_localization(redis_client, settings: Settings, record: Mapping[str, Any]) -> None:
+    """Record a localization for the superevent run's ``localize`` task: which event, for
+    which superevent, BAYESTAR's settings, its wall time (s), the files uploaded."""
+    with redis_client.pipeline() as pipe:
+        pipe.set(localization_record_key(settings, record["graceid"]), json.dumps(record),
+                 ex=LOCALIZATION_RECORD_TTL_S)
+        if record.get("superevent_id"):
+            pipe.set(localized_event_key(settings, record["superevent_id"]), record["graceid"],
+                     ex=LOCALIZATION_RECORD_TTL_S)
+        pipe.execute()
 
 
 def _classify(client, graceid: str, files: set[str], products: dict[str, Any]) -> list[str]:

@@ -3,11 +3,16 @@
 The superevent manager (:mod:`gw_ops.handlers.superevents`) *requests* one run of the
 ``superevent`` DAG per superevent it creates, with the superevent's story (id, preferred
 event, FAR, pipeline, group, links).  The request is a Redis hash entry written before the
-lane acknowledges the message; the superevent lane DAG's next task starts the run (run id =
-superevent id, ``skip_when_already_exists``) and then marks it started.  So a crash between
-the GraceDB write and the run start loses nothing (the request waits in Redis, and a
-redelivered message re-requests it while the run is not marked started), and a retry never
-makes a second run (the run id is the superevent id).
+lane acknowledges the message.  Right after it, a background thread of the lane's process
+creates the run over Airflow's REST API (:func:`start_run`; run id = superevent id, HTTP
+409 = it exists) and marks it started, so the run exists about a second after the
+superevent, while the lane keeps draining (a lingering drain ends half a minute later).
+When Airflow is out of reach, or the process dies first, the request stays in Redis and
+the superevent lane DAG's task after the drain starts it (``skip_when_already_exists``).
+So a crash between the GraceDB write and the run start loses nothing (the request waits
+in Redis, and a redelivered message re-requests it while the run is not marked started),
+and neither a retry nor the two ways of starting ever make a second run (the run id is
+the superevent id).
 
 No Airflow import here: the airflow layer (:mod:`gw_ops.airflow.superevent_dag`) reads the
 requests.
@@ -16,9 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import os
 import re
+import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from gw_ops.config import Settings
@@ -35,6 +44,13 @@ from gw_ops.vocabulary import SKYMAP_IMAGE_FILENAME
 SUPEREVENT_DAG_ID = "superevent"
 #: Seconds a "run started" marker is kept (after that a redelivery cannot be that old).
 STARTED_MARKER_TTL_S = 30 * 86400
+#: Seconds to wait for Airflow's API to accept a connection when the lane starts a run
+#: (then the task after the drain starts it): a lane never waits long on Airflow.
+RUN_START_CONNECT_TIMEOUT_S = 2.0
+#: Seconds the lane's drain waits at its end for the run starts still in flight.
+RUN_START_DRAIN_WAIT_S = 5.0
+
+log = logging.getLogger(__name__)
 
 
 def story(settings: Settings, superevent_id: str, event: Mapping[str, Any],
@@ -74,11 +90,13 @@ def _started_key(settings: Settings, superevent_id: str) -> str:
 
 
 def request_run(redis_client, settings: Settings, conf: Mapping[str, Any]) -> bool:
-    """Ask for the superevent's run unless it was started; True when newly requested."""
+    """Ask for the superevent's run unless it was started; True while it waits to be
+    started (asked now, or before and not started yet: a redelivery)."""
     superevent_id = conf["superevent_id"]
     if redis_client.exists(_started_key(settings, superevent_id)):
         return False
-    return bool(redis_client.hsetnx(_pending_key(settings), superevent_id, json.dumps(conf)))
+    redis_client.hsetnx(_pending_key(settings), superevent_id, json.dumps(conf))
+    return True
 
 
 def pending_runs(redis_client, settings: Settings) -> list[dict[str, Any]]:
@@ -104,16 +122,133 @@ def run_started(redis_client, settings: Settings, superevent_id: str) -> bool:
     return bool(redis_client.exists(_started_key(settings, superevent_id)))
 
 
+def start_run(settings: Settings, conf: Mapping[str, Any], http=None, redis_client=None) -> str:
+    """Create the requested superevent run over Airflow's REST API and mark it started.
+
+    Parameters
+    ----------
+    conf : dict
+        The run's :func:`story` (its ``superevent_id`` is the run id).
+    http : httpx.Client, optional
+        A client logged into Airflow (tests); by default the stack's.
+    redis_client : optional
+        By default one of its own (this runs in a thread of the lane's process).
+
+    Returns
+    -------
+    str
+        ``created``, ``exists`` (409: started before, by this path or the task after the
+        drain), or ``left`` (Airflow out of reach, no Airflow credentials here, or another
+        answer): the request stays in Redis for the task after the drain.
+    """
+    import httpx
+
+    from gw_ops.errors import TransientError
+
+    superevent_id = conf["superevent_id"]
+    if http is None:
+        passwords = settings.airflow_home / "simple_auth_manager_passwords.json"
+        if not passwords.exists():
+            log.debug("%s: no Airflow credentials at %s; its run is started after the drain",
+                      superevent_id, passwords)
+            return "left"
+    try:
+        with _airflow_calls(settings, http, connect_timeout_s=RUN_START_CONNECT_TIMEOUT_S) as api:
+            response = api.post(f"/api/v2/dags/{SUPEREVENT_DAG_ID}/dagRuns",
+                                json={"dag_run_id": superevent_id, "logical_date": None,
+                                      "conf": dict(conf), "note": run_note(conf)})
+    except (TransientError, httpx.HTTPError, OSError, ValueError, KeyError) as exc:
+        # out of reach, a refused login or a bad password file
+        log.warning("%s: run not started from the lane (%s); the task after the drain "
+                    "starts it", superevent_id, exc)
+        return "left"
+    if response.status_code not in (200, 409):
+        log.warning("%s: Airflow answered %s to the run start (%s); the task after the drain "
+                    "starts it", superevent_id, response.status_code, response.text[:200])
+        return "left"
+    own = redis_client is None
+    if own:
+        from gw_ops.transport.redis_client import get_redis
+        redis_client = get_redis(settings)
+    try:
+        mark_started(redis_client, settings, [superevent_id])
+    finally:
+        if own:
+            redis_client.close()
+    outcome = "created" if response.status_code == 200 else "exists"
+    log.info("%s: superevent run %s", superevent_id, outcome)
+    return outcome
+
+
+class _RunStarter:
+    """The lane process's background thread that starts requested runs (one at a time,
+    in request order), so a lane never waits on Airflow between two messages."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid: int | None = None
+        self._in_flight: set[Future] = set()
+
+    def submit(self, settings: Settings, conf: Mapping[str, Any]) -> Future:
+        with self._lock:
+            if self._pool is None or self._pool_pid != os.getpid():
+                # a forked task process inherits the pool but not its thread: a new one
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="superevent-run")
+                self._pool_pid, self._in_flight = os.getpid(), set()
+            future = self._pool.submit(start_run, settings, dict(conf))
+            self._in_flight.add(future)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, future: Future) -> None:
+        with self._lock:
+            self._in_flight.discard(future)
+        if not future.cancelled() and future.exception() is not None:
+            # e.g. Redis out of reach while marking it started: the request is still
+            # there, and the task after the drain finds the run (skipped as existing)
+            log.warning("a superevent run start failed: %r; the task after the drain "
+                        "takes the request over", future.exception())
+
+    def wait(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` for the starts in flight; returns how many still are."""
+        with self._lock:
+            pending = set(self._in_flight)
+        if not pending:
+            return 0
+        return len(wait(pending, timeout=timeout_s).not_done)
+
+
+_starter = _RunStarter()
+
+
+def start_run_soon(settings: Settings, conf: Mapping[str, Any]) -> Future:
+    """Start the requested run in the background (:func:`start_run`); the request is in
+    Redis already, so nothing is lost when this never happens."""
+    return _starter.submit(settings, conf)
+
+
+def wait_for_run_starts(timeout_s: float = RUN_START_DRAIN_WAIT_S) -> int:
+    """Wait for this process's run starts in flight (the end of a drain), at most
+    ``timeout_s`` seconds; returns how many are still going (the task after the drain
+    sees their requests and starts them, or finds them started)."""
+    return _starter.wait(timeout_s)
+
+
 #: Task of the superevent DAG that asks the advocate (Airflow human-in-the-loop).
 SIGNOFF_TASK_ID = "advocate_signoff"
 
 
-def _airflow_session(settings: Settings):
-    """An ``httpx`` client logged into the stack's Airflow API (simple auth manager admin)."""
+def _airflow_session(settings: Settings, connect_timeout_s: float = 10.0):
+    """An ``httpx`` client logged into the stack's Airflow API (simple auth manager admin).
+
+    ``connect_timeout_s``: seconds to wait for a connection (reads wait up to 10 s).
+    """
     import httpx
 
     passwords = json.loads((settings.airflow_home / "simple_auth_manager_passwords.json").read_text())
-    http = httpx.Client(base_url=settings.airflow_api_url, timeout=10.0)
+    http = httpx.Client(base_url=settings.airflow_api_url,
+                        timeout=httpx.Timeout(10.0, connect=connect_timeout_s))
     response = http.post("/auth/token", json={"username": "admin", "password": passwords["admin"]})
     response.raise_for_status()
     http.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
@@ -121,7 +256,7 @@ def _airflow_session(settings: Settings):
 
 
 @contextlib.contextmanager
-def _airflow_calls(settings: Settings, http=None):
+def _airflow_calls(settings: Settings, http=None, connect_timeout_s: float = 10.0):
     """The given Airflow client, or a logged-in session closed after use; Airflow out of
     reach (refused, reset, timed out) leaves as :class:`gw_ops.errors.TransientError`, so
     the lane retries the message instead of failing."""
@@ -133,7 +268,7 @@ def _airflow_calls(settings: Settings, http=None):
     try:
         # a session logged in already (a request was made): httpx refuses to enter it
         # as a context manager, so it is closed explicitly
-        http = http or _airflow_session(settings)
+        http = http or _airflow_session(settings, connect_timeout_s)
         yield http
     except httpx.TransportError as exc:
         raise TransientError(f"Airflow API at {settings.airflow_api_url} out of reach: {exc}") from exc

@@ -176,8 +176,11 @@ def _request_run(redis_client, settings: Settings, superevent_id: str, event: Ma
         from gw_ops.transport.redis_client import get_redis
         redis_client = get_redis(settings)
     try:
-        superevent_runs.request_run(redis_client, settings,
-                                    superevent_runs.story(settings, superevent_id, event, category))
+        conf = superevent_runs.story(settings, superevent_id, event, category)
+        if superevent_runs.request_run(redis_client, settings, conf):
+            # recorded first (nothing lost when the start never happens), then started
+            # at once in the background: the lane goes on with the next message
+            superevent_runs.start_run_soon(settings, conf)
     finally:
         if own:
             redis_client.close()
