@@ -11,6 +11,7 @@ import pytest
 import requests
 from lxml import etree
 
+from gw_ops.formats.alert_content import ivorn, voevent_filename
 from tests.pages_world import (
     form_token,
     home_url,
@@ -180,3 +181,25 @@ def test_pages_show_a_bounded_number_of_log_messages(base_settings, tmp_path, mo
         page = client.get(f"/events/{graceid}/view/", auth=credentials).text
     assert "The newest 3 of 6 messages" in page
     assert [n for n in range(5) if f"note number {n}" in page] == [2, 3, 4]
+
+
+def test_notices_the_alert_sender_recorded_as_log_files_are_listed_as_alerts_sent(gracedb_service, world):
+    """gw-ops' sender uploads the VOEvent it built as ``<id>-<serial>-<Type>.xml`` (no
+    createVOEvent): the page lists it under "Alerts sent", for the public only when the
+    message is public."""
+    client, sid = gracedb_service.client(), world["public"]
+    public_notice = voevent_filename(sid, 2, "Initial")
+    internal_notice = voevent_filename(sid, 3, "Retraction")
+    client.write_log(sid, "Sent Initial GCN notice", filename=public_notice, filecontents=b"<xml/>",
+                     tag_name=["public", "em_follow"])
+    client.write_log(sid, "not yet public", filename=internal_notice, filecontents=b"<xml/>")
+    user, password = world["member"]
+    member_page = logged_in_session(gracedb_service, user, password).get(
+        f"{home_url(gracedb_service)}superevents/{sid}/view/", timeout=10).text
+    anonymous_page = requests.get(f"{home_url(gracedb_service)}superevents/{sid}/view/", timeout=10).text
+    alerts_of = lambda html: html.split("Alerts sent", 1)[1].split("</section>", 1)[0]  # noqa: E731
+    for html in (member_page, anonymous_page):
+        assert ivorn(sid, 2, "Initial") in alerts_of(html)
+        assert ivorn(sid, 1, "Preliminary") in alerts_of(html)  # the createVOEvent one
+    assert ivorn(sid, 3, "Retraction") in alerts_of(member_page)
+    assert ivorn(sid, 3, "Retraction") not in anonymous_page

@@ -8,15 +8,17 @@ own as well, so that a page never shows what the API would hide.
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import func, select
 
+from gw_ops.formats.alert_content import ivorn
 from gw_ops.local_gracedb.db import Event, Log, Signoff, VOEvent
 from gw_ops.local_gracedb.errors import ApiError
 from gw_ops.local_gracedb.service import GraceDbService
 from gw_ops.local_gracedb.service.annotations import PUBLIC_LOG
-from gw_ops.local_gracedb.service.base import EVENT_ID
+from gw_ops.local_gracedb.service.base import EVENT_ID, timestamp
 from gw_ops.vocabulary import EXTERNAL_GROUP
 
 #: Superevents (and external events) per page of the home page.
@@ -124,7 +126,35 @@ class PageData:
             # anonymous readers may fetch only the public files
             item["readable"] = (row.filename, row.file_version) in readable_versions or not anonymous
             voevents.append(item)
+        voevents.extend(_notices_in_log(session, service, object_id, logs,
+                                        {v["filename"] for v in voevents}, base))
         labels = [service.label_dict(label, base) for label in service.labels_of(session, object_id)]
         return {"object_id": object_id, "labels": labels, "log": log, "log_total": log_total, "log_page": LOG_PAGE,
                 "files": sorted(files.values(), key=lambda f: f["name"])[:ITEM_PAGE],
                 "voevents": voevents}
+
+
+def _notices_in_log(session, service: GraceDbService, object_id: str, logs, listed: set[str],
+                    base: str) -> list[dict[str, Any]]:
+    """Notices a pipeline built itself and recorded as a log file, in the VOEvent table's form.
+
+    gw-ops' alert sender builds and validates each VOEvent itself (it does not wait for
+    GraceDB's createVOEvent, a round trip on the latency path) and uploads the sent file as
+    ``<superevent>-<serial>-<Type>.xml``; without this an operator would read "No alerts
+    sent" above a log full of them.  ``logs`` is the page's log query (public messages only
+    for anonymous readers).
+    """
+    name = re.compile(rf"^{re.escape(object_id)}-(\d+)-([A-Za-z]+)\.xml$")
+    rows = session.execute(logs.where(Log.filename.like(f"{object_id}-%.xml"), Log.file_version == 0)
+                           .order_by(Log.number).limit(ITEM_PAGE)).scalars().all()
+    notices = []
+    for row in rows:
+        match = name.match(row.filename)
+        if match is None or row.filename in listed:
+            continue
+        serial, alert_type = int(match.group(1)), match.group(2)
+        notices.append({"N": serial, "voevent_type": alert_type, "ivorn": ivorn(object_id, serial, alert_type),
+                        "filename": row.filename, "readable": True, "issuer": row.issuer,
+                        "created": timestamp(row.created),
+                        "file": service.file_url(object_id, f"{row.filename},{row.file_version}", base)})
+    return notices
