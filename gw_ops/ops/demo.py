@@ -122,9 +122,17 @@ def run(settings: Settings, keep_up: bool = True, out=print) -> int:
     started = time.monotonic()
     running = stack.running_settings(settings)
     if stack.status(running, out=lambda line: None) != 0:
-        code = stack.up(settings, out=out)
-        if code:
-            return code
+        if stack.running_components(settings):
+            # A stack is up but not (yet) healthy (just started, or a component restarting):
+            # wait for it rather than start a second one, which `up` refuses.
+            if not _wait(lambda: stack.status(running, out=lambda line: None) == 0, stack.UP_TIMEOUT_S, 1.0):
+                out("the running stack is not healthy (see below, and `gw-ops down` to start afresh):")
+                stack.status(running, out=out)
+                return 1
+        else:
+            code = stack.up(settings, out=out)
+            if code:
+                return code
     settings = stack.running_settings(settings)
     user, password = stack.airflow_login(settings)
     airflow = AirflowApi(settings.airflow_api_url, user, password)

@@ -425,6 +425,11 @@ def prepare_airflow(settings: Settings) -> None:
                    stdout=open(log_dir(settings) / "airflow-setup.log", "ab"), stderr=subprocess.STDOUT)
 
 
+def running_components(settings: Settings) -> list[Component]:
+    """The stack's components whose recorded process is alive (healthy or not)."""
+    return [c for c in COMPONENTS if (r := read_record(running_settings(settings), c)) and pid_alive(r["pid"])]
+
+
 def up(settings: Settings, out=print) -> int:
     """Start the whole local stack and wait until it is healthy.  Returns an exit status.
 
@@ -437,7 +442,7 @@ def up(settings: Settings, out=print) -> int:
     # A new state folder means a new GraceDB: Redis data left under this prefix by an
     # earlier stack (alert records, streams, delayed actions) belongs to the discarded one.
     fresh_state = not (settings.state_path / "secrets.json").exists()
-    running = [c for c in COMPONENTS if (r := read_record(running_settings(settings), c)) and pid_alive(r["pid"])]
+    running = running_components(settings)
     if running:
         out(f"already running: {', '.join(c.name for c in running)} (use `gw-ops status` or `gw-ops down`)")
         return 1
