@@ -280,6 +280,9 @@ def gracedb_client(settings: Settings | None = None, **client_kwargs) -> Any:
     from gw_ops.local_gracedb.auth import ensure_service_credentials
     login, password = ensure_service_credentials(settings)
     client = GraceDb(settings.gracedb_api_url, force_noauth=True, **client_kwargs)
+    # no proxies or netrc from the environment for the local service: looking them up
+    # cost each request about 1.5 ms of the client's CPU (requests' merge_environment_settings)
+    client.trust_env = False
     client.headers["Authorization"] = "Basic " + base64.b64encode(
         f"{login}:{password}".encode()).decode()
     return client

@@ -67,6 +67,34 @@ def test_sort_key_orders_batch_and_ties_keep_arrival(lane, redis_client):
         ("G1", "label_added"), ("G2", "label_added"), ("G1", "new"), ("G2", "new")]
 
 
+def test_batch_scope_wraps_each_batch_and_a_failing_one_loses_nothing(lane, redis_client):
+    settings, streams = lane
+    for i in range(5):
+        publish(redis_client, streams[i % 2], f"G{i}")
+    events, seen = [], []
+
+    class Scope:
+        def __init__(self, batch):
+            self.size = len(batch)
+
+        def __enter__(self):
+            events.append(("open", self.size, len(seen)))
+
+        def __exit__(self, *exc):
+            events.append(("close", self.size, len(seen)))
+
+    report = drain(redis_client, settings, streams, GROUP, "c1", recorder(seen), batch_scope=Scope)
+    assert len(report.handled) == 5
+    assert events == [("open", 5, 0), ("close", 5, 5)]  # one scope around the whole batch
+
+    def broken(batch):
+        raise RuntimeError("the scope's read failed")
+    publish(redis_client, streams[0], "G5")
+    report = drain(redis_client, settings, streams, GROUP, "c2", recorder(seen), batch_scope=broken)
+    assert len(report.handled) == 1 and seen[-1][1] == "G5"  # handled without the scope
+    assert waiting_work(redis_client, streams, GROUP, claim_idle_s=60) == {}
+
+
 def test_messages_of_a_dead_consumer_are_reclaimed(lane, redis_client):
     settings, streams = lane
     for i in range(5):
@@ -315,3 +343,20 @@ def test_drain_without_linger_returns_when_the_streams_are_empty(lane, redis_cli
     started = time.monotonic()
     assert drain(redis_client, settings, streams, GROUP, "c1", recorder([])).summary()["handled"] == 0
     assert time.monotonic() - started < 1.0
+
+
+def test_the_superevent_lane_opens_its_handlers_batch_scope_on_decoded_messages(
+        fresh_prefix_settings, monkeypatch):
+    from gw_ops.airflow.lanes import message_batch_scope
+    from gw_ops.handlers import superevents
+    from gw_ops.transport.registry import get_handler
+    from gw_ops.transport.streams import Message
+
+    opened = []
+    monkeypatch.setattr(superevents.handle, "batch_scope", opened.append)
+    scope = message_batch_scope(get_handler("gw_ops.handlers.superevents.handle"))
+    stream = lvalert_stream(fresh_prefix_settings, "cbc_gstlal")
+    scope([Message(stream, "1-0", {"payload": json.dumps({"uid": "G1", "alert_type": "new"})}),
+           Message(stream, "2-0", {"payload": b"not json"})])  # left to its handler call
+    assert opened == [[{"uid": "G1", "alert_type": "new", "node": "cbc_gstlal"}]]
+    assert message_batch_scope(get_handler("gw_ops.ops.probe.lvalert_probe")) is None

@@ -349,3 +349,66 @@ def test_skipped_message_makes_no_gracedb_call(gracedb_service, client, recorder
     assert handle(recorder, message, gracedb_service).action == "skipped"
     assert recorder.calls == []
     assert superevents_near(client, gps) == []
+
+
+# --- one drained batch: the lane's batch scope ---------------------------------------------
+
+def test_batch_scope_groups_a_batch_like_single_messages_with_one_query(
+        gracedb_service, client, recorder, lane, gps):
+    graceids = sixteen_uploads(client, gps)
+    messages = new_messages(lane, graceids)
+    batch = [messages[g] for g in graceids]
+    with se.batch_scope(batch, client=recorder, settings=gracedb_service.settings):
+        outcomes = [handle(recorder, message, gracedb_service) for message in batch]
+    assert [o.action for o in outcomes] == ["created"] + ["added"] * 15
+    superevent = the_superevent(client, gps)
+    assert sorted(superevent["gw_events"]) == sorted(graceids)
+    assert superevent["preferred_event"] == graceids[10]
+    assert (superevent["t_start"], superevent["t_end"]) == pytest.approx(
+        (gps + 0.12 - 1, gps + 1.92 + 1), abs=1e-5)
+    assert superevent["labels"] == ["ADVREQ"]
+    calls = recorder.calls
+    assert calls.count("superevents") == 1  # the whole batch: one query
+    # the preferred event is only ever changed on the superevent read afresh
+    assert calls.count("superevent") == sum("preferred_event" in o.fields for o in outcomes)
+    assert calls.count("add_event_to_superevent") == 15
+    # outside the scope the handler queries again, per message
+    recorder.calls.clear()
+    assert {handle(recorder, m, gracedb_service).action for m in batch} == {"unchanged"}
+    assert recorder.calls.count("superevents") == 16
+
+
+def test_batch_scope_sees_a_lock_another_writer_added_during_the_batch(
+        gracedb_service, client, lane, gps):
+    """The orchestrator may lock a superevent while a batch is handled: the preferred
+    event is decided on GraceDB's state, not on the batch's copy."""
+    first, louder = upload(client, gps, snr=9.0), upload(client, gps + 0.2, snr=30.0)
+    messages = new_messages(lane, [first, louder])
+    batch = [messages[first], messages[louder]]
+    with se.batch_scope(batch, client=client, settings=gracedb_service.settings):
+        assert handle(client, batch[0], gracedb_service).action == "created"
+        superevent_id = the_superevent(client, gps)["superevent_id"]
+        client.write_label(superevent_id, "SIGNIF_LOCKED")  # another writer, mid-batch
+        outcome = handle(client, batch[1], gracedb_service)
+    assert outcome.action == "added" and "preferred_event" not in outcome.fields
+    superevent = the_superevent(client, gps)
+    assert superevent["preferred_event"] == first
+    assert "SIGNIF_LOCKED" in superevent["labels"]
+
+
+def test_batch_scope_is_dropped_when_a_write_may_have_happened_unseen(
+        gracedb_service, client, lane, gps):
+    """The connection drops after GraceDB added the event: the batch's copy cannot know,
+    so the rest of the batch, and the lane's redelivery, ask GraceDB again."""
+    first, second = upload(client, gps), upload(client, gps + 0.1)
+    messages = new_messages(lane, [first, second])
+    batch = [messages[first], messages[second]]
+    crashing = recording_client(gracedb_service, drop=nth("add_event_to_superevent", when="after"))
+    with se.batch_scope(batch, client=crashing, settings=gracedb_service.settings):
+        assert handle(crashing, batch[0], gracedb_service).action == "created"
+        with pytest.raises(requests.ConnectionError):
+            handle(crashing, batch[1], gracedb_service)
+        crashing.calls.clear()
+        assert handle(crashing, batch[1], gracedb_service).action == "updated"  # t_end
+        assert crashing.calls[0] == "superevents"  # asked again, not the stale copy
+    assert the_superevent(client, gps)["gw_events"] == [first, second]

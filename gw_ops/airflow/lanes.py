@@ -43,6 +43,26 @@ def message_handler(spec: HandlerSpec) -> Callable:
     return handle_gcn
 
 
+def message_batch_scope(spec: HandlerSpec) -> Callable | None:
+    """Adapter of an LVAlert handler's ``batch_scope`` (decoded messages in, see
+    :func:`gw_ops.transport.streams.drain`); None for handlers without one."""
+    scope = getattr(spec.func, "batch_scope", None)
+    if scope is None or spec.kind != "lvalert":
+        return None
+    from gw_ops.transport import lvalert
+
+    def decoded_scope(batch):
+        messages = []
+        for message in batch:
+            try:
+                messages.append(lvalert.decode_message(message.fields.get("payload", b""),
+                                                       lvalert.node_of_stream(message.stream)))
+            except Exception:  # noqa: BLE001 (its handler call rejects it with the reason)
+                continue
+        return scope(messages)
+    return decoded_scope
+
+
 def run_lane(handler_name: str, consumer: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
     """Drain one handler's lane and return the drain summary.
 
@@ -80,7 +100,8 @@ def run_lane(handler_name: str, consumer: str | None = None, settings: Settings 
         report = RedisStreamsTransport(client, settings).drain(
             lane_streams(spec, settings), spec.dag_id, consumer, message_handler(spec),
             sort_key=wrapped_sort, source="lvalert" if spec.kind == "lvalert" else "gcn",
-            linger_s=settings.lane_linger_s if spec.task_kwargs.get("linger") else 0.0)
+            linger_s=settings.lane_linger_s if spec.task_kwargs.get("linger") else 0.0,
+            batch_scope=message_batch_scope(spec))
     finally:
         client.close()
     summary = report.summary()

@@ -39,6 +39,7 @@ functions, and tests drive them directly.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -258,7 +259,8 @@ def lane_health_component(group: str) -> str:
 
 def drain(client: redis.Redis, settings: Settings, streams: list[str], group: str, consumer: str,
           handle: Callable[[Message], Any], *, sort_key: Callable[[Message], Any] | None = None,
-          source: str = "lvalert", max_rounds: int = 1000, linger_s: float = 0.0) -> DrainReport:
+          source: str = "lvalert", max_rounds: int = 1000, linger_s: float = 0.0,
+          batch_scope: Callable[[list[Message]], Any] | None = None) -> DrainReport:
     """Handle every message waiting for ``group`` on ``streams``; acknowledge each after success.
 
     Parameters
@@ -290,6 +292,12 @@ def drain(client: redis.Redis, settings: Settings, streams: list[str], group: st
         returning; each handled message starts the wait again.  A lane on the alert path
         then handles the next message of the same candidate at once, without another
         Airflow task start (about 1.5 s here).  0 returns as soon as nothing waits.
+    batch_scope : callable, optional
+        ``batch_scope(batch)`` returns a context manager entered around the handling of
+        each ordered batch (a handler may read what the whole batch needs at once; see
+        :func:`gw_ops.handlers.superevents.batch_scope`).  It changes nothing about
+        acknowledgement: each message is still acknowledged after its own handler
+        returned.  A scope that fails to open is logged and the batch is handled without it.
 
     Returns
     -------
@@ -330,15 +338,35 @@ def drain(client: redis.Redis, settings: Settings, streams: list[str], group: st
         batch.sort(key=lambda m: m.arrival)  # stable base order: arrival
         if sort_key is not None:
             batch.sort(key=sort_key)
-        for message in batch:
-            outcome = _handle_one(client, settings, group, message, handle, source, report, outage)
-            getattr(report, outcome).append(message.message_id)
+        with _open_scope(batch_scope, batch):
+            for message in batch:
+                outcome = _handle_one(client, settings, group, message, handle, source, report, outage)
+                getattr(report, outcome).append(message.message_id)
         linger_until = time.monotonic() + linger_s
     _raise_lane_alarm(client, settings, group, report)
     if report.failed:
         raise LaneFailed(f"lane {group}: the handler failed unexpectedly on {len(report.failed)} "
                          f"messages, left pending: {report.failure_reason}", report)
     return report
+
+
+@contextlib.contextmanager
+def _open_scope(batch_scope: Callable[[list[Message]], Any] | None, batch: list[Message]):
+    """Enter ``batch_scope(batch)``; without one, or when it fails to open, nothing."""
+    if batch_scope is None:
+        yield
+        return
+    try:
+        scope = batch_scope(batch)
+        scope.__enter__()
+    except Exception:  # noqa: BLE001 (an optimisation: the batch is handled without it)
+        log.exception("batch scope of %d messages failed to open; handled without it", len(batch))
+        yield
+        return
+    try:
+        yield
+    finally:
+        scope.__exit__(None, None, None)
 
 
 def _raise_lane_alarm(client: redis.Redis, settings: Settings, group: str, report: DrainReport) -> None:
@@ -465,9 +493,10 @@ class LaneTransport(Protocol):
 
     def drain(self, streams: list[str], group: str, consumer: str, handle: Callable[[Message], Any], *,
               sort_key: Callable[[Message], Any] | None = None, source: str = "lvalert",
-              linger_s: float = 0.0) -> DrainReport:
+              linger_s: float = 0.0,
+              batch_scope: Callable[[list[Message]], Any] | None = None) -> DrainReport:
         """Handle every waiting message, acknowledging each after its handler returned;
-        then wait up to ``linger_s`` (s) for more."""
+        then wait up to ``linger_s`` (s) for more (``batch_scope``: see :func:`drain`)."""
 
 
 class RedisStreamsTransport:
@@ -485,6 +514,7 @@ class RedisStreamsTransport:
 
     def drain(self, streams: list[str], group: str, consumer: str, handle: Callable[[Message], Any], *,
               sort_key: Callable[[Message], Any] | None = None, source: str = "lvalert",
-              linger_s: float = 0.0) -> DrainReport:
+              linger_s: float = 0.0,
+              batch_scope: Callable[[list[Message]], Any] | None = None) -> DrainReport:
         return drain(self.client, self.settings, streams, group, consumer, handle, sort_key=sort_key,
-                     source=source, linger_s=linger_s)
+                     source=source, linger_s=linger_s, batch_scope=batch_scope)

@@ -10,6 +10,7 @@ from gw_ops.local_gracedb.request_body import API
 from gw_ops.local_gracedb.routes.common import (
     DEFAULT_PAGE,
     anonymous,
+    answer,
     base_of,
     body,
     call,
@@ -26,8 +27,8 @@ router = APIRouter(prefix=API + "events")
 @router.get("/")
 async def events(request: Request, query: str | None = None, start: int = 0,
                  count: int = DEFAULT_PAGE, sort: str | None = None):
-    return await call(service(request).list_events, base_of(request), query,
-                      *page_bounds(start, count), sort, anonymous(request))
+    return await answer(service(request).list_events, base_of(request), query,
+                        *page_bounds(start, count), sort, anonymous(request))
 
 
 @router.post("/")
@@ -56,7 +57,7 @@ async def create_event(request: Request):
 
 @router.get("/{graceid}")
 async def event(request: Request, graceid: str):
-    return await call(service(request).event, base_of(request), graceid)
+    return await answer(service(request).event, base_of(request), graceid)
 
 
 @router.put("/{graceid}")
@@ -66,5 +67,5 @@ async def replace_event(request: Request, graceid: str):
     if "eventFile" not in data.files:
         raise ApiError(400, "eventFile: No file was submitted.")
     filename, content = data.files["eventFile"]
-    return await call(service(request).replace_event, user(request), base_of(request), graceid,
-                      safe_filename(filename), content)
+    return await answer(service(request).replace_event, user(request), base_of(request), graceid,
+                        safe_filename(filename), content)

@@ -7,19 +7,19 @@ from fastapi.responses import Response
 
 from gw_ops.local_gracedb import permissions
 from gw_ops.local_gracedb.request_body import API
-from gw_ops.local_gracedb.routes.common import base_of, body, call, created, roles, service, user
+from gw_ops.local_gracedb.routes.common import answer, base_of, body, call, created, roles, service, user
 
 router = APIRouter(prefix=API.rstrip("/"))
 
 
 @router.get("/events/{object_id}/labels/")
 async def event_labels(request: Request, object_id: str):
-    return await call(service(request).labels, base_of(request), object_id)
+    return await answer(service(request).labels, base_of(request), object_id)
 
 
 @router.get("/events/{object_id}/labels/{label}")
 async def event_label(request: Request, object_id: str, label: str):
-    return await call(service(request).labels, base_of(request), object_id, label)
+    return await answer(service(request).labels, base_of(request), object_id, label)
 
 
 @router.put("/events/{object_id}/labels/{label}")
@@ -38,12 +38,12 @@ async def event_remove_label(request: Request, object_id: str, label: str):
 
 @router.get("/superevents/{superevent_id}/labels/")
 async def superevent_labels(request: Request, superevent_id: str):
-    return await call(service(request).labels, base_of(request), superevent_id)
+    return await answer(service(request).labels, base_of(request), superevent_id)
 
 
 @router.get("/superevents/{superevent_id}/labels/{label}/")
 async def superevent_label(request: Request, superevent_id: str, label: str):
-    return await call(service(request).labels, base_of(request), superevent_id, label)
+    return await answer(service(request).labels, base_of(request), superevent_id, label)
 
 
 @router.post("/superevents/{superevent_id}/labels/")

@@ -13,6 +13,7 @@ from gw_ops.local_gracedb.errors import check_label, safe_filename
 from gw_ops.local_gracedb.request_body import API
 from gw_ops.local_gracedb.routes.common import (
     anonymous,
+    answer,
     base_of,
     body,
     call,
@@ -48,14 +49,14 @@ async def _write_log(request: Request, object_id: str, is_event: bool):
 @router.get("/events/{object_id}/log/")
 @router.get("/superevents/{object_id}/logs/")
 async def logs(request: Request, object_id: str):
-    return await call(service(request).logs, base_of(request), object_id, None, anonymous(request))
+    return await answer(service(request).logs, base_of(request), object_id, None, anonymous(request))
 
 
 @router.get("/events/{object_id}/log/{number}")
 @router.get("/superevents/{object_id}/logs/{number}/")
 async def log_entry(request: Request, object_id: str, number: int):
-    return await call(service(request).logs, base_of(request), object_id, number,
-                      anonymous(request))
+    return await answer(service(request).logs, base_of(request), object_id, number,
+                        anonymous(request))
 
 
 # --- events: writing --------------------------------------------------------------------------
@@ -68,7 +69,7 @@ async def event_write_log(request: Request, object_id: str):
 @router.get("/events/{object_id}/log/{number}/tag/")
 @router.get("/superevents/{object_id}/logs/{number}/tags/")
 async def log_tags(request: Request, object_id: str, number: int):
-    return await call(service(request).tags, base_of(request), object_id, number)
+    return await answer(service(request).tags, base_of(request), object_id, number)
 
 
 @router.put("/events/{object_id}/log/{number}/tag/{tag_name}")

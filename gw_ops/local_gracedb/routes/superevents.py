@@ -9,6 +9,7 @@ from gw_ops.local_gracedb.request_body import API
 from gw_ops.local_gracedb.routes.common import (
     DEFAULT_PAGE,
     anonymous,
+    answer,
     base_of,
     body,
     call,
@@ -25,8 +26,8 @@ router = APIRouter(prefix=API + "superevents")
 @router.get("/")
 async def superevents(request: Request, query: str | None = None, start: int = 0,
                       count: int = DEFAULT_PAGE, sort: str | None = None):
-    return await call(service(request).list_superevents, base_of(request), query,
-                      *page_bounds(start, count), sort, anonymous(request))
+    return await answer(service(request).list_superevents, base_of(request), query,
+                        *page_bounds(start, count), sort, anonymous(request))
 
 
 @router.post("/")
@@ -39,20 +40,20 @@ async def create_superevent(request: Request):
 
 @router.get("/{superevent_id}/")
 async def superevent(request: Request, superevent_id: str):
-    return await call(service(request).superevent, base_of(request), superevent_id)
+    return await answer(service(request).superevent, base_of(request), superevent_id)
 
 
 @router.patch("/{superevent_id}/")
 async def update_superevent(request: Request, superevent_id: str):
     permissions.check_superevent_change(roles(request))
     data = await body(request)
-    return await call(service(request).update_superevent, user(request), base_of(request),
-                      superevent_id, data.flat())
+    return await answer(service(request).update_superevent, user(request), base_of(request),
+                        superevent_id, data.flat())
 
 
 @router.get("/{superevent_id}/events/")
 async def superevent_events(request: Request, superevent_id: str):
-    return await call(service(request).superevent_events, base_of(request), superevent_id)
+    return await answer(service(request).superevent_events, base_of(request), superevent_id)
 
 
 @router.post("/{superevent_id}/events/")
@@ -75,13 +76,13 @@ async def remove_event(request: Request, superevent_id: str, graceid: str):
 async def confirm_as_gw(request: Request, superevent_id: str):
     permissions.check_superevent_change(roles(request))
     data = await body(request)
-    return await call(service(request).confirm_as_gw, user(request), base_of(request),
-                      superevent_id, data.get("gw_id") or None)
+    return await answer(service(request).confirm_as_gw, user(request), base_of(request),
+                        superevent_id, data.get("gw_id") or None)
 
 
 @router.get("/{superevent_id}/permissions/")
 async def superevent_permissions(request: Request, superevent_id: str):
-    return await call(service(request).permissions, base_of(request), superevent_id)
+    return await answer(service(request).permissions, base_of(request), superevent_id)
 
 
 @router.post("/{superevent_id}/permissions/modify/")

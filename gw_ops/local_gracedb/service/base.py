@@ -92,12 +92,12 @@ class ServiceBase:
     def superevent_dict(self, session, superevent: Superevent, base: str) -> dict[str, Any]:
         sid = superevent.superevent_id
         url = f"{base}superevents/{sid}/"
-        members = session.execute(select(Event).where(Event.superevent_id == sid)
-                                  .order_by(Event.id)).scalars().all()
-        preferred = next((e for e in members if e.graceid == superevent.preferred_event), None)
-        if preferred is None:
-            preferred = session.execute(select(Event).where(
-                Event.graceid == superevent.preferred_event)).scalar_one_or_none()
+        # members by id and group only: loading whole rows (their JSON extra_attributes)
+        # made every superevent answer cost one row per member event
+        members = session.execute(select(Event.graceid, Event.group).where(
+            Event.superevent_id == sid).order_by(Event.id)).all()
+        preferred = session.execute(select(Event).where(
+            Event.graceid == superevent.preferred_event)).scalar_one_or_none()
         preferred_data = self.event_dict(session, preferred, base) if preferred else None
         return {
             "superevent_id": sid, "gw_id": superevent.gw_id,
