@@ -142,6 +142,16 @@ class Settings:
                                               "to another worker after this time (s); longer "
                                               "than any task, the volume plot included.",
                                               default=3600.0)
+    task_heartbeat_timeout_s: float = _doc("A running Airflow task whose supervisor stopped "
+                                           "heartbeating this long (s), because its worker or "
+                                           "host died, is failed by the scheduler and retried "
+                                           "(Airflow's task_instance_heartbeat_timeout). This, "
+                                           "not Celery's redelivery, is what recovers a task "
+                                           "lost with its worker: Airflow 3 never starts a "
+                                           "redelivered Celery message of a try that is no "
+                                           "longer queued. Shorter than Airflow's 300 s: a "
+                                           "dead superevent worker stalls the serial "
+                                           "superevent lane that long.", default=120.0)
     flower: bool = _doc("Run Flower (Celery's monitor) on the Celery stack.", default=True)
     flower_port: int = _doc("Port of Flower on the Celery stack.", default=5555)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 
@@ -36,7 +37,9 @@ def celery_stack(base_settings) -> RunningStack:
         # nothing answers on the embedded Redis port: up starts its own durable Redis there
         redis_url=f"redis://127.0.0.1:{settings.embedded_redis_port}/0",
         # the default queue's worker with 2 slots: enough for the alert path, less memory
-        celery_default_concurrency=2)
+        celery_default_concurrency=2,
+        # a task lost with its killed worker is retried this soon (test_worker_killed_...)
+        task_heartbeat_timeout_s=30.0)
     env = stack_env(settings)
     result = subprocess.run([sys.executable, "-m", "gw_ops.ops.cli", "up"], env=env, cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=300)
@@ -123,3 +126,132 @@ def test_mock_event_reaches_pygcn_and_each_task_ran_on_its_queues_worker(celery_
     assert spans
     for (_, previous_end), (start, _) in zip(spans, spans[1:]):
         assert start >= previous_end, spans
+
+
+SUPEREVENT_LANE = "lvalert_superevents_handle"
+
+
+def _component_pgid(settings, name: str) -> int:
+    from gw_ops.ops import stack
+    component = next(c for c in stack.COMPONENTS if c.name == name)
+    return stack.read_record(settings, component)["pgid"]
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _alerts_for(receiver, superevent_id):
+    from gw_ops.formats.voevent import voevent_params
+    found = []
+    for _, payload in list(receiver.received):
+        params = voevent_params(payload)
+        if params.get("GraceID") == superevent_id:
+            found.append((params["AlertType"], int(params["Pkt_Ser_Num"])))
+    return found
+
+
+def test_worker_killed_in_a_superevent_task_retries_it_and_alerts_once(celery_stack):
+    """SIGKILL of the superevent worker's whole process group (its Celery pool and the
+    Airflow task inside it) while the lane's handler waits on GraceDB.
+
+    What recovers the task in Airflow 3 is not Celery's late acknowledgement: the message
+    of the dead worker's task is redelivered only after the visibility timeout, and the
+    execution API would refuse to start that try again anyway.  The scheduler fails the
+    task instance once its heartbeat stops (``task_heartbeat_timeout_s``), the retry runs
+    on the restarted worker, and its drain reclaims the message the dead one left pending
+    in the lane's consumer group.  The handler is idempotent, so the superevent comes out
+    right, and the alert is sent once.
+
+    Deterministic without any sleep in production code: the superevent worker is stopped
+    (SIGSTOP) while the event is uploaded, GraceDB is stopped before the worker goes on,
+    so the handler blocks in its first GraceDB call; the kill comes once the lane's
+    unfinished-attempt record shows a handler call began and Airflow shows the task running.
+    """
+    from gw_ops.mock.pipeline import upload_mock_event
+    from gw_ops.transport.redis_client import get_redis
+
+    settings = celery_stack.settings
+    airflow = celery_stack.airflow()
+    for dag_id in PIPELINE_DAGS:
+        airflow.wait_for_dag(dag_id, timeout=180)
+    receiver = AlertReceiver(settings.host, settings.broker_port)
+    receiver.start()
+    client = celery_stack.gracedb()
+    redis_client = get_redis(settings)
+    unfinished_key = settings.key("lane", "unfinished", SUPEREVENT_LANE)
+    worker_pgid = _component_pgid(settings, distributed.worker_service("superevent"))
+    gracedb_pgid = _component_pgid(settings, "gracedb")
+
+    def handler_began():
+        return any(int(count) >= 1 for count in redis_client.hvals(unfinished_key))
+
+    def running_lane_try():
+        rows = metadata_query(settings, """
+            SELECT run_id, try_number FROM task_instance
+            WHERE dag_id = %s AND task_id = 'drain' AND state = 'running'""", SUPEREVENT_LANE)
+        return rows[0] if rows else None
+
+    _signal_group(worker_pgid, signal.SIGSTOP)
+    try:
+        upload = upload_mock_event(settings, uploads=1, index=0, with_external=False, client=client)
+        graceid = upload["graceids"][0]
+        # every LVAlert message of the upload is on its stream (GraceDB publishes before it
+        # answers); from now on the handler's GraceDB calls wait
+        _signal_group(gracedb_pgid, signal.SIGSTOP)
+        _signal_group(worker_pgid, signal.SIGCONT)
+        wait_for(handler_began, timeout=120, interval=0.05, what="the superevent handler began a message")
+        killed_run_id, killed_try = wait_for(running_lane_try, timeout=60, interval=0.2,
+                                             what="the superevent lane's task running")
+        assert handler_began(), "the handler must still be inside its call when the worker dies"
+        _signal_group(worker_pgid, signal.SIGKILL)
+    finally:
+        _signal_group(gracedb_pgid, signal.SIGCONT)
+        _signal_group(worker_pgid, signal.SIGCONT)
+    restarted = celery_stack.gw_ops("restart", distributed.worker_service("superevent"))
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+
+    # the scheduler failed the dead try (no heartbeat) and the retry, on the new worker, did the work
+    def retried():
+        rows = metadata_query(settings, """
+            SELECT ti.try_number, ti.state, m.worker FROM task_instance ti
+            LEFT JOIN celery_taskmeta m ON m.task_id = ti.external_executor_id
+            WHERE ti.dag_id = %s AND ti.task_id = 'drain' AND ti.run_id = %s""",
+                              SUPEREVENT_LANE, killed_run_id)
+        return rows[0] if rows and rows[0][0] > killed_try and rows[0][1] == "success" else None
+    try_number, _, worker = wait_for(retried, timeout=300, interval=2,
+                                     what="the killed superevent task retried and succeeded")
+    assert worker == distributed.worker_node("superevent")
+    history = metadata_query(settings, """
+        SELECT state FROM task_instance_history
+        WHERE dag_id = %s AND task_id = 'drain' AND run_id = %s AND try_number = %s""",
+                             SUPEREVENT_LANE, killed_run_id, killed_try)
+    assert len(history) == 1 and history[0][0] != "success", history
+    assert not any(int(count) for count in redis_client.hvals(unfinished_key)), \
+        "every message the dead worker began was handled again and recorded"
+
+    # one superevent, with the event as its preferred event
+    sid = wait_for(lambda: client.event(graceid).json().get("superevent"), timeout=120,
+                   what="superevent of the mock event")
+    superevent = client.superevent(sid).json()
+    assert superevent["preferred_event"] == graceid
+    assert superevent["gw_events"] == [graceid]
+    gpstime = float(client.event(graceid).json()["gpstime"])
+    around = list(client.superevents(query=f"t_0: {gpstime - 5} .. {gpstime + 5}"))
+    assert [s["superevent_id"] for s in around] == [sid], around
+
+    # each alert once: GraceDB's VOEvent records and what pygcn received agree, no serial twice
+    wait_for(lambda: receiver.preliminary_for(sid), timeout=300, what=f"preliminary of {sid} received by pygcn")
+    wait_for(lambda: "GCN_PRELIM_SENT" in {e["name"] for e in client.labels(sid).json()["labels"]},
+             timeout=60, what="GCN_PRELIM_SENT")
+
+    def receipts_match_records():
+        recorded = client.voevents(sid).json()["voevents"]
+        return len(_alerts_for(receiver, sid)) == len(recorded)
+    wait_for(receipts_match_records, timeout=120, interval=1, what="every recorded VOEvent received")
+    serials = [serial for _, serial in _alerts_for(receiver, sid)]
+    assert len(serials) == len(set(serials)), f"an alert was sent twice: {_alerts_for(receiver, sid)}"
+    redis_client.close()
