@@ -28,6 +28,7 @@ Celery records, for every task, the worker that ran it and its queue in the resu
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 from pathlib import Path
@@ -52,11 +53,24 @@ def worker_service(queue: str) -> str:
 
 
 def worker_concurrency(settings: Settings, queue: str) -> int:
-    """Task slots of the worker of ``queue``: the pool's slots, or ``celery_default_concurrency``."""
+    """Task slots of the worker of ``queue`` on this machine: ``celery_default_concurrency``
+    for ``default``, :func:`openmp_worker_concurrency` for ``openmp``, else the pool's slots."""
     if queue == DEFAULT_QUEUE:
         return settings.celery_default_concurrency
+    if queue == OPENMP_POOL:
+        return openmp_worker_concurrency(settings)
     slots = {spec.name: spec.slots for spec in pool_specs(settings)}
     return slots[queue]
+
+
+def openmp_worker_concurrency(settings: Settings) -> int:
+    """Slots of an ``openmp`` worker on this machine: its cores // ``omp_threads``, at least 1.
+
+    The ``openmp`` pool has ``openmp_pool_slots`` slots, the sum over every host's
+    ``openmp`` worker (0: this machine's worker alone); raise it when a host is added, or
+    the pool, not the new worker, limits how many localizations run at once.
+    """
+    return max(1, (os.cpu_count() or 1) // settings.omp_threads_effective)
 
 
 def worker_node(queue: str) -> str:
