@@ -12,6 +12,7 @@ cluster, ``postgresql://postgres@127.0.0.1:5432/postgres``, which ``.ci/run`` st
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -39,7 +40,10 @@ def celery_stack(base_settings) -> RunningStack:
         # the default queue's worker with 2 slots: enough for the alert path, less memory
         celery_default_concurrency=2,
         # a task lost with its killed worker is retried this soon (test_worker_killed_...)
-        task_heartbeat_timeout_s=30.0)
+        task_heartbeat_timeout_s=30.0,
+        # this machine's openmp worker has cores // 2 slots; the pool one more, for the
+        # openmp worker of a second "host" (test_a_second_openmp_worker_...)
+        omp_threads=2, openmp_pool_slots=max(1, (os.cpu_count() or 1) // 2) + 1)
     env = stack_env(settings)
     result = subprocess.run([sys.executable, "-m", "gw_ops.ops.cli", "up"], env=env, cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=300)
@@ -257,3 +261,109 @@ def test_worker_killed_in_a_superevent_task_retries_it_and_alerts_once(celery_st
     serials = [serial for _, serial in _alerts_for(receiver, sid)]
     assert len(serials) == len(set(serials)), f"an alert was sent twice: {_alerts_for(receiver, sid)}"
     redis_client.close()
+
+
+LOCALIZATION_LANE = "lvalert_orchestrator_localize_preferred"
+#: Celery node name of the openmp worker of the second "host".
+OTHER_HOST_WORKER = "openmp@other-host"
+
+
+@pytest.fixture
+def other_host_openmp_worker(celery_stack, tmp_path):
+    """An ``openmp`` worker as on another host: its own AIRFLOW_HOME and log folder; what it
+    shares with the stack is the settings, the DAG files, Redis (broker) and PostgreSQL
+    (result backend) URLs and the API server it reports to."""
+    from gw_ops.ops import stack
+    settings = celery_stack.settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GW_OPS_", "AIRFLOW"))}
+    env.update(stack.airflow_env(stack.running_settings(settings)))
+    env.update(AIRFLOW_HOME=str(tmp_path / "airflow"), AIRFLOW__LOGGING__BASE_LOG_FOLDER=str(tmp_path / "logs"))
+    log = open(tmp_path / "worker.log", "ab")
+    worker = subprocess.Popen(
+        [distributed.airflow_executable(), "celery", "worker", "--queues", "openmp", "--concurrency", "1",
+         "--celery-hostname", OTHER_HOST_WORKER, "--skip-serve-logs"],
+        env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    app = distributed._control_app(stack.running_settings(settings))
+    try:
+        wait_for(lambda: app.control.ping(destination=[OTHER_HOST_WORKER], timeout=1.0), timeout=120,
+                 interval=1, what="the second host's openmp worker answers ping")
+        yield worker
+    finally:
+        app.close()
+        _signal_group(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(60)
+        except subprocess.TimeoutExpired:
+            _signal_group(worker.pid, signal.SIGKILL)
+            worker.wait(10)
+
+
+def _localization_spans(settings) -> list[tuple[str, float, float, str]]:
+    """``(message id, start, end, Celery worker)`` of every message the localization lane's
+    drains handled (their XCom), with the worker each drain ran on."""
+    spans = []
+    for value, worker in metadata_query(settings, """
+            SELECT x.value, m.worker FROM xcom x
+            JOIN task_instance ti ON ti.dag_id = x.dag_id AND ti.run_id = x.run_id
+                AND ti.task_id = x.task_id AND ti.map_index = x.map_index
+            JOIN celery_taskmeta m ON m.task_id = ti.external_executor_id
+            WHERE x.dag_id = %s AND x.key = 'return_value'""", LOCALIZATION_LANE):
+        while isinstance(value, str):
+            value = json.loads(value)
+        spans.extend((message_id, start, end, worker) for message_id, start, end in value.get("spans", []))
+    return spans
+
+
+def _messages_about(settings, graceid: str) -> set[str]:
+    """Ids of the localization lane's messages about ``graceid`` (its own, or its superevent's
+    while it is the preferred event)."""
+    from gw_ops.transport.redis_client import get_redis
+    from gw_ops.transport.registry import load_handlers
+    from gw_ops.transport.streams import lane_streams
+    spec = next(spec for spec in load_handlers(settings=settings) if spec.dag_id == LOCALIZATION_LANE)
+    client = get_redis(settings)
+    found = set()
+    try:
+        for stream in lane_streams(spec, settings):
+            for message_id, fields in client.xrange(stream):
+                message = json.loads(fields[b"payload"])
+                about = {message.get("uid"), (message.get("object") or {}).get("preferred_event")}
+                if graceid in about:
+                    found.add(message_id.decode())
+    finally:
+        client.close()
+    return found
+
+
+def test_a_second_openmp_worker_on_another_host_localizes_beside_the_first(celery_stack,
+                                                                           other_host_openmp_worker):
+    from gw_ops.mock.pipeline import upload_mock_event
+    from gw_ops.transport.redis_client import get_redis
+
+    settings = celery_stack.settings
+    for dag_id in PIPELINE_DAGS:
+        celery_stack.airflow().wait_for_dag(dag_id, timeout=180)
+    pool_slots = metadata_query(settings, "SELECT slots FROM slot_pool WHERE pool = 'openmp'")[0][0]
+    assert pool_slots == distributed.worker_concurrency(settings, "openmp") + 1
+    client, redis_client = celery_stack.gracedb(), get_redis(settings)
+    first = upload_mock_event(settings, uploads=1, index=0, with_external=False, client=client)["graceids"][0]
+    # the second candidate comes while the first is being localized (its lock is taken)
+    wait_for(lambda: redis_client.exists(settings.key("localizing", first)), timeout=180, interval=0.2,
+             what=f"localization of {first} started")
+    second = upload_mock_event(settings, uploads=1, index=1, with_external=False, client=client)["graceids"][0]
+    redis_client.close()
+    for graceid in (first, second):
+        wait_for(lambda graceid=graceid: "SKYMAP_READY" in {e["name"] for e in client.labels(graceid).json()["labels"]},
+                 timeout=400, interval=2, what=f"sky map of {graceid}")
+    assert client.event(first).json()["superevent"] != client.event(second).json()["superevent"]
+
+    def localization_of(graceid):
+        """The longest handler call about the event: its localization (the others take ms)."""
+        about = _messages_about(settings, graceid)
+        spans = [span for span in _localization_spans(settings) if span[0] in about]
+        return max(spans, key=lambda span: span[2] - span[1]) if spans else None
+    spans = [wait_for(lambda graceid=graceid: localization_of(graceid), timeout=120, interval=2,
+                      what=f"the localization lane's record of {graceid}") for graceid in (first, second)]
+    (_, first_start, first_end, first_worker), (_, second_start, second_end, second_worker) = spans
+    assert {first_worker, second_worker} == {distributed.worker_node("openmp"), OTHER_HOST_WORKER}, spans
+    assert first_start < second_end and second_start < first_end, f"the localizations did not overlap: {spans}"
