@@ -118,8 +118,12 @@ class Settings:
                  "gw_ops.science.classification_plots"))
     omp_threads: int = _doc("OpenMP threads given to each localization or volume rendering. "
                             "0 means all cores of this machine.", default=0)
-    openmp_pool_slots: int = _doc("Slots of the `openmp` pool. 0 means cores // omp_threads, at "
-                                  "least 1.", default=0)
+    openmp_pool_slots: int = _doc("Slots of the `openmp` pool: localizations at once, over every "
+                                  "host. 0 means this machine's cores // omp_threads, at least 1. "
+                                  "On the Celery stack, the sum of the `openmp` workers' "
+                                  "concurrencies: raise it (and run `gw-ops up`, which sets the "
+                                  "pool) when an `openmp` worker on another host is added.",
+                                  default=0)
 
     # --- the distributed stack (gw_ops.ops.distributed) ------------------------------------
     executor: str = _doc("Airflow executor of the stack `gw-ops up` starts: 'local' (LocalExecutor, "
