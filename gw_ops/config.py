@@ -141,6 +141,9 @@ class Settings:
                                            "queue (orchestrator, alerts, maintenance); the "
                                            "serial queues have 1 and `openmp` has the openmp "
                                            "pool's slots.", default=4)
+    celery_openmp_concurrency: int = _doc("Task slots of this machine's Celery worker of the "
+                                          "`openmp` queue. 0 means cores // omp_threads, at "
+                                          "least 1.", default=0)
     celery_visibility_timeout_s: float = _doc("A Celery task taken by a worker that died without "
                                               "acknowledging it (late acknowledgement) is given "
                                               "to another worker after this time (s); longer "

@@ -64,13 +64,14 @@ def worker_concurrency(settings: Settings, queue: str) -> int:
 
 
 def openmp_worker_concurrency(settings: Settings) -> int:
-    """Slots of an ``openmp`` worker on this machine: its cores // ``omp_threads``, at least 1.
+    """Slots of the ``openmp`` worker on this machine: ``celery_openmp_concurrency``, else its
+    cores // ``omp_threads``, at least 1.
 
     The ``openmp`` pool has ``openmp_pool_slots`` slots, the sum over every host's
     ``openmp`` worker (0: this machine's worker alone); raise it when a host is added, or
     the pool, not the new worker, limits how many localizations run at once.
     """
-    return max(1, (os.cpu_count() or 1) // settings.omp_threads_effective)
+    return settings.celery_openmp_concurrency or max(1, (os.cpu_count() or 1) // settings.omp_threads_effective)
 
 
 def worker_node(queue: str) -> str:
