@@ -2,7 +2,9 @@
 stack's own durable Redis and its own PostgreSQL database, one Celery worker per queue,
 Flower), one mock event carried to the preliminary VOEvent that pygcn's client receives,
 every task of it run by the worker of its queue, as Celery's result backend records, and
-the superevent lane's runs one after the other.
+the superevent lane's runs one after the other; the superevent worker SIGKILLed inside a
+handler (the task retried, one superevent, each alert once); a second ``openmp`` worker,
+as on another host, localizing beside the first.
 
 Its own stack (state folder, ports, Redis, database), apart from the suite's shared
 LocalExecutor stack; stopped at the end with ``gw-ops down``, leaving no process, and its

@@ -12,8 +12,18 @@
 * One ``airflow celery worker`` per queue of :data:`WORKER_QUEUES`.  A gw-ops pool is also
   the queue of the same name (:func:`gw_ops.airflow.handler_dags.queue_for_pool`); its
   worker has as many task slots as the pool (:func:`worker_concurrency`): 1 for
-  ``superevent`` and ``exttrig``, ``cores // omp_threads`` for ``openmp``;
-  ``default`` has ``celery_default_concurrency``.
+  ``superevent`` and ``exttrig``; ``default`` has ``celery_default_concurrency``.  The
+  ``openmp`` worker has this machine's ``cores // omp_threads``
+  (:func:`openmp_worker_concurrency`), and the ``openmp`` pool the sum over every host
+  with an ``openmp`` worker (``openmp_pool_slots``): the localization lane runs one drain
+  per pool slot, so each worker, wherever it runs, localizes an event of its own.
+* A worker that dies in a task (SIGKILL, a lost host) is recovered by Airflow, not by
+  Celery: the scheduler fails the task instance once its heartbeat has been missing for
+  ``task_heartbeat_timeout_s`` and runs the retry on a live worker, whose drain reclaims
+  the messages the dead one left pending.  Celery's late acknowledgement
+  (``task_acks_late``, on by default) leaves the dead worker's message in the broker, to
+  be handed out again after ``celery_visibility_timeout_s``; by then Airflow's API refuses
+  to start that try again (it is no longer queued), so it never runs twice.
 * Flower, when ``flower`` is on.
 
 This module is the one definition of the queues, worker concurrencies and Celery settings:
