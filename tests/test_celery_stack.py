@@ -43,9 +43,9 @@ def celery_stack(base_settings) -> RunningStack:
         celery_default_concurrency=2,
         # a task lost with its killed worker is retried this soon (test_worker_killed_...)
         task_heartbeat_timeout_s=30.0,
-        # this machine's openmp worker has cores // 2 slots; the pool one more, for the
-        # openmp worker of a second "host" (test_a_second_openmp_worker_...)
-        omp_threads=2, openmp_pool_slots=max(1, (os.cpu_count() or 1) // 2) + 1)
+        # this machine's openmp worker has 1 slot; the pool one more, for the openmp
+        # worker of a second "host" (test_a_second_openmp_worker_...)
+        omp_threads=2, celery_openmp_concurrency=1, openmp_pool_slots=2)
     env = stack_env(settings)
     result = subprocess.run([sys.executable, "-m", "gw_ops.ops.cli", "up"], env=env, cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=300)
@@ -337,35 +337,72 @@ def _messages_about(settings, graceid: str) -> set[str]:
     return found
 
 
+def _lane_settled(settings) -> bool:
+    """Whether the localization lane has taken and acknowledged everything and no drain of
+    it is queued or running: every drain's XCom is written."""
+    from gw_ops.transport.redis_client import get_redis
+    from gw_ops.transport.registry import load_handlers
+    from gw_ops.transport.streams import lane_streams
+    from tests.helpers import lane_settled
+    busy = metadata_query(settings, """SELECT count(*) FROM task_instance WHERE dag_id = %s
+        AND state IN ('scheduled', 'queued', 'running', 'up_for_retry')""", LOCALIZATION_LANE)[0][0]
+    if busy:
+        return False
+    spec = next(spec for spec in load_handlers(settings=settings) if spec.dag_id == LOCALIZATION_LANE)
+    client = get_redis(settings)
+    try:
+        return all(lane_settled(client, stream, LOCALIZATION_LANE) for stream in lane_streams(spec, settings)
+                   if client.exists(stream))
+    finally:
+        client.close()
+
+
 def test_a_second_openmp_worker_on_another_host_localizes_beside_the_first(celery_stack,
                                                                            other_host_openmp_worker):
+    """Two candidates wait while both openmp workers are held (SIGSTOP); the lane has a run
+    per pool slot queued by then, each worker takes one, and each drain takes one message
+    at a time: the two localizations run at once, one on each worker, as the drains' XCom
+    spans show."""
     from gw_ops.mock.pipeline import upload_mock_event
-    from gw_ops.transport.redis_client import get_redis
 
     settings = celery_stack.settings
     for dag_id in PIPELINE_DAGS:
         celery_stack.airflow().wait_for_dag(dag_id, timeout=180)
     pool_slots = metadata_query(settings, "SELECT slots FROM slot_pool WHERE pool = 'openmp'")[0][0]
-    assert pool_slots == distributed.worker_concurrency(settings, "openmp") + 1
-    client, redis_client = celery_stack.gracedb(), get_redis(settings)
-    first = upload_mock_event(settings, uploads=1, index=0, with_external=False, client=client)["graceids"][0]
-    # the second candidate comes while the first is being localized (its lock is taken)
-    wait_for(lambda: redis_client.exists(settings.key("localizing", first)), timeout=180, interval=0.2,
-             what=f"localization of {first} started")
-    second = upload_mock_event(settings, uploads=1, index=1, with_external=False, client=client)["graceids"][0]
-    redis_client.close()
+    assert pool_slots == 2 == distributed.worker_concurrency(settings, "openmp") + 1
+    wait_for(lambda: _lane_settled(settings), timeout=300, interval=1, what="earlier localizations done")
+    client = celery_stack.gracedb()
+    workers = [_component_pgid(settings, distributed.worker_service("openmp")), other_host_openmp_worker.pid]
+    for pgid in workers:
+        _signal_group(pgid, signal.SIGSTOP)
+    try:
+        first = upload_mock_event(settings, uploads=1, index=0, with_external=False, client=client)["graceids"][0]
+        # the next candidate in a superevent of its own (CBC windows are 1 s either side)
+        wait_for(lambda: client.event(first).json().get("superevent"), timeout=120, what=f"superevent of {first}")
+        second = upload_mock_event(settings, uploads=1, index=1, with_external=False, client=client)["graceids"][0]
+        wait_for(lambda: client.event(second).json().get("superevent"), timeout=120,
+                 what=f"superevent of {second}")
+
+        def two_drains_queued():
+            return metadata_query(settings, """SELECT count(*) FROM task_instance
+                WHERE dag_id = %s AND state = 'queued'""", LOCALIZATION_LANE)[0][0] >= 2
+        wait_for(two_drains_queued, timeout=120, interval=0.5, what="a localization drain queued per openmp slot")
+    finally:
+        for pgid in workers:
+            _signal_group(pgid, signal.SIGCONT)
+    assert client.event(first).json()["superevent"] != client.event(second).json()["superevent"]
     for graceid in (first, second):
         wait_for(lambda graceid=graceid: "SKYMAP_READY" in {e["name"] for e in client.labels(graceid).json()["labels"]},
                  timeout=400, interval=2, what=f"sky map of {graceid}")
-    assert client.event(first).json()["superevent"] != client.event(second).json()["superevent"]
+    wait_for(lambda: _lane_settled(settings), timeout=300, interval=1, what="every localization drain done")
+
+    spans = _localization_spans(settings)
 
     def localization_of(graceid):
         """The longest handler call about the event: its localization (the others take ms)."""
         about = _messages_about(settings, graceid)
-        spans = [span for span in _localization_spans(settings) if span[0] in about]
-        return max(spans, key=lambda span: span[2] - span[1]) if spans else None
-    spans = [wait_for(lambda graceid=graceid: localization_of(graceid), timeout=120, interval=2,
-                      what=f"the localization lane's record of {graceid}") for graceid in (first, second)]
-    (_, first_start, first_end, first_worker), (_, second_start, second_end, second_worker) = spans
+        return max((span for span in spans if span[0] in about), key=lambda span: span[2] - span[1])
+    (_, first_start, first_end, first_worker), (_, second_start, second_end, second_worker) = (
+        localization_of(first), localization_of(second))
     assert {first_worker, second_worker} == {distributed.worker_node("openmp"), OTHER_HOST_WORKER}, spans
     assert first_start < second_end and second_start < first_end, f"the localizations did not overlap: {spans}"
