@@ -274,7 +274,7 @@ def _claim_next(client: redis.Redis, settings: Settings, streams: list[str], gro
                 pending = client.xpending_range(stream, group, min=message_id, max=message_id, count=1)
                 deliveries = int(pending[0]["times_delivered"]) if pending else 2
                 return [Message(stream, _text(message_id), {_text(k): v for k, v in fields.items()}, deliveries)]
-            if start_id == "0-0" or not entries:
+            if start_id == "0-0":  # an empty reply with a cursor only scanned part of the list
                 break
     for stream in ordered:
         messages = _read_new(client, [stream], group, consumer, count=1)
