@@ -90,8 +90,11 @@ def worker_node(queue: str) -> str:
 
 
 def total_concurrency(settings: Settings) -> int:
-    """Task slots of all workers together (the scheduler's ``parallelism`` on this stack)."""
-    return sum(worker_concurrency(settings, queue) for queue in WORKER_QUEUES)
+    """Task slots of all workers together (the scheduler's ``parallelism`` on this stack),
+    the ``openmp`` workers of other hosts included (the ``openmp`` pool counts them)."""
+    openmp_slots = {spec.name: spec.slots for spec in pool_specs(settings)}[OPENMP_POOL]
+    return sum(max(worker_concurrency(settings, queue), openmp_slots) if queue == OPENMP_POOL
+               else worker_concurrency(settings, queue) for queue in WORKER_QUEUES)
 
 
 def worker_arguments(settings: Settings, queue: str) -> list[str]:
