@@ -363,6 +363,7 @@ def test_a_second_openmp_worker_on_another_host_localizes_beside_the_first(celer
     per pool slot queued by then, each worker takes one, and each drain takes one message
     at a time: the two localizations run at once, one on each worker, as the drains' XCom
     spans show."""
+    from gw_ops.formats.gpstime import now_gps
     from gw_ops.mock.pipeline import upload_mock_event
 
     settings = celery_stack.settings
@@ -377,8 +378,11 @@ def test_a_second_openmp_worker_on_another_host_localizes_beside_the_first(celer
         _signal_group(pgid, signal.SIGSTOP)
     try:
         first = upload_mock_event(settings, uploads=1, index=0, with_external=False, client=client)["graceids"][0]
-        # the next candidate in a superevent of its own (CBC windows are 1 s either side)
-        wait_for(lambda: client.event(first).json().get("superevent"), timeout=120, what=f"superevent of {first}")
+        # the next candidate in a superevent of its own: its time (now) past the first's window
+        first_sid = wait_for(lambda: client.event(first).json().get("superevent"), timeout=120,
+                             what=f"superevent of {first}")
+        first_end = float(client.superevent(first_sid).json()["t_end"])
+        wait_for(lambda: now_gps() > first_end + 1.0, timeout=60, what=f"GPS time past the window of {first_sid}")
         second = upload_mock_event(settings, uploads=1, index=1, with_external=False, client=client)["graceids"][0]
         wait_for(lambda: client.event(second).json().get("superevent"), timeout=120,
                  what=f"superevent of {second}")
