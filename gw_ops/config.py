@@ -118,8 +118,12 @@ class Settings:
                  "gw_ops.science.classification_plots"))
     omp_threads: int = _doc("OpenMP threads given to each localization or volume rendering. "
                             "0 means all cores of this machine.", default=0)
-    openmp_pool_slots: int = _doc("Slots of the `openmp` pool. 0 means cores // omp_threads, at "
-                                  "least 1.", default=0)
+    openmp_pool_slots: int = _doc("Slots of the `openmp` pool: localizations at once, over every "
+                                  "host. 0 means this machine's cores // omp_threads, at least 1. "
+                                  "On the Celery stack, the sum of the `openmp` workers' "
+                                  "concurrencies: raise it (and run `gw-ops up`, which sets the "
+                                  "pool) when an `openmp` worker on another host is added.",
+                                  default=0)
 
     # --- the distributed stack (gw_ops.ops.distributed) ------------------------------------
     executor: str = _doc("Airflow executor of the stack `gw-ops up` starts: 'local' (LocalExecutor, "
@@ -145,11 +149,24 @@ class Settings:
                                            "queue (orchestrator, alerts, maintenance); the "
                                            "serial queues have 1 and `openmp` has the openmp "
                                            "pool's slots.", default=4)
+    celery_openmp_concurrency: int = _doc("Task slots of this machine's Celery worker of the "
+                                          "`openmp` queue. 0 means cores // omp_threads, at "
+                                          "least 1.", default=0)
     celery_visibility_timeout_s: float = _doc("A Celery task taken by a worker that died without "
                                               "acknowledging it (late acknowledgement) is given "
                                               "to another worker after this time (s); longer "
                                               "than any task, the volume plot included.",
                                               default=3600.0)
+    task_heartbeat_timeout_s: float = _doc("A running Airflow task whose supervisor stopped "
+                                           "heartbeating this long (s), because its worker or "
+                                           "host died, is failed by the scheduler and retried "
+                                           "(Airflow's task_instance_heartbeat_timeout). This, "
+                                           "not Celery's redelivery, is what recovers a task "
+                                           "lost with its worker: Airflow 3 never starts a "
+                                           "redelivered Celery message of a try that is no "
+                                           "longer queued. Shorter than Airflow's 300 s: a "
+                                           "dead superevent worker stalls the serial "
+                                           "superevent lane that long.", default=120.0)
     flower: bool = _doc("Run Flower (Celery's monitor) on the Celery stack.", default=True)
     flower_port: int = _doc("Port of Flower on the Celery stack.", default=5555)
 

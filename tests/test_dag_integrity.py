@@ -81,6 +81,13 @@ def test_one_run_per_lane_and_no_dag_that_can_only_do_nothing(tmp_path):
     # for the first (issue 11: 16 runs "running" for one openmp slot)
     off = parse_dag_folder(tmp_path, GW_OPS_PRESET="local", GW_OPS_PLOT_VOLUME="0")["dags"]
     lanes = {dag_id: info for dag_id, info in off.items() if dag_id.startswith(("lvalert_", "gcn_"))}
+    # except the localization lane: one drain per openmp slot, each taking one message
+    localization = lanes.pop("lvalert_orchestrator_localize_preferred")
+    from gw_ops.airflow.pools import pool_specs
+    from gw_ops.config import get_settings
+    parse_env = {**{k: v for k, v in os.environ.items() if k.startswith("GW_OPS_")}, "GW_OPS_PRESET": "local"}
+    openmp_slots = {spec.name: spec.slots for spec in pool_specs(get_settings(env=parse_env))}
+    assert localization["max_active_runs"] == openmp_slots["openmp"]
     assert lanes and all(info["max_active_runs"] == 1 for info in lanes.values()), lanes
     # volume plots off: no volume-plot lane at all
     assert "lvalert_orchestrator_plot_volume_after_alert" not in off

@@ -8,6 +8,7 @@ import os
 import psycopg2
 import pytest
 
+from gw_ops.airflow.pools import pool_specs
 from gw_ops.config import get_settings
 from gw_ops.ops import distributed, stack, stack_postgres
 from tests.helpers import free_port
@@ -34,13 +35,17 @@ def test_celery_stack_has_one_worker_per_queue_and_flower_the_local_stack_none(t
 
 
 def test_worker_slots_are_the_pool_slots(tmp_path):
+    # the openmp pool counts the openmp workers of every host (3 slots: another host has
+    # one); this machine's openmp worker has its cores // omp_threads
     settings = celery_settings(tmp_path, omp_threads=1, openmp_pool_slots=3, celery_default_concurrency=5)
-    assert distributed.worker_concurrency(settings, "openmp") == 3
+    local_slots = max(1, os.cpu_count() or 1)
+    assert {spec.name: spec.slots for spec in pool_specs(settings)}["openmp"] == 3
+    assert distributed.worker_concurrency(settings, "openmp") == local_slots
     assert distributed.worker_concurrency(settings, "superevent") == 1
     assert distributed.worker_concurrency(settings, "exttrig") == 1
     assert distributed.worker_concurrency(settings, "default") == 5
     words = distributed.worker_arguments(settings, "openmp")
-    assert words[words.index("--queues") + 1] == "openmp" and words[words.index("--concurrency") + 1] == "3"
+    assert words[words.index("--queues") + 1] == "openmp" and words[words.index("--concurrency") + 1] == str(local_slots)
     assert "--skip-serve-logs" in words  # the stack's log server serves every worker's logs
 
 

@@ -11,6 +11,12 @@ One run per lane at a time (``max_active_runs=1``): a run drains in rounds until
 streams are empty, so a second run could only wait (for the one ``openmp`` slot, for the
 ``superevent`` pool) and then find nothing.  While a run is active Airflow keeps the
 doorbell's asset events queued and folds them into the next run.
+
+Except a ``concurrent`` lane (the localization lane): as many runs at once as its pool
+has slots (:func:`lane_max_active_runs`), each drain taking one message at a time, so
+each slot of the ``openmp`` pool, on whichever host its worker runs, localizes an event
+of its own.  While a message waits untaken the doorbell rings again, which starts the
+next run while a slot is free.
 """
 from __future__ import annotations
 
@@ -35,6 +41,16 @@ def queue_for_pool(pool: str | None) -> str:
 
     names = {spec.name for spec in pool_specs(get_settings())}
     return pool if pool in names else "default"
+
+
+def lane_max_active_runs(spec, settings) -> int:
+    """Runs of a lane at once: 1, or the slots of its pool for a ``concurrent`` lane."""
+    from gw_ops.airflow.pools import pool_specs
+
+    if not spec.task_kwargs.get("concurrent"):
+        return spec.task_kwargs.get("max_active_runs", 1)
+    slots = {pool.name: pool.slots for pool in pool_specs(settings)}
+    return slots.get(spec.task_kwargs.get("pool"), 1)
 
 
 def every_minutes(minutes: int):
@@ -107,7 +123,7 @@ def declare_handler_dags() -> dict[str, Any]:
         retries = spec.task_kwargs.get("retries", 2)
         with DAG(dag_id=spec.dag_id, schedule=schedule, doc_md=_doc(spec), catchup=False,
                  tags=["gw-ops", "handler", spec.kind], default_args=default_args(retries=retries),
-                 max_active_runs=spec.task_kwargs.get("max_active_runs", 1)) as dag:
+                 max_active_runs=lane_max_active_runs(spec, settings)) as dag:
             if spec.name == SUPEREVENT_MANAGER:
                 # the superevent lane also starts each new superevent's own run
                 from gw_ops.airflow.superevent_dag import drain_superevent_lane, extend_superevent_lane

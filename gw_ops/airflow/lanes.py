@@ -101,10 +101,14 @@ def run_lane(handler_name: str, consumer: str | None = None, settings: Settings 
             lane_streams(spec, settings), spec.dag_id, consumer, message_handler(spec),
             sort_key=wrapped_sort, source="lvalert" if spec.kind == "lvalert" else "gcn",
             linger_s=settings.lane_linger_s if spec.task_kwargs.get("linger") else 0.0,
-            batch_scope=message_batch_scope(spec))
+            batch_scope=message_batch_scope(spec),
+            claim_one=bool(spec.task_kwargs.get("concurrent")))
     finally:
         client.close()
     summary = report.summary()
+    if spec.task_kwargs.get("concurrent"):
+        # which drain handled what, when: drains of one lane run side by side
+        summary.update(consumer=consumer, spans=[list(span) for span in report.spans])
     log.info("lane %s: %s", spec.dag_id, summary)
     if report.left_pending:
         raise RuntimeError(f"lane {spec.dag_id}: {len(report.left_pending)} messages left pending after "

@@ -260,7 +260,9 @@ def wait_seconds_until_second_preliminary(first_sent_unix: float,
 # --- the openmp lane (work in gw_ops.handlers.localization) ---------------------------
 
 
-@lvalert.handler(*CBC_EVENT_NODES, *SUPEREVENT_NODES, pool="openmp", priority_weight=100)
+# concurrent: one drain per openmp slot (workers on several hosts localize at once); the
+# Redis lock per event in handle_cbc_event keeps two drains off the same event
+@lvalert.handler(*CBC_EVENT_NODES, *SUPEREVENT_NODES, pool="openmp", priority_weight=100, concurrent=True)
 def localize_preferred(message: Mapping[str, Any], *, settings: Settings | None = None,
                        client=None) -> list[str]:
     """Lane handler: :func:`gw_ops.handlers.localization.localize_preferred`."""

@@ -12,8 +12,18 @@
 * One ``airflow celery worker`` per queue of :data:`WORKER_QUEUES`.  A gw-ops pool is also
   the queue of the same name (:func:`gw_ops.airflow.handler_dags.queue_for_pool`); its
   worker has as many task slots as the pool (:func:`worker_concurrency`): 1 for
-  ``superevent`` and ``exttrig``, ``cores // omp_threads`` for ``openmp``;
-  ``default`` has ``celery_default_concurrency``.
+  ``superevent`` and ``exttrig``; ``default`` has ``celery_default_concurrency``.  The
+  ``openmp`` worker has this machine's ``cores // omp_threads``
+  (:func:`openmp_worker_concurrency`), and the ``openmp`` pool the sum over every host
+  with an ``openmp`` worker (``openmp_pool_slots``): the localization lane runs one drain
+  per pool slot, so each worker, wherever it runs, localizes an event of its own.
+* A worker that dies in a task (SIGKILL, a lost host) is recovered by Airflow, not by
+  Celery: the scheduler fails the task instance once its heartbeat has been missing for
+  ``task_heartbeat_timeout_s`` and runs the retry on a live worker, whose drain reclaims
+  the messages the dead one left pending.  Celery's late acknowledgement
+  (``task_acks_late``, on by default) leaves the dead worker's message in the broker, to
+  be handed out again after ``celery_visibility_timeout_s``; by then Airflow's API refuses
+  to start that try again (it is no longer queued), so it never runs twice.
 * Flower, when ``flower`` is on.
 
 This module is the one definition of the queues, worker concurrencies and Celery settings:
@@ -28,6 +38,7 @@ Celery records, for every task, the worker that ran it and its queue in the resu
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 from pathlib import Path
@@ -52,11 +63,25 @@ def worker_service(queue: str) -> str:
 
 
 def worker_concurrency(settings: Settings, queue: str) -> int:
-    """Task slots of the worker of ``queue``: the pool's slots, or ``celery_default_concurrency``."""
+    """Task slots of the worker of ``queue`` on this machine: ``celery_default_concurrency``
+    for ``default``, :func:`openmp_worker_concurrency` for ``openmp``, else the pool's slots."""
     if queue == DEFAULT_QUEUE:
         return settings.celery_default_concurrency
+    if queue == OPENMP_POOL:
+        return openmp_worker_concurrency(settings)
     slots = {spec.name: spec.slots for spec in pool_specs(settings)}
     return slots[queue]
+
+
+def openmp_worker_concurrency(settings: Settings) -> int:
+    """Slots of the ``openmp`` worker on this machine: ``celery_openmp_concurrency``, else its
+    cores // ``omp_threads``, at least 1.
+
+    The ``openmp`` pool has ``openmp_pool_slots`` slots, the sum over every host's
+    ``openmp`` worker (0: this machine's worker alone); raise it when a host is added, or
+    the pool, not the new worker, limits how many localizations run at once.
+    """
+    return settings.celery_openmp_concurrency or max(1, (os.cpu_count() or 1) // settings.omp_threads_effective)
 
 
 def worker_node(queue: str) -> str:
@@ -65,8 +90,11 @@ def worker_node(queue: str) -> str:
 
 
 def total_concurrency(settings: Settings) -> int:
-    """Task slots of all workers together (the scheduler's ``parallelism`` on this stack)."""
-    return sum(worker_concurrency(settings, queue) for queue in WORKER_QUEUES)
+    """Task slots of all workers together (the scheduler's ``parallelism`` on this stack),
+    the ``openmp`` workers of other hosts included (the ``openmp`` pool counts them)."""
+    openmp_slots = {spec.name: spec.slots for spec in pool_specs(settings)}[OPENMP_POOL]
+    return sum(max(worker_concurrency(settings, queue), openmp_slots) if queue == OPENMP_POOL
+               else worker_concurrency(settings, queue) for queue in WORKER_QUEUES)
 
 
 def worker_arguments(settings: Settings, queue: str) -> list[str]:

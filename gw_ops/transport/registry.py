@@ -26,7 +26,7 @@ HANDLER_MODULES: tuple[str, ...] = (
 
 #: Task settings a handler may give: passed to the handler DAG's task.
 TASK_KWARGS = frozenset({"pool", "queue", "priority_weight", "retries", "execution_timeout",
-                         "sort_key", "max_active_runs", "enabled_setting", "linger"})
+                         "sort_key", "max_active_runs", "enabled_setting", "linger", "concurrent"})
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,9 @@ class HandlerSpec:
         no DAG exists that could only do nothing.  ``linger=True`` makes the lane's task
         wait up to the setting ``lane_linger_s`` for more messages once it has run dry
         (lanes on the alert path: the candidate's next message then needs no task start).
+        ``concurrent=True`` lets the lane run as many drains at once as its pool has slots
+        (``max_active_runs``), each taking one message at a time (``claim_one`` of
+        :func:`gw_ops.transport.streams.drain`): several workers localize at once.
     """
 
     kind: str

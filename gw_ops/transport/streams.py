@@ -122,6 +122,9 @@ class DrainReport:
     #: Left pending after an unexpected exception (a bug; the drain raises LaneFailed).
     failed: list[str] = field(default_factory=list)
     reclaimed: int = 0
+    #: ``(message id, start, end)`` (Unix s) of each handler call of a ``claim_one`` drain:
+    #: when and how long each message took, for the task's XCom (which drains overlapped).
+    spans: list[tuple[str, float, float]] = field(default_factory=list)
     #: Last transient and unexpected failure, one line each ("" when none).
     transient_reason: str = ""
     failure_reason: str = ""
@@ -232,15 +235,101 @@ def _claim_stale(client: redis.Redis, stream: str, group: str, consumer: str,
 
 
 def _read_new(client: redis.Redis, streams: list[str], group: str, consumer: str,
-              block_ms: int | None = None) -> list[Message]:
-    """New messages for ``consumer``; with ``block_ms``, wait up to that long (ms) for some."""
-    reply = client.xreadgroup(group, consumer, {s: ">" for s in streams}, count=READ_BATCH,
+              block_ms: int | None = None, count: int = READ_BATCH) -> list[Message]:
+    """New messages for ``consumer`` (at most ``count`` per stream); with ``block_ms``, wait
+    up to that long (ms) for some."""
+    reply = client.xreadgroup(group, consumer, {s: ">" for s in streams}, count=count,
                               block=block_ms)
     messages = []
     for stream, entries in reply or []:
         for message_id, fields in entries:
             messages.append(Message(_text(stream), _text(message_id), {_text(k): v for k, v in fields.items()}))
     return messages
+
+
+def _claim_next(client: redis.Redis, settings: Settings, streams: list[str], group: str,
+                consumer: str, round_number: int) -> list[Message]:
+    """ONE message for ``consumer`` (``claim_one`` drains), or none: first one abandoned by
+    a dead consumer (idle longer than ``lvalert_claim_idle_s``), else one new one.
+
+    The streams are tried in turn, starting one further each round, so a busy stream
+    cannot starve the others.  ``XAUTOCLAIM``/``XREADGROUP`` with ``COUNT 1`` hand a
+    message to one consumer only: two drains never get the same one.
+    """
+    if not streams:
+        return []
+    start = round_number % len(streams)
+    ordered = streams[start:] + streams[:start]
+    for stream in ordered:
+        start_id = "0-0"
+        while True:  # skip (and acknowledge) entries trimmed away while pending
+            reply = client.xautoclaim(stream, group, consumer, min_idle_time=int(settings.lvalert_claim_idle_s * 1000),
+                                      start_id=start_id, count=1)
+            start_id, entries = _text(reply[0]), reply[1]
+            live = [(message_id, fields) for message_id, fields in entries if fields is not None]
+            for message_id, fields in entries:
+                if fields is None:
+                    client.xack(stream, group, message_id)
+            if live:
+                message_id, fields = live[0]
+                pending = client.xpending_range(stream, group, min=message_id, max=message_id, count=1)
+                deliveries = int(pending[0]["times_delivered"]) if pending else 2
+                return [Message(stream, _text(message_id), {_text(k): v for k, v in fields.items()}, deliveries)]
+            if start_id == "0-0":  # an empty reply with a cursor only scanned part of the list
+                break
+    for stream in ordered:
+        messages = _read_new(client, [stream], group, consumer, count=1)
+        if messages:
+            return messages
+    return []
+
+
+#: Refresh a pending entry only while ``consumer`` still owns it (atomic: a drain that
+#: lost its message to a reclaim after a stall never takes it back).
+_REFRESH_IF_OWNED = """
+local entry = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)[1]
+if entry and entry[2] == ARGV[3] then
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'JUSTID')
+  return 1
+end
+return 0
+"""
+
+
+class _keep_claimed:
+    """Context manager: while a ``claim_one`` drain's handler runs, reset the idle time of
+    its message's pending entry every third of ``lvalert_claim_idle_s`` (``XCLAIM JUSTID``,
+    which leaves the delivery count alone), so drains running beside it never reclaim a
+    message whose handler is alive (a localization takes minutes; the idle limit is one).
+    A dead drain stops refreshing, and its message is reclaimed as before."""
+
+    def __init__(self, client: redis.Redis, settings: Settings, group: str, consumer: str,
+                 message: Message):
+        import threading
+
+        self._stop = threading.Event()
+        self._interval_s = max(0.05, settings.lvalert_claim_idle_s / 3)
+        self._args = (client, group, consumer, message)
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"keep-claimed-{message.message_id}")
+
+    def _run(self) -> None:
+        client, group, consumer, message = self._args
+        refresh = client.register_script(_REFRESH_IF_OWNED)
+        while not self._stop.wait(self._interval_s):
+            try:
+                if not refresh(keys=[message.stream], args=[group, message.message_id, consumer]):
+                    return  # acknowledged, or taken over: nothing more to keep
+            except redis.RedisError as exc:  # transient: the next tick tries again
+                log.warning("could not refresh pending message %s: %s", message.message_id, exc)
+
+    def __enter__(self) -> _keep_claimed:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _unfinished_key(settings: Settings, group: str) -> str:
@@ -260,7 +349,8 @@ def lane_health_component(group: str) -> str:
 def drain(client: redis.Redis, settings: Settings, streams: list[str], group: str, consumer: str,
           handle: Callable[[Message], Any], *, sort_key: Callable[[Message], Any] | None = None,
           source: str = "lvalert", max_rounds: int = 1000, linger_s: float = 0.0,
-          batch_scope: Callable[[list[Message]], Any] | None = None) -> DrainReport:
+          batch_scope: Callable[[list[Message]], Any] | None = None,
+          claim_one: bool = False) -> DrainReport:
     """Handle every message waiting for ``group`` on ``streams``; acknowledge each after success.
 
     Parameters
@@ -298,6 +388,15 @@ def drain(client: redis.Redis, settings: Settings, streams: list[str], group: st
         :func:`gw_ops.handlers.superevents.batch_scope`).  It changes nothing about
         acknowledgement: each message is still acknowledged after its own handler
         returned.  A scope that fails to open is logged and the batch is handled without it.
+    claim_one : bool
+        Take ONE message at a time (one abandoned one, else one new one, ``COUNT 1``) and
+        handle it before taking the next, for lanes that several drains run at once (the
+        ``openmp`` localization lane, one drain per pool slot): a consumer group hands each
+        message to one consumer only, so two drains never take the same message, and a
+        drain never holds messages that an idle one could be handling.  While its handler
+        runs, the message's pending entry is kept fresh (:func:`_keep_claimed`), so another
+        drain reclaims it only once this one died, however long the handler takes.
+        ``sort_key`` orders nothing then (a batch is one message).  ``linger_s`` applies.
 
     Returns
     -------
@@ -321,6 +420,24 @@ def drain(client: redis.Redis, settings: Settings, streams: list[str], group: st
     linger_until = time.monotonic() + linger_s
     for round_number in range(max_rounds):
         batch: list[Message] = []
+        if claim_one:
+            batch = _claim_next(client, settings, streams, group, consumer, round_number)
+            if not batch:
+                remaining_s = linger_until - time.monotonic()
+                if remaining_s <= 0:
+                    break
+                # at most one message per stream, each handled before the next read
+                batch = _read_new(client, streams, group, consumer, count=1,
+                                  block_ms=max(1, int(1000 * min(remaining_s, LINGER_SLICE_S))))
+            for message in sorted(batch, key=lambda m: m.arrival):
+                started = time.time()
+                with _keep_claimed(client, settings, group, consumer, message):
+                    outcome = _handle_one(client, settings, group, message, handle, source, report, outage)
+                report.spans.append((message.message_id, started, time.time()))
+                getattr(report, outcome).append(message.message_id)
+            if batch:
+                linger_until = time.monotonic() + linger_s
+            continue
         if round_number == 0:
             for stream in streams:
                 batch.extend(_claim_stale(client, stream, group, consumer, settings.lvalert_claim_idle_s))
@@ -494,9 +611,11 @@ class LaneTransport(Protocol):
     def drain(self, streams: list[str], group: str, consumer: str, handle: Callable[[Message], Any], *,
               sort_key: Callable[[Message], Any] | None = None, source: str = "lvalert",
               linger_s: float = 0.0,
-              batch_scope: Callable[[list[Message]], Any] | None = None) -> DrainReport:
+              batch_scope: Callable[[list[Message]], Any] | None = None,
+              claim_one: bool = False) -> DrainReport:
         """Handle every waiting message, acknowledging each after its handler returned;
-        then wait up to ``linger_s`` (s) for more (``batch_scope``: see :func:`drain`)."""
+        then wait up to ``linger_s`` (s) for more (``batch_scope``, ``claim_one``: see
+        :func:`drain`)."""
 
 
 class RedisStreamsTransport:
@@ -515,6 +634,7 @@ class RedisStreamsTransport:
     def drain(self, streams: list[str], group: str, consumer: str, handle: Callable[[Message], Any], *,
               sort_key: Callable[[Message], Any] | None = None, source: str = "lvalert",
               linger_s: float = 0.0,
-              batch_scope: Callable[[list[Message]], Any] | None = None) -> DrainReport:
+              batch_scope: Callable[[list[Message]], Any] | None = None,
+              claim_one: bool = False) -> DrainReport:
         return drain(self.client, self.settings, streams, group, consumer, handle, sort_key=sort_key,
-                     source=source, linger_s=linger_s, batch_scope=batch_scope)
+                     source=source, linger_s=linger_s, batch_scope=batch_scope, claim_one=claim_one)
