@@ -143,6 +143,8 @@ def celery_airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CELERY__EXTRA_CELERY_CONFIG": json.dumps(EXTRA_CELERY_CONFIG),
         "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": str(options["global_keyprefix"]),
         "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": str(options["visibility_timeout"]),
+        # a task lost with its killed worker is failed and retried after this (module docstring)
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(int(settings.task_heartbeat_timeout_s)),
     }
 
 
