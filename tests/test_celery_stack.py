@@ -125,11 +125,13 @@ def test_mock_event_reaches_pygcn_and_each_task_ran_on_its_queues_worker(celery_
     event_labels = {entry["name"] for entry in client.labels(graceid).json()["labels"]}
     assert "SKYMAP_READY" in event_labels
 
-    # the superevent lane is serial on the Celery stack too: its runs never overlap
-    spans = metadata_query(settings, """
-        SELECT start_date, end_date FROM task_instance
-        WHERE dag_id = 'lvalert_superevents_handle' AND end_date IS NOT NULL ORDER BY start_date""")
-    assert spans
+    # the superevent lane is serial on the Celery stack too: its runs never overlap (a drain
+    # lingers `lane_linger_s` after its last message, so the first may still run here)
+    def ended_lane_spans():
+        return metadata_query(settings, """
+            SELECT start_date, end_date FROM task_instance
+            WHERE dag_id = 'lvalert_superevents_handle' AND end_date IS NOT NULL ORDER BY start_date""")
+    spans = wait_for(ended_lane_spans, timeout=120, interval=1, what="a superevent-lane task ended")
     for (_, previous_end), (start, _) in zip(spans, spans[1:]):
         assert start >= previous_end, spans
 
