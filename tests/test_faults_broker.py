@@ -185,13 +185,20 @@ def test_subscriber_dropping_mid_delivery_gets_what_it_missed(broker_service, re
     assert flaky.acked == expected[:2] and flaky.dropped_at == expected[2]
     wait_subscribers(broker_service, 1)  # the broker saw it go
     back = RawSubscriber(broker_service.host, broker_service.port, "ivo://faults/flaky")
+    # What the broker resends is what it has no ack for.  The flaky subscriber's last ack may
+    # be lost with its link: it closed with deliveries unread, so its kernel reset the
+    # connection, and a reset drops what the broker had received but not yet read (seen in
+    # a loaded full run: the ack of alert 2 lost, alert 2 delivered again).  At least once,
+    # in order: the missed alerts, preceded at most by that one.
+    resent = [expected[2:], expected[1:]]
     try:
-        wait_for(lambda: back.acked == expected[2:], timeout=60, what="the missed alerts, in order")
+        wait_for(lambda: back.acked in resent, timeout=60, what="the missed alerts, in order")
+        first_run = list(back.acked)
         append_voevent(redis_client, settings, numbered(7))
-        wait_for(lambda: back.acked == expected[2:] + [ivorn(numbered(7))], timeout=60)
+        wait_for(lambda: back.acked == first_run + [ivorn(numbered(7))], timeout=60)
         wait_for(lambda: steady.ivorns() == expected + [ivorn(numbered(7))], timeout=60)
         print(f"two subscribers, one dropped after 2 of 6: it got the other {len(expected) - 2} "
-              "on reconnection, 0 duplicates")
+              f"on reconnection, {len(first_run) - len(expected[2:])} sent again (ack lost in the reset)")
     finally:
         back.close()
 
