@@ -91,6 +91,11 @@ def test_sky_map_contains_the_injection_and_products_are_uploaded(mock_candidate
     assert header["CREATOR"] == "BAYESTAR" and header["FASTLOC"] is True
     assert header["WALLTIME"] >= header["RUNTIME"] > 0
     assert header["DISTMEAN"] == pytest.approx(injection["distance_mpc"], rel=0.5)
+    # The plot and the flattened copy follow the sky map's label at low CPU priority (no alert
+    # waits for them), so they may still be on their way when the Preliminary has gone out.
+    later_products = {"bayestar.png", "bayestar.fits.gz"}
+    wait_for(lambda: later_products <= set(client.files(graceid).json()), timeout=300,
+             what="the sky map's plot and flattened copy on the event")
     assert client.files(graceid, "bayestar.fits.gz").read()[:2] == b"\x1f\x8b"  # flattened, gzip
     png = client.files(graceid, "bayestar.png").read()
     assert png.startswith(b"\x89PNG")
