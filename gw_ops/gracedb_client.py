@@ -110,10 +110,13 @@ def is_retryable(exc: BaseException) -> bool:
                             TimeoutError))
 
 
-def call(operation: Callable[..., T], *args: Any, policy: RetryPolicy = RETRY,
+def call(operation: Callable[..., T], *args: Any, policy: RetryPolicy | None = None,
          sleep: Callable[[float], None] = time.sleep, what: str | None = None,
          **kwargs: Any) -> T:
     """``operation(*args, **kwargs)`` under a retry policy (``what`` names it in logs).
+
+    ``policy`` defaults to :data:`RETRY`, read at each call (not at import), so a test of a
+    long outage may shorten the ladder of the module for its duration.
 
     Raises
     ------
@@ -122,6 +125,7 @@ def call(operation: Callable[..., T], *args: Any, policy: RetryPolicy = RETRY,
         :class:`~gw_ops.errors.TransientError` from it when it was retryable (408, 409),
         else the first non-retryable error as it is.
     """
+    policy = policy or RETRY
     waits = policy.waits()
     what = what or getattr(operation, "__name__", "request")
     for attempt in range(policy.tries):

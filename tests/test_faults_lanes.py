@@ -26,8 +26,12 @@ GROUP = "faults_superevents"
 
 def test_graceDB_outage_longer_than_max_deliveries_loses_no_event(fresh_prefix_settings, redis_client,
                                                                   tmp_path, monkeypatch):
+    import gw_ops.gracedb_client as gracedb_client
     import gw_ops.transport.streams as streams_module
     monkeypatch.setattr(streams_module, "TRANSIENT_RETRY_WAITS_S", (0.05,))
+    # What is tested is the lane's count of deliveries across drains, not the gateway's own
+    # ladder (0.5 + 1 + 2 + 4 s per call, which made this test 5 minutes long): one retry.
+    monkeypatch.setattr(gracedb_client, "RETRY", gracedb_client.RetryPolicy(tries=2, first_wait_s=0.05))
     settings = dataclasses.replace(fresh_prefix_settings, state_dir=tmp_path / "state",
                                    gracedb_port=free_port(), gracedb_url="", gracedb_files_dir="",
                                    gracedb_db_url="", lvalert_claim_idle_s=0, lvalert_max_deliveries=2)

@@ -75,6 +75,10 @@ def test_delayed_action_waits_out_an_outage_of_any_length(fresh_prefix_settings,
     import dataclasses
     # the action reads its settings from the environment: nothing listens on port 9
     monkeypatch.setenv("GW_OPS_GRACEDB_URL", "http://127.0.0.1:9/api/")
+    import gw_ops.gracedb_client as gracedb_client
+    # the delayed actions' own backoff is tested, not the gateway's ladder inside each
+    # attempt (7.5 s of waits a try, 90 s for this test): one quick retry
+    monkeypatch.setattr(gracedb_client, "RETRY", gracedb_client.RetryPolicy(tries=2, first_wait_s=0.05))
 
     from gw_ops.transport import delayed
     from gw_ops.transport.redis_client import deadletter_stream, read_health
