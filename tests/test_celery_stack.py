@@ -176,11 +176,13 @@ def test_worker_killed_in_a_superevent_task_retries_it_and_alerts_once(celery_st
 
     Deterministic without any sleep in production code: the superevent worker is stopped
     (SIGSTOP) while the event is uploaded, GraceDB is stopped before the worker goes on,
-    so the handler blocks in its first GraceDB call; the kill comes once the lane's
-    unfinished-attempt record shows a handler call began and Airflow shows the task running.
+    so the drain blocks in its first GraceDB call (the batch's superevent query, or the
+    handler's own); the kill comes once the lane's drain holds the event's message
+    (delivered to it, unacknowledged) and Airflow shows the task running.
     """
+    from gw_ops.handlers import superevents
     from gw_ops.mock.pipeline import upload_mock_event
-    from gw_ops.transport.redis_client import get_redis
+    from gw_ops.transport.redis_client import get_redis, lvalert_stream
 
     settings = celery_stack.settings
     airflow = celery_stack.airflow()
@@ -194,8 +196,17 @@ def test_worker_killed_in_a_superevent_task_retries_it_and_alerts_once(celery_st
     worker_pgid = _component_pgid(settings, distributed.worker_service("superevent"))
     gracedb_pgid = _component_pgid(settings, "gracedb")
 
-    def handler_began():
-        return any(int(count) >= 1 for count in redis_client.hvals(unfinished_key))
+    lane_streams = [lvalert_stream(settings, node) for node in superevents.NODES]
+
+    def drain_holds_the_event():
+        """Whether a drain of the lane was delivered a message of the event and has not
+        acknowledged it: it is inside the batch or the handler, blocked on GraceDB."""
+        for stream in lane_streams:
+            for entry in redis_client.xpending_range(stream, SUPEREVENT_LANE, min="-", max="+", count=100):
+                for _, fields in redis_client.xrange(stream, entry["message_id"], entry["message_id"]):
+                    if json.loads(fields[b"payload"]).get("uid") == graceid:
+                        return True
+        return False
 
     def running_lane_try():
         rows = metadata_query(settings, """
@@ -211,10 +222,11 @@ def test_worker_killed_in_a_superevent_task_retries_it_and_alerts_once(celery_st
         # answers); from now on the handler's GraceDB calls wait
         _signal_group(gracedb_pgid, signal.SIGSTOP)
         _signal_group(worker_pgid, signal.SIGCONT)
-        wait_for(handler_began, timeout=120, interval=0.05, what="the superevent handler began a message")
+        wait_for(drain_holds_the_event, timeout=120, interval=0.05,
+                 what="the superevent lane's drain holding the event's message")
         killed_run_id, killed_try = wait_for(running_lane_try, timeout=60, interval=0.2,
                                              what="the superevent lane's task running")
-        assert handler_began(), "the handler must still be inside its call when the worker dies"
+        assert drain_holds_the_event(), "the drain must still hold the message when the worker dies"
         _signal_group(worker_pgid, signal.SIGKILL)
     finally:
         _signal_group(gracedb_pgid, signal.SIGCONT)
