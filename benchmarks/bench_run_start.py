@@ -20,6 +20,8 @@ from functools import partial
 
 from stack_harness import percentile, running_stack, wait_for_dags
 
+from gw_ops.ops.demo import wait_until
+
 #: Longest wait (s) for one candidate's superevent and run.
 CANDIDATE_TIMEOUT_S = 150.0
 #: Seconds between one candidate's run and the next upload: mock events are stamped with
@@ -31,17 +33,6 @@ CLEANUP_S = 30.0
 
 def unix(text: str | None) -> float | None:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() if text else None
-
-
-def poll(check, timeout_s: float, every_s: float = 0.2):
-    """``check()`` until it answers something true (returned), or None after ``timeout_s``."""
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(every_s)
-    return None
 
 
 def superevent_of(client, graceid: str) -> str | None:
@@ -88,19 +79,19 @@ def main() -> None:
             upload = upload_mock_event(settings, uploads=1, index=index, with_external=False,
                                        client=client)
             t_upload, graceid = upload["uploaded_at"][0], upload["graceids"][0]
-            sid = poll(partial(superevent_of, client, graceid), CANDIDATE_TIMEOUT_S)
+            sid = wait_until(partial(superevent_of, client, graceid), CANDIDATE_TIMEOUT_S, 0.2)
             t_seen = time.time()
             if sid in seen:
                 print(f"{sid}: the upload joined an earlier candidate's superevent; not counted")
                 continue
             seen.add(sid)
-            run = poll(partial(run_of, sid), CANDIDATE_TIMEOUT_S, every_s=0.5) if sid else None
+            run = wait_until(partial(run_of, sid), CANDIDATE_TIMEOUT_S, 0.5) if sid else None
             if not run:
                 print(f"{sid or graceid}: no run within {CANDIDATE_TIMEOUT_S:.0f} s")
                 continue
             queued = unix(run.get("queued_at")) - t_upload
             created.append(queued)
-            tasks = poll(partial(started_tasks, airflow, sid), 60.0, every_s=0.5) or []
+            tasks = wait_until(partial(started_tasks, airflow, sid), 60.0, 0.5) or []
             started = min((unix(ti["start_date"]) for ti in tasks), default=None)
             if started is not None:
                 first_task.append(started - t_upload)

@@ -23,6 +23,7 @@ pytest_plugins = [
     "tests.fixtures.redis_server",
     "tests.fixtures.browser",
     "tests.fixtures.kafka",
+    "tests.fixtures.streams",
 ]
 
 TEST_REDIS_URL = os.environ.get("GW_OPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -9,22 +9,12 @@ from gw_ops.errors import PermanentError, TransientError
 from gw_ops.transport import lvalert
 from gw_ops.transport.redis_client import deadletter_stream, lvalert_stream
 from gw_ops.transport.streams import drain, ensure_group, waiting_work
-
-GROUP = "lane_test"
+from tests.fixtures.streams import LANE_GROUP as GROUP
 
 
 def publish(client, stream, uid, alert_type="new", **extra):
     payload = json.dumps({"uid": uid, "alert_type": alert_type, "data": extra, "object": {}})
     return client.xadd(stream, {"payload": payload})
-
-
-@pytest.fixture
-def lane(fresh_prefix_settings, redis_client):
-    settings = fresh_prefix_settings
-    streams = [lvalert_stream(settings, "cbc_gstlal"), lvalert_stream(settings, "cbc_pycbc")]
-    for stream in streams:
-        ensure_group(redis_client, stream, GROUP)
-    return settings, streams
 
 
 def recorder(seen):
@@ -35,8 +25,8 @@ def recorder(seen):
     return handle
 
 
-def test_every_message_handled_exactly_once_across_streams(lane, redis_client):
-    settings, streams = lane
+def test_every_message_handled_exactly_once_across_streams(lvalert_lane, redis_client):
+    settings, streams = lvalert_lane
     for i in range(30):
         publish(redis_client, streams[i % 2], f"G{i}")
     assert waiting_work(redis_client, streams, GROUP, claim_idle_s=60)
@@ -50,8 +40,8 @@ def test_every_message_handled_exactly_once_across_streams(lane, redis_client):
     assert len(seen) == 30
 
 
-def test_sort_key_orders_batch_and_ties_keep_arrival(lane, redis_client):
-    settings, streams = lane
+def test_sort_key_orders_batch_and_ties_keep_arrival(lvalert_lane, redis_client):
+    settings, streams = lvalert_lane
     publish(redis_client, streams[0], "G1", "new")
     publish(redis_client, streams[0], "G1", "label_added")
     publish(redis_client, streams[1], "G2", "new")
@@ -67,8 +57,8 @@ def test_sort_key_orders_batch_and_ties_keep_arrival(lane, redis_client):
         ("G1", "label_added"), ("G2", "label_added"), ("G1", "new"), ("G2", "new")]
 
 
-def test_batch_scope_wraps_each_batch_and_a_failing_one_loses_nothing(lane, redis_client):
-    settings, streams = lane
+def test_batch_scope_wraps_each_batch_and_a_failing_one_loses_nothing(lvalert_lane, redis_client):
+    settings, streams = lvalert_lane
     for i in range(5):
         publish(redis_client, streams[i % 2], f"G{i}")
     events, seen = [], []
@@ -95,8 +85,8 @@ def test_batch_scope_wraps_each_batch_and_a_failing_one_loses_nothing(lane, redi
     assert waiting_work(redis_client, streams, GROUP, claim_idle_s=60) == {}
 
 
-def test_messages_of_a_dead_consumer_are_reclaimed(lane, redis_client):
-    settings, streams = lane
+def test_messages_of_a_dead_consumer_are_reclaimed(lvalert_lane, redis_client):
+    settings, streams = lvalert_lane
     for i in range(5):
         publish(redis_client, streams[0], f"G{i}")
     # a consumer reads the messages and dies before acknowledging them
@@ -111,8 +101,8 @@ def test_messages_of_a_dead_consumer_are_reclaimed(lane, redis_client):
     assert redis_client.xpending(streams[0], GROUP)["pending"] == 0
 
 
-def test_redelivered_message_already_done_is_not_handled_again(lane, redis_client):
-    settings, streams = lane
+def test_redelivered_message_already_done_is_not_handled_again(lvalert_lane, redis_client):
+    settings, streams = lvalert_lane
     publish(redis_client, streams[0], "G1")
     seen = []
     drain(redis_client, settings, streams, GROUP, "c1", recorder(seen))
@@ -125,8 +115,8 @@ def test_redelivered_message_already_done_is_not_handled_again(lane, redis_clien
     assert len(seen) == 1
 
 
-def test_bad_json_is_dead_lettered_and_the_lane_goes_on(lane, redis_client):
-    settings, streams = lane
+def test_bad_json_is_dead_lettered_and_the_lane_goes_on(lvalert_lane, redis_client):
+    settings, streams = lvalert_lane
     redis_client.xadd(streams[0], {"payload": "{not json"})
     redis_client.xadd(streams[0], {"payload": json.dumps({"alert_type": "new"})})  # no uid
     publish(redis_client, streams[0], "G-good")
@@ -140,10 +130,10 @@ def test_bad_json_is_dead_lettered_and_the_lane_goes_on(lane, redis_client):
     assert redis_client.xpending(streams[0], GROUP)["pending"] == 0
 
 
-def test_transient_failure_is_retried_then_succeeds(lane, redis_client, monkeypatch):
+def test_transient_failure_is_retried_then_succeeds(lvalert_lane, redis_client, monkeypatch):
     import gw_ops.transport.streams as streams_module
     monkeypatch.setattr(streams_module, "TRANSIENT_RETRY_WAITS_S", (0.01, 0.01))
-    settings, streams = lane
+    settings, streams = lvalert_lane
     publish(redis_client, streams[0], "G1")
     attempts = []
 
@@ -156,10 +146,10 @@ def test_transient_failure_is_retried_then_succeeds(lane, redis_client, monkeypa
     assert len(attempts) == 3 and len(report.handled) == 1
 
 
-def test_persistent_transient_failure_leaves_message_pending(lane, redis_client, monkeypatch):
+def test_persistent_transient_failure_leaves_message_pending(lvalert_lane, redis_client, monkeypatch):
     import gw_ops.transport.streams as streams_module
     monkeypatch.setattr(streams_module, "TRANSIENT_RETRY_WAITS_S", (0.01,))
-    settings, streams = lane
+    settings, streams = lvalert_lane
     publish(redis_client, streams[0], "G1")
 
     def down(message):
@@ -170,8 +160,8 @@ def test_persistent_transient_failure_leaves_message_pending(lane, redis_client,
     assert redis_client.xpending(streams[0], GROUP)["pending"] == 1
 
 
-def test_permanent_error_dead_letters_once(lane, redis_client):
-    settings, streams = lane
+def test_permanent_error_dead_letters_once(lvalert_lane, redis_client):
+    settings, streams = lvalert_lane
     publish(redis_client, streams[0], "G1")
 
     def reject(message):
@@ -183,7 +173,7 @@ def test_permanent_error_dead_letters_once(lane, redis_client):
 
 
 # --- transient, permanent and unexpected failures (issue 12 item 2, issue 11 item 3) -----
-def test_transient_outage_longer_than_max_deliveries_is_never_dead_lettered(lane, redis_client,
+def test_transient_outage_longer_than_max_deliveries_is_never_dead_lettered(lvalert_lane, redis_client,
                                                                             monkeypatch):
     """A GraceDB outage spanning many runs: the message waits, the alarm says why, then it works."""
     import dataclasses
@@ -191,7 +181,7 @@ def test_transient_outage_longer_than_max_deliveries_is_never_dead_lettered(lane
     import gw_ops.transport.streams as streams_module
     from gw_ops.transport.redis_client import read_health
     monkeypatch.setattr(streams_module, "TRANSIENT_RETRY_WAITS_S", (0.01,))
-    settings, streams = lane
+    settings, streams = lvalert_lane
     settings = dataclasses.replace(settings, lvalert_claim_idle_s=0, lvalert_max_deliveries=2)
     publish(redis_client, streams[0], "G1")
     publish(redis_client, streams[1], "G2")
@@ -225,10 +215,10 @@ def test_transient_outage_longer_than_max_deliveries_is_never_dead_lettered(lane
           f"{len(attempts)} attempts, 2/2 handled, 0 dead letters")
 
 
-def test_handler_bug_fails_the_drain_and_stays_pending(lane, redis_client):
+def test_handler_bug_fails_the_drain_and_stays_pending(lvalert_lane, redis_client):
     from gw_ops.transport.redis_client import read_health
     from gw_ops.transport.streams import LaneFailed, lane_health_component
-    settings, streams = lane
+    settings, streams = lvalert_lane
     publish(redis_client, streams[0], "G-bug")
     publish(redis_client, streams[0], "G-fine")
     seen = []
@@ -250,8 +240,8 @@ def test_handler_bug_fails_the_drain_and_stays_pending(lane, redis_client):
     assert waiting_work(redis_client, streams, GROUP, claim_idle_s=0) == {streams[0]: 1}
 
 
-def test_permanent_error_is_dead_lettered_with_its_reason(lane, redis_client):
-    settings, streams = lane
+def test_permanent_error_is_dead_lettered_with_its_reason(lvalert_lane, redis_client):
+    settings, streams = lvalert_lane
     publish(redis_client, streams[0], "G1")
 
     def reject(message):
@@ -268,9 +258,9 @@ class WorkerDied(BaseException):
     """Stands for a kill inside the handler: nothing after the call runs."""
 
 
-def test_message_whose_handler_never_returns_is_dead_lettered_after_max(lane, redis_client):
+def test_message_whose_handler_never_returns_is_dead_lettered_after_max(lvalert_lane, redis_client):
     import dataclasses
-    settings, streams = lane
+    settings, streams = lvalert_lane
     settings = dataclasses.replace(settings, lvalert_claim_idle_s=0, lvalert_max_deliveries=2)
     publish(redis_client, streams[0], "G-poison")
 
@@ -299,14 +289,14 @@ def test_group_created_after_messages_still_gets_them(fresh_prefix_settings, red
     assert [uid for _, uid, _ in seen] == ["early0", "early1", "early2"]
 
 
-def test_lingering_drain_handles_a_later_message_then_returns_after_its_linger(lane, redis_client):
+def test_lingering_drain_handles_a_later_message_then_returns_after_its_linger(lvalert_lane, redis_client):
     """A lane on the alert path keeps reading for ``linger_s`` after it ran dry: a message
     published meanwhile is handled by the same drain (no second task start), and the drain
     returns once ``linger_s`` has passed without a message."""
     import threading
     import time
 
-    settings, streams = lane
+    settings, streams = lvalert_lane
     publish(redis_client, streams[0], "G1")
     seen, handled_at = [], {}
     record = recorder(seen)
@@ -336,10 +326,10 @@ def test_lingering_drain_handles_a_later_message_then_returns_after_its_linger(l
     assert waiting_work(redis_client, streams, GROUP, claim_idle_s=60) == {}
 
 
-def test_drain_without_linger_returns_when_the_streams_are_empty(lane, redis_client):
+def test_drain_without_linger_returns_when_the_streams_are_empty(lvalert_lane, redis_client):
     import time
 
-    settings, streams = lane
+    settings, streams = lvalert_lane
     started = time.monotonic()
     assert drain(redis_client, settings, streams, GROUP, "c1", recorder([])).summary()["handled"] == 0
     assert time.monotonic() - started < 1.0

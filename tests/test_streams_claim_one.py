@@ -7,26 +7,13 @@ import json
 import threading
 import time
 
-import pytest
-
-from gw_ops.transport.redis_client import lvalert_stream
-from gw_ops.transport.streams import drain, ensure_group, waiting_work
-
-GROUP = "lane_claim_one_test"
+from gw_ops.transport.streams import drain, waiting_work
+from tests.fixtures.streams import LANE_GROUP as GROUP
 
 
 def publish(client, stream, uid):
     payload = json.dumps({"uid": uid, "alert_type": "new", "data": {}, "object": {}})
     return client.xadd(stream, {"payload": payload}).decode()
-
-
-@pytest.fixture
-def lane(fresh_prefix_settings, redis_client):
-    settings = fresh_prefix_settings
-    streams = [lvalert_stream(settings, "cbc_gstlal"), lvalert_stream(settings, "cbc_pycbc")]
-    for stream in streams:
-        ensure_group(redis_client, stream, GROUP)
-    return settings, streams
 
 
 def uid_of(message) -> str:
@@ -51,8 +38,8 @@ def run_drains(redis_client, settings, streams, handle, consumers):
     return reports
 
 
-def test_two_drains_handle_two_messages_at_once_and_every_message_once(lane, redis_client):
-    settings, streams = lane
+def test_two_drains_handle_two_messages_at_once_and_every_message_once(lvalert_lane, redis_client):
+    settings, streams = lvalert_lane
     sent = [publish(redis_client, streams[i % 2], f"G{i}") for i in range(8)]
     # the first handler call of each drain waits for the other drain's first call: the
     # barrier breaks (and the test fails) unless both hold a message at the same time
@@ -75,8 +62,8 @@ def test_two_drains_handle_two_messages_at_once_and_every_message_once(lane, red
     assert waiting_work(redis_client, streams, GROUP, claim_idle_s=0) == {}
 
 
-def test_a_drain_holds_one_message_so_an_idle_drain_takes_the_next(lane, redis_client):
-    settings, streams = lane
+def test_a_drain_holds_one_message_so_an_idle_drain_takes_the_next(lvalert_lane, redis_client):
+    settings, streams = lvalert_lane
     for i in range(2):
         publish(redis_client, streams[0], f"G{i}")
     first_taken, release = threading.Event(), threading.Event()
@@ -102,8 +89,8 @@ def test_a_drain_holds_one_message_so_an_idle_drain_takes_the_next(lane, redis_c
     assert report.handled and report.reclaimed == 0
 
 
-def test_a_live_handler_keeps_its_message_past_the_claim_idle_time(lane, redis_client):
-    settings, streams = lane
+def test_a_live_handler_keeps_its_message_past_the_claim_idle_time(lvalert_lane, redis_client):
+    settings, streams = lvalert_lane
     settings = dataclasses.replace(settings, lvalert_claim_idle_s=0.3)
     publish(redis_client, streams[0], "G-long")
     inside, release = threading.Event(), threading.Event()
@@ -128,8 +115,8 @@ def test_a_live_handler_keeps_its_message_past_the_claim_idle_time(lane, redis_c
     assert other.reclaimed == 0 and not other.handled
 
 
-def test_a_dead_drains_message_is_reclaimed_by_a_claim_one_drain(lane, redis_client):
-    settings, streams = lane
+def test_a_dead_drains_message_is_reclaimed_by_a_claim_one_drain(lvalert_lane, redis_client):
+    settings, streams = lvalert_lane
     settings = dataclasses.replace(settings, lvalert_claim_idle_s=0)
     message_id = publish(redis_client, streams[1], "G-orphan")
     # a drain that took the message and died (no acknowledgement, no refresh)

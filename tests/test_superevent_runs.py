@@ -57,6 +57,27 @@ def test_a_request_lost_with_a_crash_after_create_is_made_again(gracedb_service,
     assert sid in {c["superevent_id"] for c in runs.pending_runs(redis_client, settings)}
 
 
+def test_run_requests_of_the_lane_open_no_new_redis_connection(fresh_prefix_settings, monkeypatch):
+    """The lane calls handle() without a Redis client: its run requests go through the
+    process's shared client instead of a new connection each (about 8 ms on the hot path)."""
+    from gw_ops.handlers import superevents
+    from gw_ops.transport import redis_client as redis_module
+
+    settings = fresh_prefix_settings
+    shared = redis_module.shared_redis(settings)
+    assert redis_module.shared_redis(settings) is shared
+
+    def no_new_client(*args, **kwargs):
+        raise AssertionError("a run request opened a Redis client of its own")
+    monkeypatch.setattr(redis_module, "get_redis", no_new_client)
+    monkeypatch.setattr(runs, "start_run_soon", lambda settings, conf: None)
+    for sid, graceid in (("S261201d", "G7"), ("S261201e", "G8")):
+        superevents._request_run(None, settings, sid, {"graceid": graceid, "far": 1e-9,
+                                                       "pipeline": "gstlal", "group": "CBC"}, "production")
+    assert {conf["superevent_id"] for conf in runs.pending_runs(shared, settings)} == {"S261201d", "S261201e"}
+    assert shared.ping()  # still open: the request did not close the shared client
+
+
 def start_story(settings, sid="S261201b"):
     return runs.story(settings, sid, {"graceid": "G1", "far": 1e-9, "pipeline": "gstlal",
                                       "group": "CBC", "search": "AllSky"}, "production")

@@ -32,7 +32,7 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
@@ -97,6 +97,59 @@ def _redis_down(exc: BaseException) -> bool:
 
     return isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError)) or (
         isinstance(exc, redis.ResponseError) and str(exc).startswith(("LOADING", "MASTERDOWN", "TRYAGAIN")))
+
+
+_Found = TypeVar("_Found")
+
+
+async def _poll_until(settings, read: Callable[[Any], Awaitable[_Found | None]], deadline_unix: float,
+                      poll_s: float, backoff: RedisBackoff) -> _Found | None:
+    """Poll Redis with ``read`` until it finds something or a deadline passes.
+
+    The shared loop of the deferred waits of a superevent run (:class:`AlertRecordTrigger`,
+    :class:`LocalizationRecordTrigger`, and through the first, :class:`AnnotationsTrigger`):
+    one asyncio Redis client for the whole wait, no thread and no blocking read.  A Redis
+    outage is waited through with ``backoff`` (the deadline still holds); any other
+    exception of ``read`` is a bug and is raised.  The client is closed before returning.
+
+    Parameters
+    ----------
+    settings : gw_ops.config.Settings
+        Settings of the triggerer (``redis_url``).
+    read : callable
+        ``async read(client) -> value or None``: one poll on the ``redis.asyncio`` client;
+        None while nothing was found.
+    deadline_unix : float
+        Unix time (s) to give up at.
+    poll_s : float
+        Seconds between polls that found nothing.
+    backoff : RedisBackoff
+        Waits (and log lines) of a Redis outage.
+
+    Returns
+    -------
+    object or None
+        The first result of ``read`` that is not None; None when the deadline passed first.
+    """
+    from gw_ops.transport.redis_client import get_async_redis
+
+    client = get_async_redis(settings)
+    try:
+        while time.time() < deadline_unix:
+            try:
+                found = await read(client)
+            except Exception as exc:  # noqa: BLE001 (only an outage is waited through)
+                if not _redis_down(exc):
+                    raise
+                await backoff.failed(exc)
+                continue
+            backoff.answered()
+            if found is not None:
+                return found
+            await asyncio.sleep(poll_s)
+        return None
+    finally:
+        await client.aclose()
 
 
 class StreamDoorbellTrigger(BaseEventTrigger):
@@ -414,32 +467,25 @@ class AlertRecordTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from gw_ops.handlers.alert_sender import alert_record_key
-        from gw_ops.transport.redis_client import get_async_redis
 
         settings = _settings()
-        client = get_async_redis(settings)
         record_key = alert_record_key(settings, self.superevent_id)
-        backoff = RedisBackoff(f"alert record {self.superevent_id}", settings.redis_retry_cap_s)
-        try:
-            while time.time() < self.deadline_unix:
-                try:
-                    records = await client.hmget(record_key, [f"key:{key}" for key in self.keys])
-                except Exception as exc:  # noqa: BLE001 (only an outage is waited through)
-                    if not _redis_down(exc):
-                        raise
-                    await backoff.failed(exc)
-                    continue
-                backoff.answered()
-                for key, record in zip(self.keys, records):
-                    if record is not None:
-                        serial, stream_id = _text(record).split()
-                        yield TriggerEvent({"key": key, "serial_number": int(serial),
-                                            "stream_id": stream_id, "timed_out": False})
-                        return
-                await asyncio.sleep(self.poll_s)
+
+        async def first_record(client) -> tuple[str, bytes] | None:
+            records = await client.hmget(record_key, [f"key:{key}" for key in self.keys])
+            return next(((key, record) for key, record in zip(self.keys, records)
+                         if record is not None), None)
+
+        found = await _poll_until(
+            settings, first_record, self.deadline_unix, self.poll_s,
+            RedisBackoff(f"alert record {self.superevent_id}", settings.redis_retry_cap_s))
+        if found is None:
             yield TriggerEvent({"keys": self.keys, "timed_out": True})
-        finally:
-            await client.aclose()
+            return
+        key, record = found
+        serial, stream_id = _text(record).split()
+        yield TriggerEvent({"key": key, "serial_number": int(serial), "stream_id": stream_id,
+                            "timed_out": False})
 
 
 class LocalizationRecordTrigger(BaseTrigger):
@@ -476,31 +522,21 @@ class LocalizationRecordTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from gw_ops.handlers.localization import localization_record_key, localized_event_key
-        from gw_ops.transport.redis_client import get_async_redis
 
         settings = _settings()
-        client = get_async_redis(settings)
-        backoff = RedisBackoff(f"localization of {self.superevent_id}", settings.redis_retry_cap_s)
-        try:
-            while time.time() < self.deadline_unix:
-                try:
-                    graceid = await client.get(localized_event_key(settings, self.superevent_id))
-                    graceid = _text(graceid) if graceid is not None else self.preferred_event
-                    record = (await client.get(localization_record_key(settings, graceid))
-                              if graceid else None)
-                except Exception as exc:  # noqa: BLE001 (only an outage is waited through)
-                    if not _redis_down(exc):
-                        raise
-                    await backoff.failed(exc)
-                    continue
-                backoff.answered()
-                if record is not None:
-                    yield TriggerEvent({"record": json.loads(record), "timed_out": False})
-                    return
-                await asyncio.sleep(self.poll_s)
+
+        async def record_of_superevent(client) -> bytes | None:
+            graceid = await client.get(localized_event_key(settings, self.superevent_id))
+            graceid = _text(graceid) if graceid is not None else self.preferred_event
+            return await client.get(localization_record_key(settings, graceid)) if graceid else None
+
+        record = await _poll_until(
+            settings, record_of_superevent, self.deadline_unix, self.poll_s,
+            RedisBackoff(f"localization of {self.superevent_id}", settings.redis_retry_cap_s))
+        if record is None:
             yield TriggerEvent({"timed_out": True})
-        finally:
-            await client.aclose()
+            return
+        yield TriggerEvent({"record": json.loads(record), "timed_out": False})
 
 
 class AnnotationsTrigger(BaseTrigger):

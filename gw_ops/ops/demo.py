@@ -100,7 +100,24 @@ def _file_or_none(client, graceid: str, filename: str) -> bytes | None:
         return None
 
 
-def _wait(predicate, timeout: float, interval: float = 0.25):
+def wait_until(predicate, timeout: float, interval: float = 0.25):
+    """Call ``predicate()`` until it returns something true, and return that.
+
+    Parameters
+    ----------
+    predicate : callable
+        No arguments; a true answer ends the wait.
+    timeout : float
+        Seconds to keep asking (monotonic clock).
+    interval : float
+        Seconds between calls.
+
+    Returns
+    -------
+    object or None
+        The first true answer, or None when ``timeout`` passed first.  Exceptions of
+        ``predicate`` are not caught.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -125,7 +142,7 @@ def run(settings: Settings, keep_up: bool = True, out=print) -> int:
         if stack.running_components(settings):
             # A stack is up but not (yet) healthy (just started, or a component restarting):
             # wait for it rather than start a second one, which `up` refuses.
-            if not _wait(lambda: stack.status(running, out=lambda line: None) == 0, stack.UP_TIMEOUT_S, 1.0):
+            if not wait_until(lambda: stack.status(running, out=lambda line: None) == 0, stack.UP_TIMEOUT_S, 1.0):
                 out("the running stack is not healthy (see below, and `gw-ops down` to start afresh):")
                 stack.status(running, out=out)
                 return 1
@@ -152,7 +169,7 @@ def run(settings: Settings, keep_up: bool = True, out=print) -> int:
         return client.event(graceid).json().get("superevent")
 
     deadline = t_upload + DEMO_TIMEOUT_S
-    sid = _wait(superevent_id, deadline - time.time())
+    sid = wait_until(superevent_id, deadline - time.time())
     if not sid:
         out("no superevent was created in time; see `gw-ops status` and the Airflow UI")
         return 4
@@ -162,9 +179,9 @@ def run(settings: Settings, keep_up: bool = True, out=print) -> int:
     def labels(object_id):
         return {entry["name"] for entry in client.labels(object_id).json()["labels"]}
 
-    t_skymap = _wait(lambda: "SKYMAP_READY" in labels(graceid) and time.time(), deadline - time.time(), 0.5)
-    t_prelim_sent = _wait(lambda: "GCN_PRELIM_SENT" in labels(sid) and time.time(), deadline - time.time(), 0.5)
-    received = _wait(lambda: receiver.preliminary_for(sid), max(1.0, deadline - time.time()))
+    t_skymap = wait_until(lambda: "SKYMAP_READY" in labels(graceid) and time.time(), deadline - time.time(), 0.5)
+    t_prelim_sent = wait_until(lambda: "GCN_PRELIM_SENT" in labels(sid) and time.time(), deadline - time.time(), 0.5)
+    received = wait_until(lambda: receiver.preliminary_for(sid), max(1.0, deadline - time.time()))
     if not received:
         out("the preliminary alert did not reach the pygcn client in time")
         return 5
@@ -175,13 +192,13 @@ def run(settings: Settings, keep_up: bool = True, out=print) -> int:
     voevent_path.write_bytes(received[1])
     # The plot is made after the alert, at low priority (no alert waits for it).
     png_path = demo_dir / f"{sid}.bayestar.png"
-    png = _wait(lambda: _file_or_none(client, graceid, "bayestar.png"), PNG_TIMEOUT_S, 0.5)
+    png = wait_until(lambda: _file_or_none(client, graceid, "bayestar.png"), PNG_TIMEOUT_S, 0.5)
     if png:
         png_path.write_bytes(png)
     else:  # the alert is the demo's result; the PNG is extra
         png_path = Path(f"(not made within {PNG_TIMEOUT_S:.0f} s of the alert)")
 
-    run = _wait(lambda: _superevent_run(airflow, sid), SUPEREVENT_RUN_WAIT_S, 0.5)
+    run = wait_until(lambda: _superevent_run(airflow, sid), SUPEREVENT_RUN_WAIT_S, 0.5)
     t_run = _unix(run.get("queued_at")) if run else None
 
     out("")
