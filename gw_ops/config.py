@@ -184,6 +184,13 @@ class Settings:
                                "the state folder.", default="")
     gracedb_files_dir: str = _doc("Folder of files uploaded to the local GraceDB. Empty means "
                                   "state_dir/gracedb/files.", default="")
+    gracedb_connect_timeout_s: float = _doc("Longest wait for a connection to GraceDB (s) in "
+                                            "each request of the pipeline.", default=10.0)
+    gracedb_read_timeout_s: float = _doc("Longest wait for GraceDB's answer to start (s) in "
+                                         "each request of the pipeline: a GraceDB that accepts "
+                                         "connections but never answers is then a transient "
+                                         "failure (retries, then the lane's alarm), not a lane "
+                                         "blocked for ever.", default=30.0)
     gracedb_max_upload_bytes: int = _doc("Largest file the local GraceDB accepts (bytes).",
                                          default=50 * 1024 * 1024)
     gracedb_max_form_bytes: int = _doc("Largest request body without a file (JSON or form) and "

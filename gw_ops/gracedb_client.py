@@ -280,16 +280,46 @@ def gracedb_client(settings: Settings | None = None, **client_kwargs) -> Any:
 
     settings = settings or get_settings()
     if not is_local_service(settings):
-        return GraceDb(settings.gracedb_api_url, **client_kwargs)
+        return _with_default_timeout(GraceDb(settings.gracedb_api_url, **client_kwargs), settings)
     from gw_ops.local_gracedb.auth import ensure_service_credentials
     login, password = ensure_service_credentials(settings)
-    client = GraceDb(settings.gracedb_api_url, force_noauth=True, **client_kwargs)
+    client = _with_default_timeout(GraceDb(settings.gracedb_api_url, force_noauth=True, **client_kwargs),
+                                   settings)
     # no proxies or netrc from the environment for the local service: looking them up
     # cost each request about 1.5 ms of the client's CPU (requests' merge_environment_settings)
     client.trust_env = False
     client.headers["Authorization"] = "Basic " + base64.b64encode(
         f"{login}:{password}".encode()).decode()
     return client
+
+
+def _with_default_timeout(client: Any, settings: Settings) -> Any:
+    """``client`` with every transport adapter wrapped so that a request without a timeout
+    gets ``(gracedb_connect_timeout_s, gracedb_read_timeout_s)``.
+
+    ligo-gracedb passes no timeout, so a GraceDB that accepts the connection but never
+    answers (hung, or paused) would hold the calling lane for ever, with no retry and no
+    alarm.  The client's own adapters (its retries, its credential reloading) still do
+    the sending: the wrapper only fills in the timeout.
+    """
+    timeout = (settings.gracedb_connect_timeout_s, settings.gracedb_read_timeout_s)
+    for prefix, adapter in list(client.adapters.items()):
+        client.mount(prefix, _DefaultTimeoutAdapter(adapter, timeout))
+    return client
+
+
+class _DefaultTimeoutAdapter:
+    """A requests transport adapter that delegates to ``inner`` and supplies ``timeout``
+    (connect s, read s) when the request came without one."""
+
+    def __init__(self, inner: Any, timeout: tuple[float, float]):
+        self.inner, self.timeout = inner, timeout
+
+    def send(self, request: Any, timeout: Any = None, **kwargs: Any) -> Any:
+        return self.inner.send(request, timeout=self.timeout if timeout is None else timeout, **kwargs)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 @lru_cache(maxsize=4)

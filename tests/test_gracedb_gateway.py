@@ -117,6 +117,37 @@ def test_connection_refused_is_retried_then_transient():
     assert is_transient(raised.value) and waits == [0.5, 1.0, 2.0, 4.0]
 
 
+def test_a_graceDB_that_accepts_but_never_answers_is_a_transient_failure(base_settings, tmp_path):
+    """ligo-gracedb sends without a timeout: the pipeline's client supplies the settings'
+    timeouts, so a hung GraceDB ends in retries and a transient error, not a lane blocked
+    for ever."""
+    import dataclasses
+    import socket
+
+    # the kernel accepts connections into the backlog; nobody ever reads or answers
+    silent = socket.create_server(("127.0.0.1", 0), backlog=16)
+    try:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/api/"
+        settings = dataclasses.replace(base_settings, state_dir=tmp_path, gracedb_url=url,
+                                       gracedb_connect_timeout_s=0.5, gracedb_read_timeout_s=0.5)
+        client = gateway.gracedb_client(settings, retries=0)
+        waits, outcome = [], {}
+
+        def ask():
+            try:
+                gateway.call(client.get, url + "events/G1", sleep=waits.append)
+            except Exception as exc:  # noqa: BLE001 (inspected below)
+                outcome["error"] = exc
+        asking = threading.Thread(target=ask, daemon=True)
+        asking.start()
+        asking.join(timeout=120)  # a bound on a hang, not a measurement
+        assert not asking.is_alive(), "the request to a GraceDB that never answers still waits"
+        assert isinstance(outcome["error"], requests.Timeout) and is_transient(outcome["error"])
+        assert waits == [0.5, 1.0, 2.0, 4.0]
+    finally:
+        silent.close()
+
+
 def test_a_write_is_tried_once(scripted):
     server, client = scripted(503, 200)
     with pytest.raises(Exception) as raised:
