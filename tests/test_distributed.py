@@ -163,6 +163,32 @@ def test_up_points_a_celery_stack_at_an_embedded_postgresql_only_when_none_answe
     assert stack_postgres.bin_dir(named) == stack_postgres.bin_dir(settings)
 
 
+def test_settings_names_the_embedded_postgresql_the_running_stack_uses(tmp_path):
+    """`gw-ops settings` shows the configured GW_OPS_POSTGRES_URL and says which server the
+    running stack really uses when `up` started an embedded one (its password hidden)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from gw_ops.ops.cli import main
+    nobody = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    settings = celery_settings(tmp_path, postgres_url=nobody)
+    embedded, _ = stack._resolve_postgres(settings, print)
+    stack.private_dir(settings.state_path)
+    # what `up` records of the stack it starts
+    (settings.state_path / "stack.json").write_text(json.dumps(embedded.as_env()))
+    env = {"GW_OPS_STATE_DIR": str(settings.state_path), "GW_OPS_EXECUTOR": "celery",
+           "GW_OPS_POSTGRES_URL": nobody}
+    shown = CliRunner().invoke(main, ["settings"], env=env)
+    assert shown.exit_code == 0, shown.output
+    password = stack.load_secrets(embedded)["postgres_password"]
+    assert f"GW_OPS_POSTGRES_URL = {nobody}   [" in shown.output
+    port = embedded.embedded_postgres_port
+    assert (f"the running stack uses its embedded PostgreSQL at postgresql://postgres:***@127.0.0.1:"
+            f"{port}/postgres") in shown.output, shown.output
+    assert password not in shown.output
+
+
 def test_up_refuses_when_no_postgresql_answers_and_none_can_be_started(tmp_path, monkeypatch):
     nobody = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
     settings = celery_settings(tmp_path, postgres_url=nobody, postgres_bin_dir=str(tmp_path / "none"),

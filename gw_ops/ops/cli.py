@@ -49,7 +49,7 @@ def settings_cmd(ctx) -> None:
     and triggers use) unless a GW_OPS_ variable overrides them.
     """
     from gw_ops.config import describe, resolve_settings
-    from gw_ops.ops import stack
+    from gw_ops.ops import stack, stack_postgres
 
     preset = ctx.obj.get("preset") if ctx.obj else None
     settings, sources = resolve_settings(preset=preset)
@@ -59,6 +59,13 @@ def settings_cmd(ctx) -> None:
     click.echo(describe(settings, sources))
     if note:
         click.echo(note)
+    running = stack.running_settings(settings)
+    if running.postgres_url != settings.postgres_url and stack_postgres.is_embedded(running):
+        # up resolved postgres_url when it started the stack: say what it really uses
+        click.echo(f"(the running stack uses its embedded PostgreSQL at "
+                   f"{stack_postgres.without_password(running.postgres_url)}, data in "
+                   f"{stack_postgres.data_dir(running)}: nothing answered at the configured "
+                   "GW_OPS_POSTGRES_URL when it started)")
 
 
 @main.command()

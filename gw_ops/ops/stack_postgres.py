@@ -106,17 +106,18 @@ def resolve(settings: Settings, password: Callable[[], str], out=print) -> tuple
     if settings.executor != "celery" or settings.airflow_db_url or server_answers(settings.postgres_url):
         return settings, None
     if bin_dir(settings) is None:
-        return settings, (f"no PostgreSQL answers at {_without_password(settings.postgres_url)} and no "
+        return settings, (f"no PostgreSQL answers at {without_password(settings.postgres_url)} and no "
                           "PostgreSQL programs to start one (apt-get install postgresql, or set "
                           "GW_OPS_POSTGRES_BIN_DIR to their folder, or GW_OPS_POSTGRES_URL to a server)")
     port = settings.embedded_postgres_port or free_port()
-    out(f"no PostgreSQL answers at {_without_password(settings.postgres_url)}; starting an embedded one "
+    out(f"no PostgreSQL answers at {without_password(settings.postgres_url)}; starting an embedded one "
         f"at {LISTEN_HOST}:{port} (data in {data_dir(settings)})")
     return dataclasses.replace(settings, postgres_url=server_url(password(), port),
                                embedded_postgres_port=port), None
 
 
-def _without_password(url: str) -> str:
+def without_password(url: str) -> str:
+    """``url`` with its password, if any, shown as ``***`` (for messages)."""
     parts = urlsplit(url)
     if parts.password is None:
         return url
