@@ -350,3 +350,21 @@ def test_the_superevent_lane_opens_its_handlers_batch_scope_on_decoded_messages(
            Message(stream, "2-0", {"payload": b"not json"})])  # left to its handler call
     assert opened == [[{"uid": "G1", "alert_type": "new", "node": "cbc_gstlal"}]]
     assert message_batch_scope(get_handler("gw_ops.ops.probe.lvalert_probe")) is None
+
+
+def test_the_superevent_lane_drains_label_added_first_and_lingers_as_set(fresh_prefix_settings):
+    from gw_ops.airflow.lanes import drain_options
+    from gw_ops.transport.registry import get_handler
+    from gw_ops.transport.streams import Message
+
+    options = drain_options(get_handler("gw_ops.handlers.superevents.handle"), fresh_prefix_settings)
+    stream = lvalert_stream(fresh_prefix_settings, "cbc_gstlal")
+    batch = [Message(stream, "1-0", {"payload": b"not json"}),
+             Message(stream, "2-0", {"payload": json.dumps({"uid": "G1", "alert_type": "new"})}),
+             Message(stream, "3-0", {"payload": json.dumps({"uid": "G1", "alert_type": "label_added"})})]
+    assert [m.message_id for m in sorted(batch, key=options["sort_key"])] == ["3-0", "2-0", "1-0"]
+    assert options["linger_s"] == fresh_prefix_settings.lane_linger_s
+    assert options["batch_scope"] is not None and options["source"] == "lvalert"
+    assert options["claim_one"] is False
+    probe = drain_options(get_handler("gw_ops.ops.probe.lvalert_probe"), fresh_prefix_settings)
+    assert probe["linger_s"] == 0.0 and probe["sort_key"] is None and probe["batch_scope"] is None

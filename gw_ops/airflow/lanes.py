@@ -63,6 +63,37 @@ def message_batch_scope(spec: HandlerSpec) -> Callable | None:
     return decoded_scope
 
 
+def message_sort_key(spec: HandlerSpec) -> Callable | None:
+    """Adapter of an LVAlert handler's ``sort_key`` (a function of the decoded message) to
+    stream entries; None for handlers without one (the batch keeps arrival order)."""
+    sort_key = spec.task_kwargs.get("sort_key")
+    if sort_key is None or spec.kind != "lvalert":
+        return None
+    from gw_ops.transport import lvalert
+
+    def wrapped_sort(message):
+        # sort_key sees the decoded LVAlert dict; an undecodable message sorts last
+        # (its handler call then rejects it with the reason).
+        try:
+            node = lvalert.node_of_stream(message.stream)
+            return (0, sort_key(lvalert.decode_message(message.fields.get("payload", b""), node)))
+        except Exception:  # noqa: BLE001
+            return (1, 0)
+    return wrapped_sort
+
+
+def drain_options(spec: HandlerSpec, settings: Settings) -> dict[str, Any]:
+    """Keyword arguments of :func:`gw_ops.transport.streams.drain` for a handler's lane:
+    its batch order, dead-letter source, linger (``lane_linger_s`` seconds for lanes
+    registered with ``linger=True``, else 0), batch scope and ``claim_one``.  One place,
+    so the task and the benchmarks that replay a lane drain it alike."""
+    return dict(sort_key=message_sort_key(spec),
+                source="lvalert" if spec.kind == "lvalert" else "gcn",
+                linger_s=settings.lane_linger_s if spec.task_kwargs.get("linger") else 0.0,
+                batch_scope=message_batch_scope(spec),
+                claim_one=bool(spec.task_kwargs.get("concurrent")))
+
+
 def run_lane(handler_name: str, consumer: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
     """Drain one handler's lane and return the drain summary.
 
@@ -83,26 +114,10 @@ def run_lane(handler_name: str, consumer: str | None = None, settings: Settings 
     spec = get_handler(handler_name)
     client = get_redis(settings)
     consumer = consumer or f"{socket.gethostname()}:{os.getpid()}:{os.environ.get('AIRFLOW_CTX_DAG_RUN_ID', '-')}"
-    sort_key = spec.task_kwargs.get("sort_key")
-    wrapped_sort: Callable | None = None
-    if sort_key is not None and spec.kind == "lvalert":
-        from gw_ops.transport import lvalert
-
-        def wrapped_sort(message):
-            # sort_key sees the decoded LVAlert dict; an undecodable message sorts last
-            # (its handler call then rejects it with the reason).
-            try:
-                node = lvalert.node_of_stream(message.stream)
-                return (0, sort_key(lvalert.decode_message(message.fields.get("payload", b""), node)))
-            except Exception:  # noqa: BLE001
-                return (1, 0)
     try:
         report = RedisStreamsTransport(client, settings).drain(
             lane_streams(spec, settings), spec.dag_id, consumer, message_handler(spec),
-            sort_key=wrapped_sort, source="lvalert" if spec.kind == "lvalert" else "gcn",
-            linger_s=settings.lane_linger_s if spec.task_kwargs.get("linger") else 0.0,
-            batch_scope=message_batch_scope(spec),
-            claim_one=bool(spec.task_kwargs.get("concurrent")))
+            **drain_options(spec, settings))
     finally:
         client.close()
     summary = report.summary()
