@@ -41,6 +41,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -679,6 +680,14 @@ def find_state_dir(cwd: Path | None = None, env: Mapping[str, str] | None = None
     return None
 
 
+@functools.cache
+def _settings_types() -> dict[str, Any]:
+    """Each Settings field's type.  Computed once: with postponed annotations every call
+    of ``get_type_hints`` compiles and evaluates all of them again (about 3 ms), and a lane's
+    handler resolves the settings once per message."""
+    return get_type_hints(Settings)
+
+
 def resolve_settings(env: Mapping[str, str] | None = None, connections: Mapping[str, Any] | None = None,
                      **overrides: Any) -> tuple[Settings, dict[str, str]]:
     """Build the settings and say where each value came from.
@@ -720,7 +729,7 @@ def resolve_settings(env: Mapping[str, str] | None = None, connections: Mapping[
             raise ValueError(f"{name!r} is not a connection-backed setting ({sorted(CONNECTION_SETTINGS)})")
         values[name] = value
         sources[name] = f"Airflow connection {CONNECTION_SETTINGS[name]}"
-    hints = get_type_hints(Settings)
+    hints = _settings_types()
     for f in dataclasses.fields(Settings):
         variable = ENV_PREFIX + f.name.upper()
         raw = env.get(variable)
