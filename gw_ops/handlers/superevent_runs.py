@@ -193,6 +193,12 @@ class _RunStarter:
     def submit(self, settings: Settings, conf: Mapping[str, Any]) -> Future:
         with self._lock:
             if self._pool is None or self._pool_pid != os.getpid():
+                # The starter's HTTP client is imported here, in the lane's thread: imported
+                # for the first time inside the starter thread while the lane imports other
+                # modules, httpx (and rich, which it pulls in) came out partly initialised
+                # (KeyError 'rich.live') and the first starts failed.  Free in an Airflow
+                # task, whose SDK has loaded it already.
+                import httpx  # noqa: F401
                 # a forked task process inherits the pool but not its thread: a new one
                 self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="superevent-run")
                 self._pool_pid, self._in_flight = os.getpid(), set()
