@@ -71,6 +71,22 @@ def test_airflow_processes_of_a_celery_stack_use_its_redis_and_postgres(tmp_path
     assert not any(key.startswith("AIRFLOW__CELERY") for key in local_env)
 
 
+def test_airflow_on_sqlite_waits_out_a_locked_database_on_postgresql_no_such_argument(tmp_path):
+    """The SQLite metadata database's busy timeout (setting airflow_sqlite_busy_timeout_s)
+    reaches Airflow's own engine; PostgreSQL gets no SQLite driver argument."""
+    import subprocess
+    import sys
+    local = get_settings(env={}, state_dir=tmp_path / "state", airflow_sqlite_busy_timeout_s=42.0)
+    env = {**os.environ, **stack.airflow_env(local)}
+    (tmp_path / "state" / "airflow").mkdir(parents=True)
+    probe = ("from airflow import settings; settings.configure_orm(); "
+             "print(settings.engine.raw_connection().driver_connection.execute('PRAGMA busy_timeout').fetchone()[0])")
+    shown = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert shown.stdout.split()[-1:] == ["42000"], shown.stderr[-2000:]  # milliseconds
+    celery_env = stack.airflow_env(celery_settings(tmp_path))
+    assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS" not in celery_env
+
+
 def test_each_state_folder_gets_its_own_database_unless_one_is_named(tmp_path):
     first = celery_settings(tmp_path / "a")
     second = celery_settings(tmp_path / "b")
