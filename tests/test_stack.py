@@ -133,6 +133,41 @@ def test_probe_handled_by_a_task_that_found_redis_through_the_connection(airflow
              timeout=180, what="the probe handled")
 
 
+def test_a_crashed_triggerer_is_started_again_and_its_listeners_with_it(airflow_stack, tmp_path):
+    """The triggerer process dies (SIGKILL of it and its trigger runner, as a crash): its
+    supervisor starts it again, `status` shows the restart and health, and an LVAlert sent
+    afterwards reaches its handler, so the listeners came back with it."""
+    import json
+    import os
+    import signal
+
+    import psutil
+
+    from gw_ops.ops import stack
+    from gw_ops.ops.probe import read_probe_records, send_lvalert_probe
+    from gw_ops.transport.redis_client import get_redis
+    from tests.helpers import wait_for
+    settings = airflow_stack.settings
+    triggerer = next(c for c in stack.COMPONENTS if c.name == "triggerer")
+    supervisor = psutil.Process(stack.read_record(settings, triggerer)["pid"])
+    (crashed,) = supervisor.children()
+    for process in (*crashed.children(recursive=True), crashed):
+        os.kill(process.pid, signal.SIGKILL)
+    restarted = wait_for(lambda: [c for c in supervisor.children() if c.pid != crashed.pid], timeout=60,
+                         what="the triggerer started again")
+    assert supervisor.is_running() and restarted
+    record = json.loads((settings.state_path / "run" / "triggerer.json").read_text())
+    assert record["restarts"] >= 1 and record["last_exit"] == -signal.SIGKILL, record
+    status = healthy_status(airflow_stack.env, tmp_path)
+    line = next(line for line in status.stdout.splitlines() if line.startswith("triggerer "))
+    assert " healthy " in line and "restarted" in line, line
+    client = get_redis(settings)
+    uid = f"after-restart-{uuid.uuid4().hex[:8]}"
+    send_lvalert_probe(client, settings, uid)
+    wait_for(lambda: any(r["uid"] == uid for r in read_probe_records(client, settings, "lvalert")),
+             timeout=180, what="a probe handled after the triggerer's restart")
+
+
 def test_status_down_and_settings_find_the_stack_from_another_folder(airflow_stack, tmp_path):
     """No GW_OPS_STATE_DIR and a working folder elsewhere: the state folder recorded by `up`
     is found, so status reports the real state and settings shows the stack's connections."""

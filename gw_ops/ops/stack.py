@@ -173,6 +173,10 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONUNBUFFERED": "1",
     }
+    if settings.airflow_sql_alchemy_conn.startswith("sqlite"):
+        # the busy timeout of the SQLite metadata database (gw_ops.airflow.metadata_db)
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] = "gw_ops.airflow.metadata_db.SQLITE_CONNECT_ARGS"
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC"] = "gw_ops.airflow.metadata_db.SQLITE_CONNECT_ARGS"
     if settings.executor == "celery":
         env.update(distributed.celery_airflow_env(settings))
         # The scheduler queues at most this many tasks at once: every worker slot may be busy.
@@ -204,6 +208,9 @@ class Component:
         left to the connections); the others get every setting as a variable.
     more_ports : callable
         ``more_ports(settings) -> tuple of int``: other ports it listens on (checked free too).
+    supervised : bool
+        Started under :mod:`gw_ops.ops.supervise`, which starts it again when it exits on
+        its own (the Airflow services, which exit when their database fails them).
     """
 
     name: str
@@ -213,6 +220,7 @@ class Component:
     enabled: Callable[[Settings], bool] = lambda settings: True
     airflow: bool = False
     more_ports: Callable[[Settings], tuple[int, ...]] = lambda settings: ()
+    supervised: bool = False
 
     def address(self, settings: Settings) -> str:
         port = self.port(settings)
@@ -320,17 +328,17 @@ COMPONENTS: tuple[Component, ...] = (
               lambda s: _http_ok(s.gracedb_api_url)),
     Component("broker", _gw_ops("broker"), lambda s: s.broker_port, _broker_health),
     Component("api-server", _airflow("api-server"), lambda s: s.airflow_port,
-              _airflow_health("api-server"), airflow=True),
+              _airflow_health("api-server"), airflow=True, supervised=True),
     # Airflow's own log servers would bind every interface: see gw_ops.ops.log_server.
     Component("log-server", _module("gw_ops.ops.log_server"), lambda s: s.airflow_worker_log_port,
               lambda s: _log_server_health(s), airflow=True,
               more_ports=lambda s: (s.airflow_trigger_log_port,)),
     Component("scheduler", _airflow("scheduler", "--skip-serve-logs"), lambda s: None,
-              _airflow_health("scheduler"), airflow=True),
+              _airflow_health("scheduler"), airflow=True, supervised=True),
     Component("dag-processor", _airflow("dag-processor"), lambda s: None, _airflow_health("dag-processor"),
-              airflow=True),
+              airflow=True, supervised=True),
     Component("triggerer", _airflow("triggerer", "--skip-serve-logs"), lambda s: None,
-              _airflow_health("triggerer"), airflow=True),
+              _airflow_health("triggerer"), airflow=True, supervised=True),
     # The Celery stack only (executor = celery): one worker per queue, and Flower.
     *(_celery_worker(queue) for queue in distributed.WORKER_QUEUES),
     Component("flower", lambda s: [distributed.airflow_executable(), *distributed.flower_arguments(s)],
@@ -368,6 +376,9 @@ def start_component(settings: Settings, component: Component, env: dict[str, str
     private_dir(log_dir(settings))
     log = open(log_dir(settings) / f"{component.name}.log", "ab")
     argv = component.command(settings)
+    if component.supervised:
+        argv = [sys.executable, "-m", "gw_ops.ops.supervise", "--name", component.name,
+                "--record", str(_record_path(settings, component)), "--", *argv]
     proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True, cwd=REPO_ROOT, umask=STACK_UMASK)
     record = {"pid": proc.pid, "pgid": proc.pid, "argv": argv, "address": component.address(settings),
@@ -665,6 +676,9 @@ def status(settings: Settings, out=print) -> int:
         all_ok &= healthy
         state = "running" if alive else "stopped"
         pid = record["pid"] if record else "-"
+        if record and record.get("restarts"):
+            detail += (f"  (restarted {record['restarts']} times, last after exit status "
+                       f"{record['last_exit']}, {time.time() - record['last_restart']:.0f} s ago)")
         out(f"{component.name:<17} {state:<8} pid {pid!s:<8} {component.address(settings):<22} "
             f"{'healthy' if healthy else 'UNHEALTHY'}  {detail}")
     for listener in ("lvalert", "gcn"):
