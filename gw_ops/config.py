@@ -100,10 +100,11 @@ class Settings:
                                         "(served by the scheduler process).", default=8793)
     airflow_trigger_log_port: int = _doc("Port of the triggerer's log server.", default=8794)
     airflow_sqlite_busy_timeout_s: float = _doc(
-        "How long an Airflow process waits for a lock on the SQLite metadata database (s) "
-        "before the statement fails (SQLite's driver waits 5 s by default; on a busy 2-core "
-        "machine the scheduler and the triggerer died of 'database is locked' with that).",
-        default=60.0)
+        "How long an Airflow process waits for the write lock of the SQLite metadata "
+        "database (s) before the statement fails with 'database is locked'.  Not longer "
+        "than the driver's 5 s: two runs created at once through Airflow's API server can "
+        "deadlock inside it on SQLite, which only this timeout breaks (60 s made them wait "
+        "60 s, longer than any client waits).", default=5.0)
     airflow_parallelism: int = _doc("Airflow core.parallelism for the local stack: the number of "
                                     "LocalExecutor workers (each idle one costs memory).", default=4)
     task_preload_modules: tuple[str, ...] = _doc(

@@ -185,6 +185,18 @@ def test_status_down_and_settings_find_the_stack_from_another_folder(airflow_sta
                for line in lines), shown.stdout
 
 
+def test_airflow_metadata_database_is_in_write_ahead_log_mode_and_private(airflow_stack):
+    """Readers of the SQLite metadata database never hold up its writer (see
+    gw_ops.ops.stack.use_write_ahead_log); the log files beside it are private too."""
+    import contextlib
+    import sqlite3
+    database = airflow_stack.settings.airflow_home / "airflow.db"
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    for companion in (database.with_name("airflow.db-wal"), database.with_name("airflow.db-shm")):
+        assert companion.exists() and companion.stat().st_mode & 0o077 == 0, companion
+
+
 def test_files_private_and_log_servers_on_loopback(airflow_stack):
     """airflow.db 0600 in a 0700 state folder; every port the stack listens on is bound to
     127.0.0.1 (Airflow's own log servers would bind every interface)."""

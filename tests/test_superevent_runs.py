@@ -105,6 +105,22 @@ def test_the_lane_starts_the_requested_run_at_once(fresh_prefix_settings, redis_
     assert not runs.request_run(redis_client, settings, conf)  # a redelivery asks no more
 
 
+def test_a_server_error_of_the_run_start_is_tried_again(fresh_prefix_settings, redis_client, monkeypatch):
+    """On SQLite Airflow's API server may fail one of two runs created at once (500, the
+    database lock); the start is tried again, and 409 then means the run exists."""
+    settings = fresh_prefix_settings
+    conf = start_story(settings)
+    runs.request_run(redis_client, settings, conf)
+    monkeypatch.setattr(runs, "RUN_START_SERVER_ERROR_WAITS_S", (0.0, 0.01, 0.01))
+    answers = [500, 409]
+
+    def reply(request):
+        return httpx.Response(answers.pop(0), json={})
+    http = httpx.Client(base_url="http://airflow", transport=httpx.MockTransport(reply))
+    assert runs.start_run(settings, conf, http=http, redis_client=redis_client) == "exists"
+    assert answers == [] and runs.run_started(redis_client, settings, "S261201b")
+
+
 @pytest.mark.parametrize("failure", ["refused", "status 500", "no credentials"])
 def test_a_run_the_lane_could_not_start_stays_requested(fresh_prefix_settings, redis_client, failure):
     settings = fresh_prefix_settings

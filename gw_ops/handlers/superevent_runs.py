@@ -122,6 +122,10 @@ def run_started(redis_client, settings: Settings, superevent_id: str) -> bool:
     return bool(redis_client.exists(_started_key(settings, superevent_id)))
 
 
+#: Waits (s) before each try of a run start; tries after the first follow a 5xx answer.
+RUN_START_SERVER_ERROR_WAITS_S = (0.0, 0.5, 2.0)
+
+
 def start_run(settings: Settings, conf: Mapping[str, Any], http=None, redis_client=None) -> str:
     """Create the requested superevent run over Airflow's REST API and mark it started.
 
@@ -154,9 +158,19 @@ def start_run(settings: Settings, conf: Mapping[str, Any], http=None, redis_clie
             return "left"
     try:
         with _airflow_calls(settings, http, connect_timeout_s=RUN_START_CONNECT_TIMEOUT_S) as api:
-            response = api.post(f"/api/v2/dags/{SUPEREVENT_DAG_ID}/dagRuns",
-                                json={"dag_run_id": superevent_id, "logical_date": None,
-                                      "conf": dict(conf), "note": run_note(conf)})
+            for wait_s in RUN_START_SERVER_ERROR_WAITS_S:
+                # A 5xx is tried again soon: on the SQLite metadata database two runs
+                # created at once can deadlock in Airflow's API server until the busy
+                # timeout fails one of them ("database is locked", 500).  A run the
+                # failed try did create answers 409 (exists) the next time.
+                time.sleep(wait_s)
+                response = api.post(f"/api/v2/dags/{SUPEREVENT_DAG_ID}/dagRuns",
+                                     json={"dag_run_id": superevent_id, "logical_date": None,
+                                           "conf": dict(conf), "note": run_note(conf)})
+                if response.status_code < 500:
+                    break
+                log.warning("%s: Airflow answered %s to the run start; trying again",
+                            superevent_id, response.status_code)
     except (TransientError, httpx.HTTPError, OSError, ValueError, KeyError) as exc:
         # out of reach, a refused login or a bad password file
         log.warning("%s: run not started from the lane (%s); the task after the drain "

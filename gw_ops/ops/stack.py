@@ -433,9 +433,25 @@ def prepare_airflow(settings: Settings) -> None:
         database = Path(settings.airflow_sql_alchemy_conn[len(sqlite_prefix):])
         os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
         database.chmod(0o600)
+        use_write_ahead_log(database)
     subprocess.run([sys.executable, "-m", "gw_ops.airflow.setup_db"], env=_child_env(settings, airflow=False),
                    check=True, cwd=REPO_ROOT, umask=STACK_UMASK,
                    stdout=open(log_dir(settings) / "airflow-setup.log", "ab"), stderr=subprocess.STDOUT)
+
+
+def use_write_ahead_log(database: Path) -> str:
+    """Put a SQLite database in write-ahead-log mode (kept in the file); returns the mode.
+
+    In SQLite's default rollback-journal mode a writer cannot commit while any other
+    connection reads, so the scheduler, triggerer, API server and DAG processor of the
+    local stack queued behind one another: in a loaded full test run every one of them
+    waited the whole busy timeout (60 s) at the same moment and the triggerer died of
+    "database is locked".  With the write-ahead log readers never block the writer nor
+    the writer the readers; writers still take turns (the busy timeout covers that).
+    """
+    import sqlite3
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        return connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
 
 
 def running_components(settings: Settings) -> list[Component]:
