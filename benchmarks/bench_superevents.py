@@ -118,6 +118,23 @@ def percentile(values, q):
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def print_handled(count: int, actions: dict[str, int], durations: list[float]) -> None:
+    """Print how many messages were handled, by outcome, and the handler calls' latency
+    (``durations`` in s; printed in ms)."""
+    print(f"messages handled: {count} "
+          f"({', '.join(f'{k}={v}' for k, v in sorted(actions.items()))})")
+    print(f"handler call latency: median {1e3 * statistics.median(durations):.1f} ms, "
+          f"p95 {1e3 * percentile(durations, 0.95):.1f} ms, max {1e3 * max(durations):.1f} ms")
+
+
+def print_verdict(client, expected, n_superevents: int, load: str) -> bool:
+    """Print the load average and the check's verdict; returns whether the check passed."""
+    print(f"load average at the end: {load}")
+    ok = check(client, expected, n_superevents)
+    print("RESULT:", "OK" if ok else "FAILED")
+    return ok
+
+
 def load_average() -> str:
     """The host's 1, 5 and 15 min load averages (``/proc/loadavg``)."""
     try:
@@ -340,20 +357,14 @@ def run_concurrent(args, settings, redis, client, groups) -> bool:
     busy = sum(durations)
     print(f"lane busy in handler calls: {busy:.2f} s -> {len(durations) / busy:.1f} messages/s "
           f"while busy (arrivals: {args.rate:.0f}/s)")
-    print(f"messages handled: {len(caught_up)} "
-          f"({', '.join(f'{k}={v}' for k, v in sorted(actions.items()))})")
-    print(f"handler call latency: median {1e3 * statistics.median(durations):.1f} ms, "
-          f"p95 {1e3 * percentile(durations, 0.95):.1f} ms, max {1e3 * max(durations):.1f} ms")
+    print_handled(len(caught_up), actions, durations)
     print(f"message published -> handled: median {1e3 * statistics.median(waits):.0f} ms, "
           f"p95 {1e3 * percentile(waits, 0.95):.0f} ms, max {1e3 * max(waits):.0f} ms")
     print(f"GraceDB calls per message: {calls / len(caught_up):.2f} (HTTP requests of the "
           f"lane's client)")
     print(f"lag: last handler return {last - last_upload:.2f} s after the last upload "
           f"(upload window {last_upload - start:.2f} s)")
-    print(f"load average at the end: {load}")
-    ok = check(client, expected, args.superevents)
-    print("RESULT:", "OK" if ok else "FAILED")
-    return ok
+    return print_verdict(client, expected, args.superevents, load)
 
 
 def run_backlog(args, settings, redis, client, groups) -> bool:
@@ -388,19 +399,13 @@ def run_backlog(args, settings, redis, client, groups) -> bool:
 
     drain = done - drain_start
     actions = [outcome.action for outcome in outcomes]
-    counts = ", ".join(f"{action}={actions.count(action)}" for action in sorted(set(actions)))
-    print(f"messages handled: {len(messages)} ({counts})")
+    print_handled(len(messages), {action: actions.count(action) for action in set(actions)},
+                  handle_latency)
     print(f"lane drain: {drain:.2f} s -> {n_events / drain:.1f} events/s through the lane")
-    print(f"handle() latency: median {1e3 * statistics.median(handle_latency):.1f} ms, "
-          f"p95 {1e3 * percentile(handle_latency, 0.95):.1f} ms, "
-          f"max {1e3 * max(handle_latency):.1f} ms")
     print(f"GraceDB calls per message: {counting.calls / len(messages):.2f} (client method calls)")
     print(f"time from last upload until all {n_events} events grouped with final "
           f"preferred events: {done - last_upload:.2f} s (backlog: uploads first)")
-    print(f"load average at the end: {load}")
-    ok = check(client, expected, args.superevents)
-    print("RESULT:", "OK" if ok else "FAILED")
-    return ok
+    return print_verdict(client, expected, args.superevents, load)
 
 
 def main(argv=None) -> int:
