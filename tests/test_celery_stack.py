@@ -222,7 +222,9 @@ def test_worker_killed_in_a_superevent_task_retries_it_and_alerts_once(celery_st
         # answers); from now on the handler's GraceDB calls wait
         _signal_group(gracedb_pgid, signal.SIGSTOP)
         _signal_group(worker_pgid, signal.SIGCONT)
-        wait_for(drain_holds_the_event, timeout=120, interval=0.05,
+        # generous: with both cores busy (stress-ng) the lane's task started 80 s after the
+        # upload (ring, scheduler, Celery, task process)
+        wait_for(drain_holds_the_event, timeout=300, interval=0.05,
                  what="the superevent lane's drain holding the event's message")
         killed_run_id, killed_try = wait_for(running_lane_try, timeout=60, interval=0.2,
                                              what="the superevent lane's task running")
