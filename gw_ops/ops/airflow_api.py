@@ -103,10 +103,31 @@ class AirflowApi:
                 return False
             raise
 
+    #: Waits (s) before the tries of a run with a named ``run_id`` that the server failed (5xx).
+    TRIGGER_SERVER_ERROR_WAITS_S = (0.5, 2.0)
+
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None, run_id: str | None = None) -> dict:
-        """Create a DAG run (``logical_date`` null); a duplicate ``run_id`` raises ApiException 409."""
+        """Create a DAG run (``logical_date`` null); a duplicate ``run_id`` raises ApiException 409.
+
+        A named ``run_id`` is tried again after a server error: on the SQLite metadata
+        database Airflow's API server can deadlock two run creations until the busy timeout
+        fails one (500).  When the failed try did create the run, the next one answers 409
+        and the run is returned.  Without a ``run_id`` nothing is tried again (a second try
+        could make a second run).
+        """
         body = airflow_client.TriggerDAGRunPostBody(logical_date=None, conf=conf or {}, dag_run_id=run_id)
-        return plain(self.call(self.dag_runs.trigger_dag_run, dag_id, body))
+        waits = list(self.TRIGGER_SERVER_ERROR_WAITS_S) if run_id else []
+        server_failed = False
+        while True:
+            try:
+                return plain(self.call(self.dag_runs.trigger_dag_run, dag_id, body))
+            except ApiException as exc:
+                if exc.status == 409 and server_failed:
+                    return self.run(dag_id, run_id)
+                if not (exc.status and exc.status >= 500 and waits):
+                    raise
+                server_failed = True
+                time.sleep(waits.pop(0))
 
     def run(self, dag_id: str, run_id: str) -> dict:
         """One DAG run as plain data."""
