@@ -92,3 +92,17 @@ def test_presets_choose_the_fast_setting_only_where_the_figures_allow():
     overridden = bayestar.settings_kwargs(get_settings(
         env={"GW_OPS_PRESET": "local", "GW_OPS_BAYESTAR_FAST": "0"}))
     assert overridden["fast"] is False
+
+
+def test_the_localization_modules_can_be_imported_before_the_localization_thread_starts():
+    """What the openmp lane imports in its own thread before BAYESTAR's thread starts, so
+    the two never import astropy for the first time at once (seen: a fresh Celery worker's
+    first localization failed with a half-initialised ``astropy.units``)."""
+    import subprocess
+    import sys
+    probe = ("import sys; from gw_ops.science.bayestar import import_localization_modules; "
+             "assert 'astropy.units' not in sys.modules; import_localization_modules(); "
+             "print(all(m in sys.modules for m in ('astropy.units', 'ligo.skymap.bayestar', "
+             "'ligo.skymap.io.fits', 'astropy.io.fits')))")
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert shown.stdout.strip() == "True", shown.stderr[-2000:]

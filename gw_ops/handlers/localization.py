@@ -140,7 +140,10 @@ def handle_cbc_event(message: Mapping[str, Any], *, settings: Settings | None = 
             localization = None
             if SKYMAP_FILENAME not in files:
                 if "localize" not in products:
-                    from gw_ops.science.bayestar import localize, settings_kwargs
+                    from gw_ops.science.bayestar import import_localization_modules, localize, settings_kwargs
+                    # before the thread starts: it and this thread must not both import
+                    # astropy for the first time (a fresh Celery worker's first event)
+                    import_localization_modules()
                     options = settings_kwargs(settings)
 
                     def localize_with_settings(coinc, psd, omp_threads):

@@ -216,6 +216,21 @@ def event_at_sample_rate(event, sample_rate_hz: float, waveform: str = DEFAULT_W
     return _decimated_event(zero_noise_event(event, waveform, f_low), sample_rate_hz)
 
 
+def import_localization_modules() -> None:
+    """Import what :func:`localize` imports (ligo.skymap's BAYESTAR and FITS I/O, astropy).
+
+    For a caller that runs :func:`localize` in a thread of its own while its own thread
+    goes on importing (the classifications import astropy too): two threads importing
+    astropy for the first time at once left ``astropy.units`` partly initialised
+    (``KeyError: 'astropy.units.format.latex'``) in a fresh Celery worker.  Imported here
+    first, in the caller's thread, nothing is left for the two to race over.
+    """
+    import astropy.io.fits  # noqa: F401
+    import ligo.skymap.bayestar  # noqa: F401
+    import ligo.skymap.io.events  # noqa: F401
+    import ligo.skymap.io.fits  # noqa: F401
+
+
 def localize(coinc_xml: bytes, psd_xml_gz: bytes, *, omp_threads: int = 0,
              waveform: str | None = None, f_low: float | None = None, fast: bool = False,
              fast_sample_rate_hz: float = DEFAULT_FAST_SAMPLE_RATE_HZ,
