@@ -1,10 +1,9 @@
 """Driver arguments of the local stack's SQLite metadata database, for Airflow's
 ``[database] sql_alchemy_connect_args`` (and ``_async``), which name a dict by import path.
 
-Only the busy timeout: how long a statement waits for another process's write lock
-before it fails with "database is locked".  The driver's 5 s default was too short on a
-busy 2-core machine: the scheduler and the triggerer both died of it in one test run,
-taking every listener with them.  The value is the setting
+Only the busy timeout: how long a statement waits for another connection's write lock
+before it fails with "database is locked" (why it stays at 5 s: the setting's
+documentation).  The value is the setting
 ``airflow_sqlite_busy_timeout_s``, which the stack passes to its Airflow processes as
 ``GW_OPS_AIRFLOW_SQLITE_BUSY_TIMEOUT_S``; it is read from the environment here, without
 :func:`gw_ops.config.get_settings`, because Airflow imports this module while it is

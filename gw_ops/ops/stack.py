@@ -444,10 +444,12 @@ def use_write_ahead_log(database: Path) -> str:
 
     In SQLite's default rollback-journal mode a writer cannot commit while any other
     connection reads, so the scheduler, triggerer, API server and DAG processor of the
-    local stack queued behind one another: in a loaded full test run every one of them
-    waited the whole busy timeout (60 s) at the same moment and the triggerer died of
-    "database is locked".  With the write-ahead log readers never block the writer nor
-    the writer the readers; writers still take turns (the busy timeout covers that).
+    local stack queue behind each other's reads.  With the write-ahead log readers never
+    block the writer nor the writer the readers; writers still take turns (the busy
+    timeout covers that).  Added after "database is locked" killed the scheduler and the
+    triggerer in a loaded test run; it does not remove the API server's deadlock of two
+    concurrent run creations (see the setting ``airflow_sqlite_busy_timeout_s``), which
+    the same runs also met.
     """
     import sqlite3
     with contextlib.closing(sqlite3.connect(database)) as connection:

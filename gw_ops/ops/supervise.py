@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -57,8 +56,7 @@ def _note_restart(record_path: Path | None, exit_status: int) -> None:
     partial.replace(record_path)
 
 
-def supervise(name: str, command: list[str], record_path: Path | None = None,
-              sleep=time.sleep) -> int:
+def supervise(name: str, command: list[str], record_path: Path | None = None) -> int:
     """Run ``command`` until it stops on purpose or this process is told to stop.
 
     Returns
@@ -88,7 +86,8 @@ def supervise(name: str, command: list[str], record_path: Path | None = None,
         _note_restart(record_path, status)
         deadline = time.monotonic() + wait_s
         while not stopping and time.monotonic() < deadline:
-            sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+            # in slices: a signal handler's flag ends the wait within 0.2 s
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
         if stopping:
             return 0
         wait_s = min(2 * wait_s, MAX_WAIT_S)
@@ -103,7 +102,6 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no command to supervise")
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     return supervise(args.name, command, args.record)
 
 
