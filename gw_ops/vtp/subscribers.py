@@ -14,7 +14,10 @@ What is kept
 ------------
 ``P broker:subscriber:cursor``
     Hash identity -> id of the newest outgoing-stream entry that this subscriber answered
-    (``ack`` or ``nak``), every older one answered too (cursors move in stream order).
+    (``ack`` or ``nak``), every older one answered too (cursors move in stream order); for
+    one that has answered nothing yet, the entry its delivery started after.  So a
+    subscriber whose answers were all lost (a link reset drops answers the broker had not
+    read yet) still resumes where it started, not "from now" as a new one.
 ``P broker:subscriber:seen``
     Hash identity -> Unix time (s) of its last contact (an answer, a connection, a
     disconnection).  Identities silent for longer than ``broker_replay_window_s`` are
@@ -88,7 +91,11 @@ class SubscriberCursors:
             floor = _text(newest[-1][0])
             if entry_order(position) < entry_order(floor):
                 position, how = floor, how + f", cut to the newest {len(newest) - 1} entries"
-        await self.client.hset(self.seen_key, identity, repr(now))
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(self.seen_key, identity, repr(now))
+            # what it starts after counts as answered: everything after it is owed to it
+            pipe.hset(self.cursor_key, identity, position)
+            await pipe.execute()
         return position, how
 
     async def settled(self, identity: str, entry_id: str) -> None:
